@@ -1,0 +1,28 @@
+"""hierx_nb: hierarchy-preserving PyTorch -> ONNX export.
+
+    import hierx_nb
+    result = hierx_nb.export(model, args=(x,), output="model.onnx")
+    result.nodes      # one row per ONNX node with the nn.Module it came from
+
+In Jupyter: ``%load_ext hierx_nb`` then ``%hierexport model (x,)``.
+"""
+from .errors import Attempt, ExportError, InputError
+from .exporter import export
+from .loading import load
+from .result import ExportResult
+from .version import __version__
+
+__all__ = ["export", "load", "ExportResult", "ExportError", "InputError", "Attempt", "__version__",
+           "load_ipython_extension", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython):
+    from .notebook.magic import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython):
+    from .notebook.magic import unload_ipython_extension as _unload
+
+    _unload(ipython)

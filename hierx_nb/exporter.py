@@ -1,0 +1,177 @@
+"""``export``: run the strategies, tag the winner's ONNX model, build the tables, write the files."""
+from __future__ import annotations
+
+import time
+from os import PathLike
+from pathlib import Path
+from typing import Callable, Iterable
+
+import onnx_ir as ir
+import torch
+
+from . import sidecar
+from .attribution import complete
+from .errors import Attempt, ExportError, InputError, first_line
+from .files import check_output, publish, staging
+from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree
+from .inputs import named_tensor_inputs, normalize, tensor_leaves
+from .result import ExportResult
+from .strategies import ORDER, STRATEGIES
+from .strategies.base import ExportContext, StrategyFailed, StrategyOutput
+from .tables import coverage_frame, modules_frame, nodes_frame
+from .tagging import apply_tags
+from .version import __version__
+
+EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf's 2 GiB limit: above it weights go to a .data file
+
+# Strategies that failed for a model class in this process: auto skips them for the next instance.
+_FAILED_FOR_CLASS: dict[tuple[str, str], str] = {}
+
+
+def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: str | PathLike | None = "model.onnx",
+           strategy: str = "auto", *, structure_only: bool = False, opset: int | None = None,
+           torch_nn_filter: bool = False, torch_nn_exceptions: Iterable[str] = DEFAULT_TORCH_NN_EXCEPTIONS,
+           external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+           progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export ``model`` to ONNX with every node tagged by the module that produced it.
+
+    ``strategy``: ``"auto"`` (dynamo, then htp, then fx), ``"dynamo"``, ``"htp"`` or ``"fx"``.
+    ``output``: the ``.onnx`` path (a ``.hierx.json`` sidecar is written beside it), or None to keep
+    everything in memory. ``structure_only``: the model is (or is moved to) the ``meta`` device and
+    the file holds the graph and tags without weights — for analysis only, it cannot run.
+    ``torch_nn_filter`` folds torch.nn leaves (other than ``torch_nn_exceptions``) into their
+    parent in the readable ``hierx.tag``; ``hierx.module`` is always exact.
+
+    Raises ``InputError`` for bad input (before any work) and ``ExportError`` carrying every
+    strategy's reason when none can export the model. A failed export leaves existing files untouched.
+    """
+    started = time.perf_counter()
+    say = progress or (lambda step: None)
+    names = ORDER if strategy == "auto" else (strategy,)
+    if strategy != "auto" and strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {strategy!r}: choose one of auto, {', '.join(ORDER)}")
+    out_path = check_output(output) if output is not None else None
+    args, kwargs = normalize(model, args, kwargs)
+    if structure_only:
+        model, args, kwargs = _to_meta(model, args, kwargs)
+
+    was_training = model.training
+    model.eval()
+    try:
+        say("running the model once to record which modules execute")
+        executed, reference = _observe(model, args, kwargs)
+        tree = ModuleTree(model)
+        ctx = ExportContext(model=model, args=args, kwargs=kwargs, tree=tree, structure_only=structure_only,
+                            opset=opset, progress=say)
+        output_, used, attempts = _run_strategies(ctx, names, auto=strategy == "auto")
+    finally:
+        model.train(was_training)
+
+    say("tagging ONNX nodes")
+    attrs = complete(output_.model, output_.attributions, tree)
+    exceptions = frozenset(torch_nn_exceptions) if torch_nn_filter else None
+    rows = apply_tags(output_.model, attrs, tree, strategy=used, version=__version__,
+                      structure_only=structure_only, torch_nn_exceptions=exceptions)
+    nodes = nodes_frame(rows)
+    infos = [{"module": i.name, "module_class": i.cls, "parent": i.parent, "depth": i.depth, "params": i.params,
+              "executed": (i.name in executed) if executed is not None else None} for i in tree.infos.values()]
+    modules = modules_frame(infos, nodes)
+    coverage, coverage_pct = coverage_frame(nodes)
+
+    result = ExportResult(model_class=type(model).__name__, strategy=used, attempts=attempts, nodes=nodes,
+                          modules=modules, coverage=coverage, coverage_pct=coverage_pct, seconds=0.0,
+                          structure_only=structure_only, onnx_model=output_.model)
+    if not structure_only:
+        from .validation import make_validator
+
+        result.validate_fn = make_validator(named_tensor_inputs(model, args, kwargs), reference)
+    if out_path is not None:
+        say(f"writing {out_path.name} and its sidecar")
+        extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
+        result.seconds = time.perf_counter() - started
+        _write(result, out_path, extra, external_data_threshold)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run_strategies(ctx: ExportContext, names, auto: bool) -> tuple[StrategyOutput, str, list[Attempt]]:
+    attempts: list[Attempt] = []
+    cls = f"{type(ctx.model).__module__}.{type(ctx.model).__qualname__}"
+    for name in names:
+        known = _FAILED_FOR_CLASS.get((cls, name)) if auto else None
+        if known is not None:
+            attempts.append(Attempt(name, False, f"skipped: it failed on an earlier {type(ctx.model).__name__} "
+                                                  f"in this process ({known})", 0.0, skipped=True))
+            continue
+        t0 = time.perf_counter()
+        try:
+            out = STRATEGIES[name](ctx)
+        except StrategyFailed as e:
+            reason = str(e)
+        except Exception as e:  # a strategy bug must not hide the others' chance
+            reason = f"unexpected {type(e).__name__}: {first_line(str(e))}"
+        else:
+            attempts.append(Attempt(name, True, "", time.perf_counter() - t0))
+            return out, name, attempts
+        attempts.append(Attempt(name, False, reason, time.perf_counter() - t0))
+        if auto:
+            _FAILED_FOR_CLASS[(cls, name)] = first_line(reason, 160)
+    raise ExportError(f"no strategy could export {type(ctx.model).__name__}", attempts)
+
+
+def _observe(model, args, kwargs) -> tuple[set[str] | None, list[torch.Tensor]]:
+    """Run the model once with hooks: the modules that executed, and the reference outputs."""
+    names = {id(m): n for n, m in model.named_modules()}
+    executed: set[str] = set()
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: executed.add(names[id(mod)])) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            outputs = model(*args, **kwargs)
+    except Exception as e:
+        raise InputError(f"{type(model).__name__} does not run on the given inputs: "
+                         f"{first_line(f'{type(e).__name__}: {e}')}") from None
+    finally:
+        for h in hooks:
+            h.remove()
+    return executed, tensor_leaves(outputs)
+
+
+def _to_meta(model, args, kwargs):
+    """The model and inputs on the ``meta`` device (weights dropped, never materialized)."""
+    def meta(x):
+        return x.to("meta") if isinstance(x, torch.Tensor) else x
+
+    if any(p.device.type != "meta" for p in model.parameters()):
+        model = model.to("meta")
+    return model, tuple(meta(a) for a in args), {k: meta(v) for k, v in kwargs.items()}
+
+
+def _write(result: ExportResult, out_path: Path, module_extra: dict, external_data_threshold: int) -> None:
+    model = result.onnx_model
+    side_path = sidecar.sidecar_path_for(out_path)
+    data_name = out_path.name + ".data"
+    weights = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+    with staging(out_path.parent) as tmp:
+        staged = [(tmp / out_path.name, out_path)]
+        if result.structure_only:
+            saved = dict(model.graph.initializers)
+            model.graph.initializers.clear()
+            try:
+                ir.save(model, staged[0][0])
+            finally:
+                model.graph.initializers.update(saved)
+        elif weights > external_data_threshold:
+            ir.save(model, staged[0][0], external_data=data_name)
+            staged.append((tmp / data_name, out_path.with_name(data_name)))
+        else:
+            ir.save(model, staged[0][0])
+        doc = sidecar.build(
+            onnx_file=out_path.name, model_class=result.model_class, strategy=result.strategy,
+            structure_only=result.structure_only, seconds=result.seconds, version=__version__,
+            attempts=[a.as_dict() for a in result.attempts], coverage=result.coverage,
+            coverage_pct=result.coverage_pct, modules=result.modules, module_extra=module_extra, nodes=result.nodes)
+        sidecar.write(doc, tmp / side_path.name)
+        staged.append((tmp / side_path.name, side_path))
+        publish(staged)
+    result.onnx_path = out_path
+    result.sidecar_path = side_path

@@ -1,0 +1,194 @@
+"""The module tree of a model: qualified names, classes, parameters and readable class-path tags.
+
+Tag format (documented in the README): ``/Root/Child/...`` where each segment is a module's class
+name, then
+  * ``.KEY`` when the module is an item of a torch.nn container (``ModuleList``, ``Sequential``,
+    ``ModuleDict``) — the container itself is elided, so ``encoder.layer.0`` becomes ``BertLayer.0``;
+  * ``:ATTR`` when the module is a torch.nn module or has a sibling of the same class, so siblings
+    stay distinguishable (``Linear:query``, ``Linear:key``).
+A container is kept as ``ModuleList:name`` when eliding it would make two tags equal.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+CONTAINERS = (torch.nn.ModuleList, torch.nn.Sequential, torch.nn.ModuleDict)
+
+# torch.nn leaves kept in filtered tags: they carry the model's structure (the seed's exception list).
+DEFAULT_TORCH_NN_EXCEPTIONS = frozenset({
+    "Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+    "Embedding", "EmbeddingBag", "LayerNorm", "GroupNorm", "RMSNorm", "BatchNorm1d", "BatchNorm2d",
+    "BatchNorm3d", "LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer",
+    "TransformerDecoderLayer",
+})
+
+
+@dataclass
+class ModuleInfo:
+    name: str            # qualified name, "" for the root
+    cls: str             # class name
+    class_path: str      # module.qualname of the class
+    parent: str | None
+    depth: int
+    params: int          # parameters owned by this module's subtree (each counted once)
+    torch_nn: bool       # the class is defined in torch.nn
+    container: bool
+    signature: str
+    children: list[str] = field(default_factory=list)
+
+
+def is_torch_nn(module: torch.nn.Module) -> bool:
+    return type(module).__module__.startswith("torch.nn.")
+
+
+def forward_signature(module: torch.nn.Module) -> str:
+    try:
+        return str(inspect.signature(module.forward))
+    except (TypeError, ValueError):
+        return ""
+
+
+class ModuleTree:
+    """Every module of a model by qualified name (as ``named_modules()`` gives it), with tags."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.infos: dict[str, ModuleInfo] = {}
+        self._alias: dict[str, str] = {}
+        by_id: dict[int, str] = {}
+        for name, module in model.named_modules(remove_duplicate=False):
+            canonical = by_id.setdefault(id(module), name)
+            if canonical != name:
+                self._alias[name] = canonical
+                continue
+            parent = name.rpartition(".")[0] if name else None
+            if parent is not None:
+                parent = self._alias.get(parent, parent)
+            self.infos[name] = ModuleInfo(
+                name=name, cls=type(module).__name__,
+                class_path=f"{type(module).__module__}.{type(module).__qualname__}",
+                parent=parent, depth=self.infos[parent].depth + 1 if parent is not None else 0,
+                params=0, torch_nn=is_torch_nn(module), container=isinstance(module, CONTAINERS),
+                signature=forward_signature(module))
+            if parent in self.infos:
+                self.infos[parent].children.append(name)
+        self._count_params(model)
+        self.tags = self._build_tags()
+
+    # -- names --------------------------------------------------------------------------------
+    def canonical(self, name: str) -> str | None:
+        """The qualified name ``name`` refers to (aliases resolved), or None if it is no module."""
+        if name in self.infos:
+            return name
+        return self._alias.get(name)
+
+    def resolve(self, path: str) -> tuple[str, bool]:
+        """The deepest known module on ``path`` (dotted); True when the whole path was a module.
+
+        Tolerates call-count suffixes that exporters add to reused modules (``act_1``, ``act@1``).
+        """
+        known = self.canonical(path)
+        if known is not None:
+            return known, True
+        current = ""
+        exact = True
+        for part in _split_path(path):
+            candidate = f"{current}.{part}" if current else part
+            hit = self.canonical(candidate)
+            if hit is None:
+                base = re.sub(r"(@\d+|_\d+)$", "", part)
+                hit = self.canonical(f"{current}.{base}" if current else base) if base != part else None
+            if hit is None:
+                exact = False
+                break
+            current = hit
+        return current, exact
+
+    def ancestors(self, name: str) -> list[str]:
+        """``name`` and its ancestors up to the root, innermost first."""
+        out = []
+        cur: str | None = name
+        while cur is not None:
+            out.append(cur)
+            cur = self.infos[cur].parent if cur in self.infos else None
+        return out
+
+    def common_ancestor(self, names) -> str:
+        names = list(names)
+        if not names:
+            return ""
+        common = self.ancestors(names[0])
+        for n in names[1:]:
+            mine = set(self.ancestors(n))
+            common = [a for a in common if a in mine]
+        return common[0] if common else ""
+
+    # -- tags ---------------------------------------------------------------------------------
+    def _count_params(self, model: torch.nn.Module) -> None:
+        seen: set[int] = set()
+        for name, module in model.named_modules():
+            own = 0
+            for p in module.parameters(recurse=False):
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    own += p.numel()
+            if own:
+                for anc in self.ancestors(self.canonical(name) or name):
+                    if anc in self.infos:
+                        self.infos[anc].params += own
+
+    def _segment(self, info: ModuleInfo, keep_containers: bool) -> tuple[str, bool]:
+        """This module's tag segment and whether it is shown (elided containers are not)."""
+        if not info.name:
+            return info.cls, True
+        parent = self.infos[info.parent]
+        attr = info.name.rpartition(".")[2]
+        if info.container and not keep_containers:
+            return "", False
+        if parent.container and not keep_containers and parent.name:
+            return f"{info.cls}.{attr}", True
+        siblings = [self.infos[c].cls for c in parent.children if c != info.name]
+        if info.torch_nn or info.cls in siblings:
+            return f"{info.cls}:{attr}", True
+        return info.cls, True
+
+    def _build_tags(self) -> dict[str, str]:
+        tags: dict[str, str] = {}
+        for name, info in self.infos.items():  # named_modules order: parents before children
+            seg, shown = self._segment(info, keep_containers=False)
+            base = tags.get(info.parent, "") if info.parent is not None else ""
+            tags[name] = f"{base}/{seg}" if shown else base
+        # Where eliding containers made two different modules' tags equal, spell those out in full.
+        seen: dict[str, str] = {}
+        clashes = set()
+        for name, tag in tags.items():
+            other = seen.setdefault(tag, name)
+            if other != name and not self._is_elided_chain(other, name):
+                clashes.update({other, name})
+        for name in clashes:
+            parts = []
+            for anc in reversed(self.ancestors(name)):
+                seg, _ = self._segment(self.infos[anc], keep_containers=True)
+                parts.append(seg if anc else self.infos[anc].cls)
+            tags[name] = "/" + "/".join(parts)
+        return tags
+
+    def _is_elided_chain(self, a: str, b: str) -> bool:
+        """An elided container shares its parent's tag; that is not a clash."""
+        return self.infos[a].container or self.infos[b].container
+
+    def filtered_tag(self, name: str, exceptions: frozenset[str] | None) -> str:
+        """The tag with torch.nn leaves not in ``exceptions`` folded into their parent."""
+        if exceptions is None:
+            return self.tags[name]
+        cur = name
+        while cur and self.infos[cur].torch_nn and not self.infos[cur].children and self.infos[cur].cls not in exceptions:
+            cur = self.infos[cur].parent or ""
+        return self.tags[cur]
+
+
+def _split_path(path: str) -> list[str]:
+    return [p for p in path.split(".") if p]

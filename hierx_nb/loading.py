@@ -1,0 +1,101 @@
+"""``load``: read a tagged ONNX file (and its sidecar, if present) back into an ExportResult."""
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+
+import onnx
+import pandas as pd
+
+from . import sidecar
+from .errors import Attempt, ExportError
+from .result import ExportResult
+from .tables import coverage_frame, modules_frame, nodes_frame
+from .tagging import CONFIDENCE_KEY, MODULE_KEY, SOURCE_KEY, STRATEGY_KEY, STRUCTURE_ONLY_KEY, TAG_KEY
+
+
+def load(path: str | PathLike) -> ExportResult:
+    """The tables of a file written by ``hierx_nb.export``. ``ExportError`` if it is missing or not ONNX.
+
+    Node rows come from the file's own tags; the module tree (with modules that produced no node,
+    parameters and classes) from the sidecar when one is beside it, else from the tags.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"no such file: {str(path)!r}")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise ExportError(f"{str(path)!r} is not a readable ONNX file ({type(e).__name__}): "
+                          "give the .onnx file written by hierx export") from None
+    if not proto.graph.node and not proto.graph.input:
+        raise ExportError(f"{str(path)!r} is not a readable ONNX file (no graph): give the .onnx file written by hierx export")
+    rows = []
+    classes: dict[str, str] = {}
+    for node in _walk(proto.graph, proto.functions):
+        meta = {p.key: p.value for p in node.metadata_props}
+        module = meta.get(MODULE_KEY)
+        tag = meta.get(TAG_KEY, node.doc_string or None)
+        cls = tag.rsplit("/", 1)[-1].split(":")[0].split(".")[0] if tag else None
+        if module is not None and cls:
+            classes.setdefault(module, cls)
+        conf = meta.get(CONFIDENCE_KEY)
+        rows.append((node.name, node.op_type, module, cls, tag, float(conf) if conf else 0.0, meta.get(SOURCE_KEY, "")))
+    if rows and all(r[2] is None for r in rows):
+        raise ExportError(f"{str(path)!r} has no hierx tags: export it with hierx_nb first")
+    nodes = nodes_frame(rows)
+    model_meta = {p.key: p.value for p in proto.metadata_props}
+    side_path = sidecar.sidecar_path_for(path)
+    side = None
+    if side_path.is_file():
+        try:
+            side = sidecar.read(side_path)
+        except (ValueError, OSError) as e:
+            raise ExportError(f"sidecar {str(side_path)!r} is unreadable: {e}") from None
+    if side is not None:
+        m = side["modules"]
+        infos = [{"module": m["module"][i], "module_class": m["module_class"][i], "parent": m["parent"][i],
+                  "depth": m["depth"][i], "params": m["params"][i], "executed": m["executed"][i]}
+                 for i in range(len(m["module"]))]
+        cls_of = dict(zip(m["module"], m["module_class"]))
+        nodes["module_class"] = nodes["module"].map(cls_of).astype("category")
+        attempts = [Attempt(**a) for a in side.get("attempts", [])]
+        model_class, seconds = side["model_class"], float(side.get("seconds", 0.0))
+    else:
+        infos = _infos_from_tags(nodes, classes)
+        attempts, seconds = [], 0.0
+        model_class = classes.get("", "model")
+    modules = modules_frame(infos, nodes)
+    coverage, pct = coverage_frame(nodes)
+    return ExportResult(model_class=model_class, strategy=model_meta.get(STRATEGY_KEY, "unknown"), attempts=attempts,
+                        nodes=nodes, modules=modules, coverage=coverage, coverage_pct=pct, seconds=seconds,
+                        onnx_path=path, sidecar_path=side_path if side is not None else None,
+                        structure_only=model_meta.get(STRUCTURE_ONLY_KEY) == "true")
+
+
+def _walk(graph, functions):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _walk(attr.g, [])
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from _walk(g, [])
+    for f in functions:
+        yield from _walk(f, [])
+
+
+def _infos_from_tags(nodes: pd.DataFrame, classes: dict[str, str]) -> list[dict]:
+    """The module tree implied by the modules named in the tags (and their ancestors)."""
+    names = {""}
+    for module in nodes["module"].dropna().unique():
+        parts = module.split(".") if module else []
+        for i in range(len(parts) + 1):
+            names.add(".".join(parts[:i]))
+    infos = []
+    for name in sorted(names, key=lambda n: (n.count(".") if n else -1, n)):
+        infos.append({"module": name, "module_class": classes.get(name, ""),
+                      "parent": None if name == "" else name.rpartition(".")[0], "depth": 0 if not name else name.count(".") + 1,
+                      "params": 0, "executed": None})
+    return infos

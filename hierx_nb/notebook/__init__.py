@@ -1,0 +1,1 @@
+"""The notebook layer of hierx_nb: the anywidget explorer (``widget.HierxExplorer``)."""

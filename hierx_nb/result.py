@@ -1,0 +1,140 @@
+"""ExportResult: the tagged ONNX model, its mapping tables and the attempts that made it."""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import Attempt, ExportError
+
+NODE_COLUMNS = ["node", "op_type", "module", "module_class", "tag", "confidence", "source"]
+MODULE_COLUMNS = ["module", "module_class", "parent", "depth", "own_nodes", "total_nodes", "params", "executed"]
+COVERAGE_COLUMNS = ["op_type", "nodes", "tagged", "pct"]
+
+
+def in_subtree(modules: pd.Series, module: str) -> pd.Series:
+    """Boolean mask: which qualified names lie in ``module``'s subtree ("" is the root: everything)."""
+    if module == "":
+        return pd.Series(True, index=modules.index)
+    names = modules.astype(str)
+    return (names == module) | names.str.startswith(module + ".")
+
+
+@dataclass
+class ExportResult:
+    """What ``hierx_nb.export`` or ``hierx_nb.load`` returns.
+
+    ``nodes``: one row per ONNX node (``NODE_COLUMNS``); ``modules``: one row per module of the
+    model, executed or not (``MODULE_COLUMNS``); ``coverage``: one row per ONNX op type
+    (``COVERAGE_COLUMNS``), ``coverage_pct`` the overall figure.
+    """
+
+    model_class: str
+    strategy: str
+    attempts: list[Attempt]
+    nodes: pd.DataFrame
+    modules: pd.DataFrame
+    coverage: pd.DataFrame
+    coverage_pct: float
+    seconds: float
+    onnx_path: Path | None = None
+    sidecar_path: Path | None = None
+    structure_only: bool = False
+    onnx_model: Any = None  # onnx_ir.Model, tagged; None for a result loaded without its graph
+    validate_fn: Any = field(default=None, repr=False)  # set by export(): runs ORT against torch
+    _widget: Any = field(default=None, repr=False)
+
+    # -- tables -------------------------------------------------------------------------------
+    def mapping(self, module: str = "") -> pd.DataFrame:
+        """The nodes of ``module``'s subtree (``""`` is the whole model)."""
+        if module and module not in set(self.modules["module"].astype(str)):
+            raise KeyError(f"no module named {module!r} in this model")
+        return self.nodes[in_subtree(self.nodes["module"], module)].reset_index(drop=True)
+
+    @property
+    def selection(self) -> pd.DataFrame:
+        """The nodes of the module selected in the widget (the whole model if none)."""
+        selected = self._widget.selected if self._widget is not None else ""
+        return self.mapping(selected)
+
+    # -- validation ---------------------------------------------------------------------------
+    def validate(self, atol: float = 1e-4, rtol: float = 1e-3, raise_on_mismatch: bool = True) -> pd.DataFrame:
+        """Run the ONNX model in ONNX Runtime (CPU) on the export's inputs and compare with PyTorch.
+
+        Returns one row per output: ``output, shape, max_abs_diff, max_rel_diff, ok``. Raises
+        ``ExportError`` on a mismatch when ``raise_on_mismatch``, and always when the model cannot be
+        run (structure-only export, or a result loaded from a file without the PyTorch model).
+        """
+        if self.structure_only:
+            raise ExportError("cannot validate a structure-only export: it has no weights, so ONNX Runtime "
+                              "cannot run it; export with weights (structure_only=False) to validate")
+        if self.validate_fn is None:
+            raise ExportError("cannot validate: this result has no PyTorch model to compare with "
+                              "(it was loaded from a file); use the result of hierx_nb.export(...)")
+        return self.validate_fn(self, atol=atol, rtol=rtol, raise_on_mismatch=raise_on_mismatch)
+
+    # -- display ------------------------------------------------------------------------------
+    @property
+    def widget(self):
+        """The anywidget explorer for this result (needs the ``notebook`` extra)."""
+        if self._widget is None:
+            from .notebook.widget import HierxExplorer  # the notebook layer, only when asked for
+
+            self._widget = HierxExplorer.from_result(self)
+        return self._widget
+
+    def summary(self) -> dict:
+        """The headline figures as a dict."""
+        return {
+            "model_class": self.model_class,
+            "strategy": self.strategy,
+            "nodes": int(len(self.nodes)),
+            "modules": int(len(self.modules)),
+            "coverage_pct": round(self.coverage_pct, 2),
+            "seconds": round(self.seconds, 3),
+            "onnx_path": str(self.onnx_path) if self.onnx_path else None,
+            "sidecar_path": str(self.sidecar_path) if self.sidecar_path else None,
+            "structure_only": self.structure_only,
+            "failed": {a.name: a.reason for a in self.attempts if not a.ok},
+        }
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        where = s["onnx_path"] or "in memory"
+        lines = [f"ExportResult({s['model_class']}: strategy={s['strategy']}, {s['nodes']} nodes, "
+                 f"{s['coverage_pct']:.1f}% tagged, {s['modules']} modules, {s['seconds']:.2f} s, {where})"]
+        for name, reason in s["failed"].items():
+            lines.append(f"  {name} not used: {reason.splitlines()[0] if reason else ''}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """A static summary for front ends without widgets (nbconvert HTML, VS Code without the extension)."""
+        s = self.summary()
+        e = html.escape
+        top = self.modules[self.modules["depth"] == 1].sort_values("total_nodes", ascending=False).head(12)
+        rows = "".join(
+            f"<tr><td>{e(str(r.module))}</td><td>{e(str(r.module_class))}</td><td>{int(r.total_nodes)}</td></tr>"
+            for r in top.itertuples())
+        failed = "".join(f"<li>{e(k)}: {e(v.splitlines()[0] if v else '')}</li>" for k, v in s["failed"].items())
+        return (
+            f"<div class='hierx-summary'><b>{e(s['model_class'])}</b> exported with <b>{e(s['strategy'])}</b>: "
+            f"{s['nodes']} ONNX nodes, {s['coverage_pct']:.1f}% tagged, {s['modules']} modules, "
+            f"{s['seconds']:.2f} s &rarr; {e(s['onnx_path'] or 'in memory')}"
+            + (f"<ul>{failed}</ul>" if failed else "")
+            + f"<table><tr><th>module</th><th>class</th><th>nodes</th></tr>{rows}</table></div>"
+        )
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = {"text/plain": repr(self), "text/html": self._repr_html_()}
+        try:
+            widget_bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
+        except Exception:  # no notebook extra, or no kernel comm: the static summary stands
+            return bundle
+        if isinstance(widget_bundle, tuple):
+            widget_bundle = widget_bundle[0]
+        if widget_bundle:
+            bundle.update(widget_bundle)
+        return bundle

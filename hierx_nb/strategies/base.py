@@ -1,0 +1,40 @@
+"""What every strategy receives and returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import onnx_ir as ir
+import torch
+
+from ..attribution import NodeAttribution
+from ..hierarchy import ModuleTree
+
+
+@dataclass
+class ExportContext:
+    """The inputs of one export, shared by the strategies tried for it."""
+
+    model: torch.nn.Module
+    args: tuple
+    kwargs: dict
+    tree: ModuleTree
+    structure_only: bool = False
+    opset: int | None = None
+    progress: Callable[[str], None] = lambda step: None
+
+
+@dataclass
+class StrategyOutput:
+    """An ONNX model as the exporter made it, and what the strategy knows of each node's module.
+
+    Nodes missing from ``attributions`` (or with ``module=None``) are completed from the graph.
+    """
+
+    model: ir.Model
+    attributions: dict[ir.Node, NodeAttribution]
+    notes: dict = field(default_factory=dict)
+
+
+class StrategyFailed(Exception):
+    """A strategy cannot export this model; the message is the reason shown to the user."""

@@ -1,0 +1,50 @@
+"""``dynamo``: torch.export-based ONNX export; modules read from torch's ``nn_module_stack`` record."""
+from __future__ import annotations
+
+import ast
+
+import torch
+
+from ..attribution import EXACT, INFERRED, NodeAttribution, all_nodes
+from ..errors import first_line
+from ..quiet import quiet
+from .base import ExportContext, StrategyFailed, StrategyOutput
+
+NAME = "dynamo"
+SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+
+
+def run(ctx: ExportContext) -> StrategyOutput:
+    ctx.progress("dynamo: capturing the graph with torch.export and translating it to ONNX")
+    try:
+        with quiet():
+            program = torch.onnx.export(
+                ctx.model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=False, report=False,
+                # Constant folding needs real weights; a structure-only graph is kept as captured.
+                optimize=not ctx.structure_only, opset_version=ctx.opset)
+    except Exception as e:  # torch.export's failure modes are many; the first line says which
+        raise StrategyFailed(f"torch.export could not capture the model: {_reason(e)}") from e
+    model = program.model
+    ctx.progress("dynamo: reading nn_module_stack scopes")
+    attrs = {}
+    parsed: dict[str, list[str]] = {}
+    for node in all_nodes(model):
+        raw = node.metadata_props.get(SCOPES_KEY)
+        if not raw:
+            continue
+        scopes = parsed.get(raw)
+        if scopes is None:
+            scopes = parsed[raw] = ast.literal_eval(raw)
+        # The last scope is the FX node's own name; the one before it the innermost module.
+        record = scopes[-2] if len(scopes) >= 2 else ""
+        module, exact = ctx.tree.resolve(record)
+        attrs[node] = NodeAttribution(module, 1.0 if exact else 0.7, EXACT if exact else INFERRED, record)
+    return StrategyOutput(model, attrs, {"program": program})
+
+
+def _reason(e: Exception) -> str:
+    """The informative line of a torch.export failure (the wrapper's first line is generic)."""
+    cause = e
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    return first_line(f"{type(cause).__name__}: {cause}")

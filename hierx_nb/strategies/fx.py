@@ -1,0 +1,6 @@
+"""placeholder"""
+from .base import StrategyFailed
+
+
+def run(ctx):
+    raise StrategyFailed("not yet")

@@ -1,0 +1,60 @@
+"""``htp`` (trace and project): TorchScript tracing follows the executed path, so data-dependent
+control flow and decompositions torch.export cannot capture still export; the tracer's module
+scopes, kept in node names (``/encoder/layer.0/attention/self/query/MatMul``), are projected onto
+the module tree."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import onnx_ir as ir
+import torch
+
+from ..attribution import EXACT, INFERRED, NodeAttribution, all_nodes
+from ..errors import first_line
+from ..inputs import CallWithInputs
+from ..quiet import quiet
+from .base import ExportContext, StrategyFailed, StrategyOutput
+
+NAME = "htp"
+_WRAPPER_SCOPE = "model"  # CallWithInputs registers the user's model under this name
+
+
+def run(ctx: ExportContext) -> StrategyOutput:
+    if ctx.structure_only:
+        raise StrategyFailed("TorchScript tracing runs the model on real data; a structure-only (meta) model cannot be traced this way")
+    wrapper = CallWithInputs(ctx.model, ctx.args, ctx.kwargs)
+    ctx.progress("htp: tracing the executed path with the TorchScript tracer")
+    with tempfile.TemporaryDirectory(prefix="hierx-htp-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        try:
+            with quiet(), torch.no_grad():
+                torch.onnx.export(wrapper, wrapper.flat_inputs, str(path), dynamo=False,
+                                  input_names=wrapper.input_names, opset_version=ctx.opset or 18,
+                                  do_constant_folding=True)
+        except Exception as e:
+            raise StrategyFailed(f"TorchScript tracing failed: {first_line(f'{type(e).__name__}: {e}')}") from e
+        model = ir.load(path)
+        # Pull external data (models > 2 GiB) into memory before the folder goes away.
+        for value in model.graph.initializers.values():
+            if value.const_value is not None and isinstance(value.const_value, ir.ExternalTensor):
+                value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
+    ctx.progress("htp: projecting tracer scopes onto modules")
+    attrs = {}
+    for node in all_nodes(model):
+        record = scope_of(node.name)
+        if record is None:
+            continue
+        module, exact = ctx.tree.resolve(record)
+        attrs[node] = NodeAttribution(module, 1.0 if exact else 0.7, EXACT if exact else INFERRED, record)
+    return StrategyOutput(model, attrs)
+
+
+def scope_of(node_name: str | None) -> str | None:
+    """The dotted module path in a TorchScript node name, or None for a node without a scope."""
+    if not node_name or not node_name.startswith("/"):
+        return None
+    parts = node_name.split("/")[1:-1]
+    if not parts or parts[0] != _WRAPPER_SCOPE:
+        return None
+    return ".".join(parts[1:])

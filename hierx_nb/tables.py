@@ -1,0 +1,57 @@
+"""The result tables (nodes, modules, coverage) as pandas DataFrames."""
+from __future__ import annotations
+
+import pandas as pd
+
+from .result import COVERAGE_COLUMNS, MODULE_COLUMNS, NODE_COLUMNS
+
+
+def nodes_frame(rows: list[tuple]) -> pd.DataFrame:
+    df = pd.DataFrame.from_records(rows, columns=NODE_COLUMNS)
+    df["confidence"] = df["confidence"].astype("float64")
+    for col in ("op_type", "module_class", "source"):
+        df[col] = df[col].astype("category")
+    return df
+
+
+def modules_frame(infos: list[dict], nodes: pd.DataFrame) -> pd.DataFrame:
+    """``infos``: dicts with module, module_class, parent, depth, params, executed (None: unknown).
+
+    Node counts come from ``nodes``; a module whose execution is unknown counts as executed when
+    its subtree produced nodes.
+    """
+    own = nodes["module"].value_counts() if len(nodes) else pd.Series(dtype="int64")
+    df = pd.DataFrame.from_records(infos, columns=["module", "module_class", "parent", "depth", "params", "executed"])
+    df["own_nodes"] = df["module"].map(own).fillna(0).astype("int64")
+    total = dict.fromkeys(df["module"], 0)
+    names = set(total)
+    for module, count in own.items():
+        cur = module
+        while True:
+            if cur in names:
+                total[cur] += int(count)
+            if not cur:
+                break
+            cur = cur.rpartition(".")[0]
+    df["total_nodes"] = df["module"].map(total).astype("int64")
+    unknown = df["executed"].isna()
+    df["executed"] = df["executed"].where(~unknown, df["total_nodes"] > 0).astype(bool)
+    df["module_class"] = df["module_class"].astype("category")
+    df["depth"] = df["depth"].astype("int64")
+    df["params"] = df["params"].astype("int64")
+    return df[MODULE_COLUMNS]
+
+
+def coverage_frame(nodes: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """Per op type: nodes, tagged (a module recorded), pct, exact (known from PyTorch's own record); and the overall percentage."""
+    tagged = nodes["module"].notna()
+    by = pd.DataFrame({"op_type": nodes["op_type"].astype(str), "tagged": tagged,
+                       "exact": nodes["source"].astype(str) == "exact"})
+    g = by.groupby("op_type", sort=True).agg(nodes=("tagged", "size"), tagged=("tagged", "sum"),
+                                              exact=("exact", "sum")).reset_index()
+    g[["tagged", "exact"]] = g[["tagged", "exact"]].astype("int64")
+    g["pct"] = (100.0 * g["tagged"] / g["nodes"]).round(2)
+    g = g.sort_values(["nodes", "op_type"], ascending=[False, True]).reset_index(drop=True)
+    g["op_type"] = g["op_type"].astype("category")
+    overall = 100.0 * float(tagged.sum()) / len(nodes) if len(nodes) else 0.0
+    return g[COVERAGE_COLUMNS + ["exact"]], overall

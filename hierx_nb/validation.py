@@ -1,0 +1,61 @@
+"""Run a tagged ONNX model in ONNX Runtime (CPU) and compare its outputs with PyTorch's."""
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+import pandas as pd
+import torch
+
+from .errors import ExportError
+
+
+def make_validator(named_inputs: list[tuple[str, torch.Tensor]], reference: list[torch.Tensor]):
+    """A ``validate(result, atol, rtol, raise_on_mismatch)`` bound to the export's inputs and outputs."""
+    feeds_all = [(n, t.detach().cpu().numpy()) for n, t in named_inputs]
+    expected = [t.detach().cpu().numpy() for t in reference]
+
+    def validate(result, atol: float, rtol: float, raise_on_mismatch: bool) -> pd.DataFrame:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if result.onnx_path is not None:
+            session = ort.InferenceSession(str(result.onnx_path), opts, providers=["CPUExecutionProvider"])
+        else:
+            proto = ir.serde.serialize_model(result.onnx_model)
+            session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        wanted = [i.name for i in session.get_inputs()]
+        by_name = dict(feeds_all)
+        if all(n in by_name for n in wanted):
+            feeds = {n: by_name[n] for n in wanted}
+        elif len(wanted) == len(feeds_all):
+            feeds = {n: v for n, (_, v) in zip(wanted, feeds_all)}
+        else:
+            raise ExportError(f"cannot match the ONNX inputs {wanted} to the export's inputs {[n for n, _ in feeds_all]}")
+        outputs = session.run(None, feeds)
+        names = [o.name for o in session.get_outputs()]
+        if len(outputs) != len(expected):
+            raise ExportError(f"ONNX model has {len(outputs)} outputs, PyTorch gave {len(expected)} tensors")
+        rows = []
+        for name, got, want in zip(names, outputs, expected):
+            got = np.asarray(got)
+            if got.shape != want.shape:
+                rows.append((name, tuple(want.shape), float("inf"), float("inf"), False))
+                continue
+            if want.dtype == np.bool_ or np.issubdtype(want.dtype, np.integer):
+                diff = np.abs(got.astype(np.int64) - want.astype(np.int64)).astype(np.float64)
+            else:
+                diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+            max_abs = float(diff.max()) if diff.size else 0.0
+            denom = np.abs(want.astype(np.float64)) if diff.size else np.zeros(0)
+            max_rel = float((diff / np.maximum(denom, 1e-12)).max()) if diff.size else 0.0
+            ok = bool(np.allclose(got.astype(np.float64), want.astype(np.float64), atol=atol, rtol=rtol))
+            rows.append((name, tuple(want.shape), max_abs, max_rel, ok))
+        report = pd.DataFrame(rows, columns=["output", "shape", "max_abs_diff", "max_rel_diff", "ok"])
+        if raise_on_mismatch and not report["ok"].all():
+            bad = report[~report["ok"]].iloc[0]
+            raise ExportError(f"ONNX Runtime output {bad.output!r} differs from PyTorch's: max abs diff "
+                              f"{bad.max_abs_diff:.3g} (atol {atol}), max rel diff {bad.max_rel_diff:.3g}")
+        return report
+
+    return validate

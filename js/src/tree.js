@@ -1,0 +1,149 @@
+// The module tree: a virtualized list of the visible rows (only rows in the viewport are in the
+// DOM), so expanding all of a 1,000-module (or 100k-module) tree costs the same as a small one.
+import { h, lastComponent, fmtInt, fmtParams } from "./data.js";
+
+const ROW_H = 22; // px; fixed so a row's position is index * ROW_H
+const OVERSCAN = 8;
+
+export function createTree({ data, rootLabel, onSelect }) {
+  const { tree } = data;
+  const n = tree.n;
+  const expanded = new Uint8Array(n);
+  for (let i = 0; i < n; i++) if (tree.depth[i] <= 1) expanded[i] = 1; // root + depth 1 open
+  let selected = 0;
+  let filter = null; // { show: Uint8Array, match: Uint8Array, count } while searching
+  let rows = new Int32Array(0);
+  let win = [-1, -1];
+
+  const spacer = h("div", { class: "hx-tree-spacer", role: "tree" });
+  const scroller = h("div", { class: "hx-tree-scroll", tabindex: "0" }, spacer);
+  const head = h("div", { class: "hx-tree-head hx-tree-grid" },
+    h("span", { text: "module" }), h("span", { text: "class" }),
+    h("span", { class: "hx-num", text: "own", title: "ONNX nodes tagged with exactly this module" }),
+    h("span", { class: "hx-num", text: "total", title: "ONNX nodes in this module's subtree" }),
+    h("span", { class: "hx-num", text: "params" }));
+  const el = h("div", { class: "hx-tree", "data-testid": "hierx-tree" }, head, scroller);
+
+  function computeRows() {
+    const out = [];
+    if (filter) {
+      for (let i = 0; i < n; i++) if (filter.show[i]) out.push(i);
+    } else {
+      // Pre-order: a collapsed row skips its whole subtree in one step.
+      for (let i = 0; i < n; ) { out.push(i); i += expanded[i] ? 1 : tree.size[i]; }
+    }
+    rows = Int32Array.from(out);
+    spacer.style.height = `${rows.length * ROW_H}px`;
+    win = [-1, -1];
+  }
+
+  function rowEl(i, k) {
+    const name = tree.names[i];
+    const hasKids = tree.size[i] > 1;
+    const open = filter ? true : !!expanded[i];
+    const caret = hasKids
+      ? h("button", { class: "hx-caret", tabindex: "-1", "aria-label": open ? "collapse" : "expand",
+          text: open ? "▾" : "▸", disabled: !!filter,
+          onclick: (e) => { e.stopPropagation(); toggle(i); } })
+      : h("span", { class: "hx-caret" });
+    const label = i === 0 ? rootLabel : lastComponent(name);
+    const cls = ["hx-row", "hx-tree-grid"];
+    if (i === selected) cls.push("hx-selected");
+    if (!tree.executed[i]) cls.push("hx-dim");
+    if (filter && filter.match[i]) cls.push("hx-match");
+    const row = h("div", {
+      class: cls.join(" "), role: "treeitem", "data-testid": "hierx-tree-row", "data-module": name,
+      "aria-level": tree.depth[i] + 1, "aria-selected": i === selected ? "true" : "false",
+      "aria-expanded": hasKids ? String(open) : null,
+      title: (i === 0 ? "(whole model)" : name) + (tree.executed[i] ? "" : " — not executed in the trace"),
+      onclick: () => onSelect(i),
+    },
+      h("span", { class: "hx-name-cell", style: `padding-left:${tree.depth[i] * 14}px` },
+        caret, h("span", { class: "hx-name", text: label })),
+      h("span", { class: "hx-class", text: tree.classes[i] || "" }),
+      h("span", { class: "hx-num", text: fmtInt(tree.own[i]) }),
+      h("span", { class: "hx-num", text: fmtInt(tree.total[i]) }),
+      h("span", { class: "hx-num", text: fmtParams(tree.params[i]) }));
+    row.style.top = `${k * ROW_H}px`;
+    return row;
+  }
+
+  function renderWindow(force) {
+    const top = scroller.scrollTop;
+    const vh = scroller.clientHeight || 340;
+    const a = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
+    const b = Math.min(rows.length, Math.ceil((top + vh) / ROW_H) + OVERSCAN);
+    if (!force && a === win[0] && b === win[1]) return;
+    win = [a, b];
+    const frag = [];
+    for (let k = a; k < b; k++) frag.push(rowEl(rows[k], k));
+    spacer.replaceChildren(...frag);
+  }
+
+  function refresh() { computeRows(); renderWindow(true); }
+
+  function toggle(i) {
+    if (filter) return;
+    expanded[i] = expanded[i] ? 0 : 1;
+    refresh();
+  }
+
+  // Open every ancestor of i so it is reachable, and scroll it into view.
+  function reveal(i) {
+    for (let p = tree.parent[i]; p >= 0; p = tree.parent[p]) expanded[p] = 1;
+    if (filter && !filter.show[i]) return;
+    computeRows();
+    const k = rows.indexOf(i);
+    if (k >= 0) {
+      const vh = scroller.clientHeight || 340;
+      const y = k * ROW_H;
+      if (y < scroller.scrollTop || y + ROW_H > scroller.scrollTop + vh) {
+        scroller.scrollTop = Math.max(0, y - vh / 2);
+      }
+    }
+    renderWindow(true);
+  }
+
+  function setSelected(i) {
+    selected = i;
+    reveal(i);
+  }
+
+  function setFilter(q) {
+    q = (q || "").trim().toLowerCase();
+    if (!q) { filter = null; refresh(); return 0; }
+    if (!tree.lower) tree.lower = tree.names.map((s, i) => `${s}\u0000${tree.classes[i] || ""}`.toLowerCase());
+    const show = new Uint8Array(n), match = new Uint8Array(n);
+    let count = 0;
+    for (let i = 0; i < n; i++) {
+      if (!tree.lower[i].includes(q)) continue;
+      match[i] = 1; count++;
+      for (let p = i; p >= 0 && !show[p]; p = tree.parent[p]) show[p] = 1; // a match and its ancestors
+    }
+    filter = { show, match, count };
+    scroller.scrollTop = 0;
+    refresh();
+    return count;
+  }
+
+  function expandAll() { expanded.fill(1); refresh(); }
+  function collapseAll() { expanded.fill(0); expanded[0] = 1; scroller.scrollTop = 0; refresh(); }
+
+  // Keyboard: up/down move the selection, right/left open/close (left on a leaf goes to the parent).
+  scroller.addEventListener("keydown", (e) => {
+    const k = rows.indexOf(selected);
+    if (e.key === "ArrowDown" && k + 1 < rows.length) onSelect(rows[k + 1]);
+    else if (e.key === "ArrowUp" && k > 0) onSelect(rows[k - 1]);
+    else if (e.key === "ArrowRight" && !filter && tree.size[selected] > 1 && !expanded[selected]) toggle(selected);
+    else if (e.key === "ArrowLeft" && !filter) {
+      if (expanded[selected] && tree.size[selected] > 1 && selected !== 0) toggle(selected);
+      else if (tree.parent[selected] >= 0) onSelect(tree.parent[selected]);
+    } else return;
+    e.preventDefault();
+  });
+  scroller.addEventListener("scroll", () => renderWindow(false), { passive: true });
+
+  refresh();
+  return { el, setSelected, setFilter, expandAll, collapseAll, refresh: () => renderWindow(true),
+           visibleCount: () => rows.length };
+}

@@ -1,0 +1,233 @@
+"""The explorer's Python side: payload encoding, size budget, selection sync, build artifact."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import traitlets
+
+from hierx_nb.errors import Attempt
+from hierx_nb.result import ExportResult
+
+widget_mod = pytest.importorskip("hierx_nb.notebook.widget")
+HierxExplorer = widget_mod.HierxExplorer
+
+EVIL_MODULE = "<img src=x onerror=alert(1)>"
+
+
+def _result(nodes: list[tuple], modules: list[tuple], **kw) -> ExportResult:
+    nodes_df = pd.DataFrame(nodes, columns=["node", "op_type", "module", "module_class", "tag", "confidence", "source"])
+    modules_df = pd.DataFrame(modules, columns=["module", "module_class", "parent", "depth", "own_nodes",
+                                                "total_nodes", "params", "executed"])
+    tagged = nodes_df["module"].notna()
+    cov = (nodes_df.assign(tagged=tagged).groupby("op_type")
+           .agg(nodes=("node", "size"), tagged=("tagged", "sum")).reset_index())
+    cov["pct"] = 100.0 * cov["tagged"] / cov["nodes"]
+    defaults = dict(model_class="Toy", strategy="dynamo", seconds=1.25, coverage_pct=100.0 * tagged.mean(),
+                    attempts=[Attempt("hooks", False, "cannot trace <dynamic> control flow & stuff", 0.5),
+                              Attempt("dynamo", True, "", 0.75)])
+    defaults.update(kw)
+    return ExportResult(nodes=nodes_df, modules=modules_df, coverage=cov, **defaults)
+
+
+def small_result() -> ExportResult:
+    """A toy model with hostile names: markup in a module name, '&' in a class name, an untagged node."""
+    modules = [
+        ("", "Toy", None, 0, 0, 6, 120, True),
+        ("encoder", "Encoder", "", 1, 0, 4, 100, True),
+        ("encoder.layer", "ModuleList", "encoder", 2, 0, 4, 100, True),
+        ("encoder.layer.0", "Layer", "encoder.layer", 3, 2, 2, 50, True),
+        ("encoder.layer.1", "Layer", "encoder.layer", 3, 1, 2, 50, True),
+        ("encoder.layer.1.<b>x</b>", "A&B", "encoder.layer.1", 4, 1, 1, 0, True),
+        ("head", "Linear", "", 1, 1, 1, 20, True),
+        (EVIL_MODULE, "Evil<script>", "", 1, 0, 0, 0, False),
+    ]
+    nodes = [
+        ("/encoder/layer.0/MatMul", "MatMul", "encoder.layer.0", "Layer", "t", 1.0, "scope"),
+        ("/encoder/layer.0/Add", "Add", "encoder.layer.0", "Layer", "t", 0.9, "scope"),
+        ("/encoder/layer.1/MatMul", "MatMul", "encoder.layer.1", "Layer", "t", 0.5, "scope"),
+        ("/encoder/layer.1/<b>x</b>/Relu", "Relu", "encoder.layer.1.<b>x</b>", "A&B", "t", 0.25, "infer"),
+        ("/head/Gemm ünïcødé", "Gemm", "head", "Linear", "t", 1.0, "scope"),
+        ("Constant_7", "Constant", None, None, None, np.nan, None),
+    ]
+    return _result(nodes, modules)
+
+
+def llama_like_result(layers: int = 70, nodes_per_layer: int = 214) -> ExportResult:
+    """~1,000 modules and ~15k nodes, shaped like a 70B LLaMA export."""
+    modules = [("", "LlamaForCausalLM", None, 0), ("model", "LlamaModel", "", 1),
+               ("model.embed_tokens", "Embedding", "model", 2), ("model.layers", "ModuleList", "model", 2)]
+    leaves = []
+    for i in range(layers):
+        p = f"model.layers.{i}"
+        modules.append((p, "LlamaDecoderLayer", "model.layers", 3))
+        for sub, cls in [("self_attn", "LlamaAttention"), ("mlp", "LlamaMLP")]:
+            modules.append((f"{p}.{sub}", cls, p, 4))
+        for q in ["q_proj", "k_proj", "v_proj", "o_proj", "rotary_emb"]:
+            modules.append((f"{p}.self_attn.{q}", "Linear" if q != "rotary_emb" else "LlamaRotaryEmbedding",
+                            f"{p}.self_attn", 5))
+        for q in ["gate_proj", "up_proj", "down_proj", "act_fn"]:
+            modules.append((f"{p}.mlp.{q}", "Linear" if q != "act_fn" else "SiLU", f"{p}.mlp", 5))
+        for q in ["input_layernorm", "post_attention_layernorm"]:
+            modules.append((f"{p}.{q}", "LlamaRMSNorm", p, 4))
+        leaves.append([m[0] for m in modules if m[0].startswith(p + ".")] + [p])
+    modules += [("model.norm", "LlamaRMSNorm", "model", 2), ("lm_head", "Linear", "", 1)]
+    ops = ["MatMul", "Add", "Mul", "Reshape", "Transpose", "Softmax", "Cast", "Sigmoid", "Pow", "ReduceMean",
+           "Sqrt", "Div", "Concat", "Slice", "Gather", "Unsqueeze", "Neg", "Cos", "Sin", "Expand"]
+    rng = np.random.default_rng(0)
+    nodes = []
+    for i in range(layers):
+        for k in range(nodes_per_layer):
+            m = leaves[i][k % len(leaves[i])]
+            op = ops[(k * 7 + i) % len(ops)]
+            nodes.append((f"/{m.replace('.', '/')}/{op}_{k}", op, m, "X", m, float(rng.uniform(0.3, 1.0)), "scope"))
+    nodes.append(("/lm_head/MatMul", "MatMul", "lm_head", "Linear", "lm_head", 1.0, "scope"))
+    mods = [(n, c, p, d, 0, 0, 1_000_000_000 if d == 0 else 4096 * 4096, True) for n, c, p, d in modules]
+    return _result(nodes, mods, model_class="LlamaForCausalLM", strategy="dynamo")
+
+
+def _arr(buf, dtype):
+    return np.frombuffer(buf, dtype=dtype)
+
+
+def _decode_names(nodes_payload) -> list[str]:
+    off = _arr(nodes_payload["name_offsets"], "<u4")
+    blob = nodes_payload["names"]
+    return [blob[off[i]:off[i + 1]].decode("utf-8") for i in range(len(off) - 1)]
+
+
+def test_payload_round_trips():
+    r = small_result()
+    w = HierxExplorer.from_result(r)
+    tree, nodes = w.tree, w.nodes
+    names = tree["names"]
+    assert names[0] == "" and tree["n"] == len(names) == len(r.modules)
+    assert set(names) == set(r.modules["module"].fillna(""))
+    parent = _arr(tree["parent"], "<i4")
+    depth = _arr(tree["depth"], "<i4")
+    size = _arr(tree["size"], "<i4")
+    assert parent[0] == -1
+    for i, name in enumerate(names[1:], 1):  # pre-order: parents first, parent = name prefix here
+        assert parent[i] < i
+        assert names[parent[i]] == (name.rsplit(".", 1)[0] if "." in name else "")
+        assert depth[i] == depth[parent[i]] + 1
+        sub = names[i:i + size[i]]
+        assert all(s == name or s.startswith(name + ".") for s in sub)
+    classes = dict(zip(names, tree["classes"]))
+    assert classes["encoder.layer.1.<b>x</b>"] == "A&B" and classes[EVIL_MODULE] == "Evil<script>"
+
+    mod_idx = _arr(nodes["module"], "<i4")
+    decoded_modules = [None if k < 0 else names[k] for k in mod_idx]
+    expected = [None if pd.isna(m) else m for m in r.nodes["module"]]
+    assert decoded_modules == expected
+    ops = [nodes["ops"][k] for k in _arr(nodes["op"], "<u2")]
+    assert ops == list(r.nodes["op_type"])
+    conf = _arr(nodes["confidence"], "<f4")
+    np.testing.assert_allclose(conf[:-1], r.nodes["confidence"].to_numpy(dtype="f4")[:-1])
+    assert np.isnan(conf[-1])
+    assert _decode_names(nodes) == list(r.nodes["node"])
+
+    own = _arr(tree["own"], "<i4")
+    total = _arr(tree["total"], "<i4")
+    idx = {n: i for i, n in enumerate(names)}
+    assert own[idx["encoder.layer.0"]] == 2 and total[idx["encoder"]] == 4
+    assert total[0] == 5  # the untagged node counts in no module
+    np.testing.assert_array_equal(_arr(tree["executed"], "u1")[idx[EVIL_MODULE]], 0)
+    assert _arr(tree["params"], "<f8")[0] == 120
+
+
+def test_header():
+    w = HierxExplorer.from_result(small_result())
+    h = w.header
+    assert h["model_class"] == "Toy" and h["strategy"] == "dynamo"
+    assert h["nodes"] == 6 and h["tagged"] == 5 and h["modules"] == 8
+    assert abs(h["coverage_pct"] - 100 * 5 / 6) < 1e-6 and h["seconds"] == 1.25
+    failed = [a for a in h["attempts"] if not a["ok"]]
+    assert failed == [{"name": "hooks", "ok": False, "reason": "cannot trace <dynamic> control flow & stuff",
+                       "seconds": 0.5, "skipped": False}]
+    assert h["onnx_path"] is None and h["structure_only"] is False
+    import json
+    json.dumps(h)  # plain JSON
+
+
+def test_large_payload_budget():
+    r = llama_like_result()
+    assert 14_000 <= len(r.nodes) <= 16_000 and 950 <= len(r.modules) <= 1_100
+    w = HierxExplorer.from_result(r)
+    size = w.payload_bytes
+    print(f"\n15k-node payload: {size / 1e6:.2f} MB ({len(r.nodes)} nodes, {len(r.modules)} modules)")
+    assert size < 2_000_000
+    # What ipywidgets actually puts on the wire: JSON state + binary buffers.
+    from ipywidgets.widgets.widget import _remove_buffers
+    state = w.get_state(["tree", "nodes", "header", "selected"])
+    json_state, _paths, buffers = _remove_buffers(state)
+    import json
+    wire = len(json.dumps(json_state)) + sum(len(b) for b in buffers)
+    assert wire < 2_000_000
+    assert len(buffers) >= 10  # the columns travel as binary buffers, not base64/JSON lists
+    mod_idx = _arr(w.nodes["module"], "<i4")
+    assert (mod_idx >= 0).all()
+    assert [w.tree["names"][k] for k in mod_idx[:50]] == list(r.nodes["module"][:50])
+
+
+def test_selected_round_trip_and_selection():
+    r = small_result()
+    w = HierxExplorer.from_result(r)
+    r._widget = w
+    assert w.selected == "" and len(r.selection) == len(r.nodes)
+    w.selected = "encoder.layer.1"
+    assert w.selected == "encoder.layer.1"
+    assert list(r.selection["node"]) == ["/encoder/layer.1/MatMul", "/encoder/layer.1/<b>x</b>/Relu"]
+    w.selected = "encoder.layer.1.<b>x</b>"
+    assert list(r.selection["module"]) == ["encoder.layer.1.<b>x</b>"]
+    w.selected = EVIL_MODULE
+    assert len(r.selection) == 0
+    w.selected = ""
+    assert len(r.selection) == len(r.nodes)
+    # from the front end: the comm delivers a state update
+    w.set_state({"selected": "head"})
+    assert w.selected == "head" and list(r.selection["node"]) == ["/head/Gemm ünïcødé"]
+
+
+def test_bad_module_name_raises():
+    w = HierxExplorer.from_result(small_result())
+    with pytest.raises(traitlets.TraitError, match="no module named 'encoder.layer.7'"):
+        w.selected = "encoder.layer.7"
+    assert w.selected == ""
+    with pytest.raises(traitlets.TraitError, match="did you mean"):
+        w.selected = "encoder.layr"  # close to nothing? 'encoder' is contained in it
+    with pytest.raises(traitlets.TraitError):
+        HierxExplorer.from_result(small_result(), selected="nope")
+
+
+def test_result_widget_property():
+    r = small_result()
+    w = r.widget
+    assert isinstance(w, HierxExplorer) and r.widget is w
+    w.selected = "head"
+    assert len(r.selection) == 1
+
+
+def test_missing_modules_are_added():
+    """Nodes tagged with a module the table lacks still land in the tree (with their ancestors)."""
+    r = small_result()
+    r.nodes.loc[0, "module"] = "ghost.inner"
+    w = HierxExplorer.from_result(r)
+    names = w.tree["names"]
+    assert "ghost" in names and "ghost.inner" in names
+    assert names[_arr(w.nodes["module"], "<i4")[0]] == "ghost.inner"
+
+
+def test_esm_built():
+    assert widget_mod.ESM_PATH.is_file(), "run `cd js && npm ci && npm run build`"
+    src = widget_mod.ESM_PATH.read_text(encoding="utf-8")
+    assert "export" in src and len(src) > 100_000  # plotly is bundled, no CDN
+    assert "cdn.plot.ly" not in src.split("plotly.js")[0]
+    w = HierxExplorer.from_result(small_result())
+    assert w._esm == src
+
+
+def test_missing_bundle_message(monkeypatch, tmp_path):
+    monkeypatch.setattr(widget_mod, "ESM_PATH", tmp_path / "widget.js")
+    with pytest.raises(FileNotFoundError, match="npm run build"):
+        HierxExplorer.from_result(small_result())
