@@ -6,20 +6,20 @@ import io
 import logging
 import warnings
 
-_LOGGERS = ("torch", "torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "onnxscript", "onnx_ir")
-
 
 @contextlib.contextmanager
 def quiet():
-    """Silence Python-level output from torch.onnx / torch.export / onnxscript inside the block."""
-    saved = {name: logging.getLogger(name).level for name in _LOGGERS}
-    for name in _LOGGERS:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    """Silence Python-level output (prints, logging, warnings) of torch.onnx / torch.export / onnxscript.
+
+    torch configures its own log handlers and levels per logger, so logging is disabled wholesale
+    for the duration of the block and restored after it.
+    """
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
     sink = io.StringIO()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             warnings.simplefilter("ignore")
             yield
     finally:
-        for name, level in saved.items():
-            logging.getLogger(name).setLevel(level)
+        logging.disable(previous)

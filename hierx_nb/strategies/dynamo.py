@@ -8,6 +8,7 @@ import torch
 from ..attribution import EXACT, INFERRED, NodeAttribution, all_nodes
 from ..errors import first_line
 from ..quiet import quiet
+from ..translations import TABLE
 from .base import ExportContext, StrategyFailed, StrategyOutput
 
 NAME = "dynamo"
@@ -21,7 +22,8 @@ def run(ctx: ExportContext) -> StrategyOutput:
             program = torch.onnx.export(
                 ctx.model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=False, report=False,
                 # Constant folding needs real weights; a structure-only graph is kept as captured.
-                optimize=not ctx.structure_only, opset_version=ctx.opset)
+                optimize=not ctx.structure_only, opset_version=ctx.opset,
+                custom_translation_table=TABLE)
     except Exception as e:  # torch.export's failure modes are many; the first line says which
         raise StrategyFailed(f"torch.export could not capture the model: {_reason(e)}") from e
     model = program.model

@@ -46,8 +46,8 @@ export function createCharts({ data, root, onOpClick }) {
       barmode: "stack",
       bargap: 0.15,
       showlegend: false,
-      xaxis: { gridcolor: t.grid, automargin: true },
-      yaxis: { gridcolor: t.grid, rangemode: "tozero", automargin: true },
+      xaxis: { gridcolor: t.grid },
+      yaxis: { gridcolor: t.grid, rangemode: "tozero" },
       ...extra,
     };
   }
@@ -75,7 +75,13 @@ export function createCharts({ data, root, onOpClick }) {
         hovertemplate: "%{x}: %{y} tagged<extra></extra>" },
       { type: "bar", name: "untagged", x, y: yu, marker: { color: t.untagged },
         hovertemplate: "%{x}: %{y} untagged<extra></extra>" },
-    ], layout(t, `Coverage by op type — ${esc(selLabel)}`, { xaxis: { gridcolor: t.grid, automargin: true, tickangle: -40, type: "category" } }), CONFIG);
+    ], layout(t, `Coverage by op type — ${esc(selLabel)}`, {
+      showlegend: true,
+      legend: { orientation: "h", x: 1, xanchor: "right", y: 1.12, yanchor: "bottom", font: { size: 10 } },
+      // Fixed margins instead of automargin (which costs a second layout pass, ~2x slower), so
+      // long op types (custom domains) are shortened on the axis; the hover shows them in full.
+      xaxis: { gridcolor: t.grid, tickangle: -40, type: "category", tickvals: x,
+               ticktext: x.map((s) => (s.length > 16 ? s.slice(0, 15) + "…" : s)) } }), CONFIG);
 
     const w = 1 / HIST_BINS;
     const centers = Array.from({ length: HIST_BINS }, (_, b) => (b + 0.5) * w);

@@ -70,7 +70,7 @@ export function createTree({ data, rootLabel, onSelect }) {
 
   function renderWindow(force) {
     const top = scroller.scrollTop;
-    const vh = scroller.clientHeight || 340;
+    const vh = scroller.clientHeight || 440;
     const a = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
     const b = Math.min(rows.length, Math.ceil((top + vh) / ROW_H) + OVERSCAN);
     if (!force && a === win[0] && b === win[1]) return;
@@ -95,7 +95,7 @@ export function createTree({ data, rootLabel, onSelect }) {
     computeRows();
     const k = rows.indexOf(i);
     if (k >= 0) {
-      const vh = scroller.clientHeight || 340;
+      const vh = scroller.clientHeight || 440;
       const y = k * ROW_H;
       if (y < scroller.scrollTop || y + ROW_H > scroller.scrollTop + vh) {
         scroller.scrollTop = Math.max(0, y - vh / 2);

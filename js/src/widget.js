@@ -72,7 +72,9 @@ function render({ model, el }) {
 
   // Everything that depends on the selection; called for clicks and for Python-side changes.
   function showSelection() {
+    const t0 = performance.now();
     stats = subtreeStats(data, selIdx);
+    root.setAttribute("data-stats-ms", (performance.now() - t0).toFixed(2)); // the JS recompute alone
     count.textContent = String(stats.count);
     renderCrumbs();
     tree.setSelected(selIdx);
@@ -82,10 +84,10 @@ function render({ model, el }) {
 
   function select(i) {
     if (i === selIdx) return;
-    // Set locally first so the view answers at once; Python validates and echoes back.
+    // model.set fires change:selected locally (applySelected), so the view answers at once;
+    // save_changes sends it to Python, which validates it.
     model.set("selected", data.tree.names[i]);
     model.save_changes();
-    applySelected();
   }
 
   function applySelected() {
@@ -155,9 +157,13 @@ function render({ model, el }) {
     raf = requestAnimationFrame(() => { charts.resize(); tree.refresh(); });
   });
   ro.observe(root);
+  // JupyterLab switches themes by changing attributes on <body>: re-read the colours for plotly.
+  const mo = new MutationObserver(() => charts.resize());
+  mo.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name", "class"] });
 
   return () => {
     ro.disconnect();
+    mo.disconnect();
     clearTimeout(searchTimer);
     cancelAnimationFrame(raf);
     disposers.forEach((d) => d());
