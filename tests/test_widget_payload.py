@@ -48,7 +48,7 @@ def small_result() -> ExportResult:
         ("/encoder/layer.1/MatMul", "MatMul", "encoder.layer.1", "Layer", "t", 0.5, "scope"),
         ("/encoder/layer.1/<b>x</b>/Relu", "Relu", "encoder.layer.1.<b>x</b>", "A&B", "t", 0.25, "infer"),
         ("/head/Gemm ünïcødé", "Gemm", "head", "Linear", "t", 1.0, "scope"),
-        ("Constant_7", "Constant", None, None, None, np.nan, None),
+        ("Constant_7", "x::<b>C</b>&", None, None, None, np.nan, None),
     ]
     return _result(nodes, modules)
 

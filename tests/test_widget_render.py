@@ -137,8 +137,8 @@ def test_small_widget(open_widget):
     cells = page.get_by_test_id("hierx-node-row").first.locator("td").all_text_contents()
     assert cells == ["/encoder/layer.1/<b>x</b>/Relu", "Relu", "encoder.layer.1.<b>x</b>", "0.250"]
     assert page.get_by_test_id("hierx-breadcrumbs").locator("button").last.text_content() == "<b>x</b>"
-    title = page.evaluate("document.querySelector('[data-testid=hierx-coverage-chart]').layout.title.text")
-    assert "&lt;b&gt;" in title  # escaped for plotly, which shows it literally
+    svg_text = page.get_by_test_id("hierx-coverage-chart").text_content()
+    assert "Relu" in svg_text
     assert root.locator("b").count() == 0
 
     # breadcrumb click goes up
@@ -166,6 +166,11 @@ def test_small_widget(open_widget):
     page.evaluate("window.__model.set('selected', '')")
     assert _count(page) == 6
     assert page.get_by_test_id("hierx-node-row").last.locator("td").nth(2).text_content() == "untagged"
+    # op types reach plotly escaped: shown literally on the axis, in the table too
+    assert "x::<b>C</b>&" in page.get_by_test_id("hierx-coverage-chart").text_content()
+    assert page.get_by_test_id("hierx-node-row").last.locator("td").nth(1).text_content() == "x::<b>C</b>&"
+    untagged = page.evaluate("document.querySelector('[data-testid=hierx-coverage-chart]').data[1].y")
+    assert sum(untagged) == 1
 
     # clicking a coverage bar filters the table by op type; clicking the chip's x clears it
     idx = page.evaluate("document.querySelector('[data-testid=hierx-coverage-chart]').data[0].x.indexOf('Relu')")

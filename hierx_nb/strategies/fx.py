@@ -36,7 +36,9 @@ CATEGORY_CONFIDENCE = {
 }
 DECOMPOSITION_CONFIDENCE = 0.75   # unmatched node feeding nodes of one module
 SHARED_CONFIDENCE = 0.5           # unmatched node feeding several modules: their common ancestor
-_MIN_MATCH_ELEMENTS = 4           # tiny tensors (shapes, scalars) match too much to be evidence
+# Tiny tensors match too much to be evidence: scalars, and the small integer tensors of shape arithmetic.
+_MIN_MATCH_ELEMENTS = {"f": 2, "c": 2}
+_MIN_MATCH_ELEMENTS_OTHER = 4
 
 
 class _ScopeTracer(torch.fx.Tracer):
@@ -60,10 +62,15 @@ class _ScopeTracer(torch.fx.Tracer):
         return node
 
 
-def categorize(node: torch.fx.Node, model: torch.nn.Module, known: dict) -> tuple[str, str]:
-    """(category, module qualified name) of one FX node; ``known`` holds the nodes before it."""
-    if node.op == "call_function" and node.target is operator.getitem and isinstance(node.args[0], torch.fx.Node):
-        return known[node.args[0]]  # unpacking a module's tuple output is still that module's output
+def categorize(node: torch.fx.Node, model: torch.nn.Module, known: dict, tensors: dict) -> tuple[str, str]:
+    """(category, module qualified name) of one FX node.
+
+    ``known``: the categories of the nodes before it; ``tensors``: the nodes whose value is a tensor.
+    """
+    source = node.args[0] if node.args else None
+    if (node.op == "call_function" and node.target is operator.getitem and isinstance(source, torch.fx.Node)
+            and source not in tensors):
+        return known[source]  # unpacking a module's tuple output is still that module's output
     if node.op == "call_module":
         sub = model.get_submodule(node.target)
         return ("torch_modules" if is_torch_nn(sub) else "custom_modules"), node.target
@@ -95,15 +102,14 @@ def run(ctx: ExportContext) -> StrategyOutput:
         raise StrategyFailed("the fx strategy matches values computed on real weights; a structure-only model has none")
     ctx.progress("fx: symbolic tracing")
     gm = trace(ctx)
+    ctx.progress("fx: running the traced graph")
+    fx_values = _fx_values(gm, ctx)
     fx_nodes = list(gm.graph.nodes)
     categories = Counter()
     owner: dict[torch.fx.Node, tuple[str, str]] = {}
     for node in fx_nodes:
-        owner[node] = categorize(node, ctx.model, owner)
+        owner[node] = categorize(node, ctx.model, owner, fx_values)
         categories[owner[node][0]] += 1
-
-    ctx.progress("fx: running the traced graph")
-    fx_values = _fx_values(gm, ctx)
     ctx.progress("fx: exporting the ONNX graph")
     model, exporter = _export_graph(ctx)
     ctx.progress("fx: projecting FX nodes onto ONNX nodes by value")
@@ -112,7 +118,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
     index: dict[tuple, list[tuple[int, torch.fx.Node, np.ndarray]]] = {}
     for i, node in enumerate(fx_nodes):
         arr = fx_values.get(node)
-        if arr is not None and arr.size >= _MIN_MATCH_ELEMENTS:
+        if arr is not None and _is_evidence(arr):
             index.setdefault((arr.shape, arr.dtype.kind), []).append((i, node, arr))
 
     attrs: dict[ir.Node, NodeAttribution] = {}
@@ -123,7 +129,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
                     default=-1)
         for out in onnx_node.outputs:
             arr = onnx_values.get(out.name)
-            if arr is None or arr.size < _MIN_MATCH_ELEMENTS:
+            if arr is None or not _is_evidence(arr):
                 continue
             hit = _match(arr, index.get((arr.shape, arr.dtype.kind), ()), floor)
             if hit is not None:
@@ -148,6 +154,10 @@ def run(ctx: ExportContext) -> StrategyOutput:
     notes = {"fx_categories": dict(categories), "fx_nodes": len(fx_nodes), "onnx_graph_from": exporter,
              "matched_by_value": matched, "onnx_nodes": len(nodes)}
     return StrategyOutput(model, attrs, notes)
+
+
+def _is_evidence(arr: np.ndarray) -> bool:
+    return arr.size >= _MIN_MATCH_ELEMENTS.get(arr.dtype.kind, _MIN_MATCH_ELEMENTS_OTHER)
 
 
 def _match(arr: np.ndarray, candidates, floor: int):

@@ -23,9 +23,15 @@ function theme(el) {
   };
 }
 
+// Integer counts: below 6, force whole-number ticks (plotly would label 0.5, 1.5...).
+function yaxis(t, max) {
+  return { gridcolor: t.grid, rangemode: "tozero", ...(max < 6 ? { dtick: 1, tick0: 0 } : {}) };
+}
+
 const CONFIG = { displayModeBar: false, responsive: false, displaylogo: false };
 
 export function createCharts({ data, root, onOpClick }) {
+  // selLabel is accepted for callers but the breadcrumbs already name the selection.
   const { nodes } = data;
   const cov = h("div", { class: "hx-chart", "data-testid": "hierx-coverage-chart" });
   const conf = h("div", { class: "hx-chart", "data-testid": "hierx-confidence-chart" });
@@ -61,10 +67,12 @@ export function createCharts({ data, root, onOpClick }) {
     order.sort((a, b) => (stats.tagged[b] + stats.untagged[b]) - (stats.tagged[a] + stats.untagged[a]));
     const head = order.slice(0, MAX_OPS), tail = order.slice(MAX_OPS);
     opsShown = head.slice();
-    const x = head.map((j) => esc(nodes.ops[j]));
+    const raw = head.map((j) => nodes.ops[j]);
+    const x = raw.map(esc);
     const yt = head.map((j) => stats.tagged[j]), yu = head.map((j) => stats.untagged[j]);
     if (tail.length) {
-      x.push(`other (${tail.length} types)`);
+      raw.push(`other (${tail.length} types)`);
+      x.push(raw[raw.length - 1]);
       yt.push(tail.reduce((s, j) => s + stats.tagged[j], 0));
       yu.push(tail.reduce((s, j) => s + stats.untagged[j], 0));
       opsShown.push(-1);
@@ -75,13 +83,14 @@ export function createCharts({ data, root, onOpClick }) {
         hovertemplate: "%{x}: %{y} tagged<extra></extra>" },
       { type: "bar", name: "untagged", x, y: yu, marker: { color: t.untagged },
         hovertemplate: "%{x}: %{y} untagged<extra></extra>" },
-    ], layout(t, `Coverage by op type — ${esc(selLabel)}`, {
+    ], layout(t, "Coverage by op type", {
       showlegend: true,
+      yaxis: yaxis(t, Math.max(0, ...yt.map((v, k) => v + yu[k]))),
       legend: { orientation: "h", x: 1, xanchor: "right", y: 1.12, yanchor: "bottom", font: { size: 10 } },
       // Fixed margins instead of automargin (which costs a second layout pass, ~2x slower), so
       // long op types (custom domains) are shortened on the axis; the hover shows them in full.
       xaxis: { gridcolor: t.grid, tickangle: -40, type: "category", tickvals: x,
-               ticktext: x.map((s) => (s.length > 16 ? s.slice(0, 15) + "…" : s)) } }), CONFIG);
+               ticktext: raw.map((s) => esc(s.length > 16 ? s.slice(0, 15) + "…" : s)) } }), CONFIG);
 
     const w = 1 / HIST_BINS;
     const centers = Array.from({ length: HIST_BINS }, (_, b) => (b + 0.5) * w);
@@ -91,6 +100,7 @@ export function createCharts({ data, root, onOpClick }) {
         customdata: centers.map((c) => [(c - w / 2).toFixed(2), (c + w / 2).toFixed(2)]),
         hovertemplate: "%{customdata[0]}–%{customdata[1]}: %{y} nodes<extra></extra>" },
     ], layout(t, `Tag confidence${nanNote}`, {
+      yaxis: yaxis(t, Math.max(0, ...stats.hist)),
       xaxis: { range: [0, 1], dtick: 0.1, gridcolor: t.grid, title: { text: "confidence" } },
       margin: { l: 44, r: 8, t: 28, b: 40 } }), CONFIG);
 
