@@ -107,6 +107,31 @@ class ModuleTree:
             current = hit
         return current, exact
 
+    def resolve_scopes(self, scopes: list[str]) -> tuple[str, bool]:
+        """The module named by a chain of tracer scopes, innermost last; True when every scope resolved.
+
+        TorchScript names a scope by the path from the nearest module whose forward ran: relative
+        (``layer.0`` inside ``encoder``), or from an ancestor (``pos_branch.0`` inside ``pos_branch``),
+        with ``_N`` added for the N-th further call of a reused module.
+        """
+        current = ""
+        for scope in scopes:
+            hit = self._child_by_scope(current, scope)
+            if hit is None:
+                base = re.sub(r"_\d+$", "", scope)
+                hit = self._child_by_scope(current, base) if base != scope else None
+            if hit is None:
+                return current, False
+            current = hit
+        return current, True
+
+    def _child_by_scope(self, current: str, scope: str) -> str | None:
+        for anchor in self.ancestors(current):  # innermost first
+            hit = self.canonical(f"{anchor}.{scope}" if anchor else scope)
+            if hit is not None and (not current or hit == current or hit.startswith(current + ".")):
+                return hit
+        return None
+
     def ancestors(self, name: str) -> list[str]:
         """``name`` and its ancestors up to the root, innermost first."""
         out = []
@@ -146,14 +171,19 @@ class ModuleTree:
             return info.cls, True
         parent = self.infos[info.parent]
         attr = info.name.rpartition(".")[2]
-        if info.container and not keep_containers:
+        if info.container and not keep_containers and self._elidable(info):
             return "", False
-        if parent.container and not keep_containers and parent.name:
+        if parent.container and parent.name:
             return f"{info.cls}.{attr}", True
         siblings = [self.infos[c].cls for c in parent.children if c != info.name]
         if info.torch_nn or info.cls in siblings:
             return f"{info.cls}:{attr}", True
         return info.cls, True
+
+    def _elidable(self, info: ModuleInfo) -> bool:
+        """A container is left out of tags when it is its parent's only container child."""
+        parent = self.infos[info.parent]
+        return sum(self.infos[c].container for c in parent.children) == 1
 
     def _build_tags(self) -> dict[str, str]:
         tags: dict[str, str] = {}

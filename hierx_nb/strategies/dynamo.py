@@ -25,7 +25,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
                 optimize=not ctx.structure_only, opset_version=ctx.opset,
                 custom_translation_table=TABLE)
     except Exception as e:  # torch.export's failure modes are many; the first line says which
-        raise StrategyFailed(f"torch.export could not capture the model: {_reason(e)}") from e
+        raise StrategyFailed(f"{_step(e)}: {_reason(e)}") from e
     model = program.model
     ctx.progress("dynamo: reading nn_module_stack scopes")
     attrs = {}
@@ -42,6 +42,16 @@ def run(ctx: ExportContext) -> StrategyOutput:
         module, exact = ctx.tree.resolve(record)
         attrs[node] = NodeAttribution(module, 1.0 if exact else 0.7, EXACT if exact else INFERRED, record)
     return StrategyOutput(model, attrs, {"program": program})
+
+
+def _step(e: Exception) -> str:
+    """Which step of torch.onnx's dynamo export failed, from its error class."""
+    kind = type(e).__name__
+    if kind == "TorchExportError":
+        return "torch.export could not capture the model"
+    if kind == "ConversionError":
+        return "translating the captured graph to ONNX failed"
+    return "torch.onnx (dynamo) export failed"
 
 
 def _reason(e: Exception) -> str:

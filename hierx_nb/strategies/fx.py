@@ -204,8 +204,13 @@ def _export_graph(ctx: ExportContext) -> tuple[ir.Model, str]:
 
     try:
         return dynamo.run(ctx).model, "dynamo"
-    except StrategyFailed:
+    except StrategyFailed as e:
+        first = str(e)
+    try:
         return htp.run(ctx).model, "htp"
+    except StrategyFailed as e:
+        raise StrategyFailed(f"symbolic tracing worked, but no exporter gave an ONNX graph to project onto "
+                             f"(dynamo: {first}; htp: {e})") from e
 
 
 def _onnx_values(model: ir.Model, ctx: ExportContext) -> dict[str, np.ndarray]:

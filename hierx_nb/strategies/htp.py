@@ -42,19 +42,19 @@ def run(ctx: ExportContext) -> StrategyOutput:
     ctx.progress("htp: projecting tracer scopes onto modules")
     attrs = {}
     for node in all_nodes(model):
-        record = scope_of(node.name)
-        if record is None:
+        scopes = scopes_of(node.name)
+        if scopes is None:
             continue
-        module, exact = ctx.tree.resolve(record)
-        attrs[node] = NodeAttribution(module, 1.0 if exact else 0.7, EXACT if exact else INFERRED, record)
+        module, exact = ctx.tree.resolve_scopes(scopes)
+        attrs[node] = NodeAttribution(module, 1.0 if exact else 0.7, EXACT if exact else INFERRED, "/".join(scopes))
     return StrategyOutput(model, attrs)
 
 
-def scope_of(node_name: str | None) -> str | None:
-    """The dotted module path in a TorchScript node name, or None for a node without a scope."""
+def scopes_of(node_name: str | None) -> list[str] | None:
+    """The tracer scopes in a TorchScript node name (outermost first), or None for a node without."""
     if not node_name or not node_name.startswith("/"):
         return None
     parts = node_name.split("/")[1:-1]
     if not parts or parts[0] != _WRAPPER_SCOPE:
         return None
-    return ".".join(parts[1:])
+    return parts[1:]

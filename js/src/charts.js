@@ -86,7 +86,7 @@ export function createCharts({ data, root, onOpClick }) {
     ], layout(t, "Coverage by op type", {
       showlegend: true,
       yaxis: yaxis(t, Math.max(0, ...yt.map((v, k) => v + yu[k]))),
-      legend: { orientation: "h", x: 1, xanchor: "right", y: 1.12, yanchor: "bottom", font: { size: 10 } },
+      legend: { orientation: "h", traceorder: "normal", x: 1, xanchor: "right", y: 1.12, yanchor: "bottom", font: { size: 10 } },
       // Fixed margins instead of automargin (which costs a second layout pass, ~2x slower), so
       // long op types (custom domains) are shortened on the axis; the hover shows them in full.
       xaxis: { gridcolor: t.grid, tickangle: -40, type: "category", tickvals: x,

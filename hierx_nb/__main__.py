@@ -1,0 +1,4 @@
+"""``python -m hierx_nb``: the ``hierx`` command."""
+from .cli import main
+
+raise SystemExit(main())

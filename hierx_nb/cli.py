@@ -1,0 +1,367 @@
+"""The ``hierx`` command (also ``python -m hierx_nb``): ``export``, ``analyze`` and ``demo``.
+
+stdout carries the report (summary, tree, tables); progress and errors go to stderr. An error is
+exactly one line, ``hierx: error: ...``, with exit code 2 for bad input (arguments, model
+reference, inputs, paths) and 1 for a failed export; ``HIERX_DEBUG=1`` adds the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import ExportError, InputError, first_line
+from .version import __version__
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+DEMO_FILE = "demo_bert.onnx"
+DEMO_TREE_DEPTH = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = _parser()
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as e:  # --help / --version (0) or a usage error already reported (2)
+        return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
+    try:
+        code = ns.run(ns)
+        sys.stdout.flush()  # a closed pipe (hierx analyze f.onnx | head) surfaces here, not at exit
+        return code
+    except KeyboardInterrupt:
+        _error_line("interrupted", prefix="hierx: ")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_FAILED
+    except InputError as e:
+        return _report(e.one_line(), EXIT_BAD_INPUT)
+    except ExportError as e:
+        return _report(e.one_line(), EXIT_FAILED)
+    except OSError as e:
+        where = f": {e.filename!r}" if e.filename else ""
+        return _report(f"{e.strerror or e}{where}", EXIT_FAILED)
+    except Exception as e:
+        return _report(f"unexpected {type(e).__name__}: {first_line(str(e))} "
+                       "(rerun with HIERX_DEBUG=1 to see the traceback)", EXIT_FAILED)
+
+
+# -- arguments -------------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (the full usage is one ``--help`` away)."""
+
+    def error(self, message):
+        _error_line(f"{message} (see '{self.prog} --help')", prefix=f"{self.prog}: error: ")
+        self.exit(EXIT_BAD_INPUT)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .model_ref import INPUTS_GRAMMAR
+
+    parser = _Parser(prog="hierx", description="Hierarchy-preserving PyTorch -> ONNX export: every ONNX node "
+                                               "tagged with the nn.Module it came from.")
+    parser.add_argument("--version", action="version", version=f"hierx_nb {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.set_defaults(run=lambda ns: parser.error("choose a command: export, analyze or demo"))
+
+    exp = sub.add_parser("export", help="export a model to a tagged ONNX file",
+                         description="Export MODEL to ONNX with every node tagged by its nn.Module; a "
+                                     ".hierx.json sidecar with the module tables is written beside it.")
+    exp.add_argument("model", metavar="MODEL",
+                     help="package.module:factory, path/to/file.py:factory, a save_pretrained folder, or "
+                          "(with --structure-only) a config.json; a factory returns a model, (model, args) "
+                          "or (model, args, kwargs)")
+    exp.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the ONNX file to write")
+    exp.add_argument("--strategy", default="auto", choices=["auto", "dynamo", "htp", "fx"],
+                     help="auto (default) tries dynamo, then htp, then fx")
+    exp.add_argument("--inputs", metavar="SPEC",
+                     help=INPUTS_GRAMMAR.format(dtypes="float32, float16, bfloat16, int64, int32, bool, ...")
+                     + ". Default: the factory's inputs, or inputs generated from a HuggingFace config")
+    exp.add_argument("--structure-only", action="store_true",
+                     help="no weights: build the model on the meta device and write the graph and tags only "
+                          "(for analysing models too big to load)")
+    exp.add_argument("--torch-nn-filter", action="store_true",
+                     help="fold torch.nn leaf modules into their parent in the readable hierx.tag")
+    exp.add_argument("--validate", action="store_true",
+                     help="run the ONNX file in ONNX Runtime and compare its outputs with PyTorch's")
+    exp.add_argument("--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's)")
+    exp.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress on stderr (and no library warnings); errors are still reported")
+    exp.set_defaults(run=_cmd_export)
+
+    ana = sub.add_parser("analyze", help="print the module tree of a tagged ONNX file",
+                         description="Print the module tree of a file written by hierx export, with each "
+                                     "module's own and total (subtree) node counts.")
+    ana.add_argument("file", metavar="FILE.onnx")
+    ana.add_argument("--format", default="text", choices=["text", "json", "csv"],
+                     help="text: indented tree (default); json: summary, coverage and modules; csv: modules")
+    ana.add_argument("--depth", type=_non_negative, metavar="N", help="show modules down to depth N only")
+    ana.set_defaults(run=_cmd_analyze)
+
+    demo = sub.add_parser("demo", help="export and validate a tiny built-in BERT (no download)",
+                          description="Export a tiny BERT built from a config (no download), validate it "
+                                      "with ONNX Runtime and print its summary and module tree.")
+    demo.add_argument("-o", "--output-dir", default="build/demo", metavar="DIR",
+                      help=f"folder for {DEMO_FILE} and its sidecar (created if missing; default build/demo)")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    demo.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+def _cmd_export(ns) -> int:
+    from .exporter import export
+    from .files import check_output
+    from .model_ref import parse_inputs, resolve_model
+
+    if ns.validate and ns.structure_only:
+        raise InputError("--validate needs weights: it cannot be combined with --structure-only")
+    # Cheap checks first: a wrong -o or --inputs must not cost minutes of model loading.
+    check_output(ns.output)
+    given = parse_inputs(ns.inputs) if ns.inputs is not None else None
+    say = _progress(ns.quiet)
+    with _libraries_muted(ns.quiet):
+        say(f"loading {ns.model}")
+        model, args, kwargs, description = resolve_model(ns.model, structure_only=ns.structure_only)
+        if given is not None:
+            args, kwargs = given
+        elif args is None and kwargs is None:
+            args, kwargs = _generated_inputs(model, description, say)
+        result = export(model, args, kwargs, output=ns.output, strategy=ns.strategy,
+                        structure_only=ns.structure_only, opset=ns.opset, torch_nn_filter=ns.torch_nn_filter,
+                        progress=say)
+    _print_summary(result)
+    if ns.validate:
+        with _libraries_muted(ns.quiet):
+            say("validating with ONNX Runtime")
+            report = result.validate(raise_on_mismatch=False)
+        _print_validation(report)
+    return 0
+
+
+def _generated_inputs(model, description: str, say):
+    from . import hf
+
+    if not hf.is_hf_model(model):
+        raise InputError(f"{description} came without inputs: give them with --inputs SPEC (e.g. --inputs "
+                         "1x3x224x224) or return (model, args) from the factory")
+    say("generating example inputs from the model's config")
+    return hf.example_inputs(model)
+
+
+def _cmd_analyze(ns) -> int:
+    from .loading import load
+
+    if not Path(ns.file).is_file():
+        raise InputError(f"no such file: {ns.file!r}")
+    try:
+        result = load(ns.file)
+    except ExportError as e:  # the file is not what analyze needs: the user's input is wrong
+        raise InputError(e.one_line()) from None
+    modules = result.modules if ns.depth is None else result.modules[result.modules["depth"] <= ns.depth]
+    if ns.format == "csv":
+        modules.to_csv(sys.stdout, index=False)
+    elif ns.format == "json":
+        doc = {"summary": result.summary(), "coverage": _records(result.coverage), "modules": _records(modules)}
+        print(json.dumps(doc, indent=2))
+    else:
+        print(_headline(result))
+        print("\n".join(_tree_lines(result.modules, ns.depth)))
+    return 0
+
+
+def _cmd_demo(ns) -> int:
+    from . import hf
+    from .exporter import export
+
+    folder = Path(ns.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    say = _progress(ns.quiet)
+    with _libraries_muted(ns.quiet):
+        say("building a tiny BERT from a config (2 layers, hidden 32; nothing is downloaded)")
+        model = _demo_model()
+        args, kwargs = hf.example_inputs(model, batch=2, seq=16)
+        result = export(model, args, kwargs, output=folder / DEMO_FILE, progress=say)
+    _print_summary(result)
+    with _libraries_muted(ns.quiet):
+        say("validating with ONNX Runtime")
+        report = result.validate(raise_on_mismatch=False)
+    _print_validation(report)
+    print(f"\nmodule tree (down to depth {DEMO_TREE_DEPTH}):")
+    print("\n".join(_tree_lines(result.modules, DEMO_TREE_DEPTH)))
+    print(f"\nnext: hierx analyze {result.onnx_path}   (--format json|csv for the tables)")
+    return 0
+
+
+def _demo_model():
+    import torch
+
+    from .hf import require_transformers
+
+    transformers = require_transformers()
+    config = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=37, vocab_size=99, max_position_embeddings=64)
+    torch.manual_seed(0)  # the same weights, hence the same file, on every run
+    return transformers.BertModel(config).eval()
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+def _print_summary(result) -> None:
+    s = result.summary()
+    kind = ", structure only (no weights)" if result.structure_only else ""
+    print(f"{s['model_class']} exported with {s['strategy']} in {s['seconds']:.1f} s{kind}")
+    for attempt in result.attempts:
+        if not attempt.ok:
+            state = "skipped" if attempt.skipped else "failed"
+            print(f"  {attempt.name} {state}: {first_line(attempt.reason, 200)}")
+    print(f"  nodes    {s['nodes']} ONNX nodes, {s['coverage_pct']:.1f}% tagged with their module")
+    print(f"  output   {s['onnx_path']}")
+    print(f"  sidecar  {s['sidecar_path']}")
+    by_depth = result.modules.groupby("depth").agg(
+        modules=("module", "size"), executed=("executed", "sum"),
+        own_nodes=("own_nodes", "sum"), subtree_nodes=("total_nodes", "sum"))
+    print("\nmodules by depth (own nodes: tagged with a module of that depth; subtree: with it or below)")
+    print(by_depth.reset_index().rename(columns=lambda c: c.replace("_", " ")).to_string(index=False))
+
+
+def _print_validation(report: pd.DataFrame) -> None:
+    """The per-output comparison; ``ExportError`` (after printing) when an output differs."""
+    print("\nONNX Runtime vs PyTorch")
+    for row in report.itertuples():
+        verdict = "ok" if row.ok else "MISMATCH"
+        print(f"  {row.output}  shape {tuple(row.shape)}  max abs diff {row.max_abs_diff:.3g}  {verdict}")
+    sys.stdout.flush()  # the table before the error line, when both go to a terminal
+    bad = report[~report["ok"]]
+    if len(bad):
+        raise ExportError(f"validation failed: ONNX Runtime output {bad.iloc[0].output!r} differs from PyTorch's "
+                          f"(max abs diff {bad.iloc[0].max_abs_diff:.3g}); the files were written")
+
+
+def _headline(result) -> str:
+    s = result.summary()
+    kind = ", structure only" if result.structure_only else ""
+    return (f"{s['model_class']}: {s['nodes']} ONNX nodes, {s['coverage_pct']:.1f}% tagged, {s['modules']} modules, "
+            f"exported with {s['strategy']}{kind}")
+
+
+def _tree_lines(modules: pd.DataFrame, max_depth: int | None) -> list[str]:
+    """The module tree, children under their parent in table order, with own/total node counts."""
+    children: dict[str, list] = {}
+    root = None
+    for row in modules.itertuples(index=False):
+        if row.module == "":
+            root = row
+        else:
+            children.setdefault(row.parent if isinstance(row.parent, str) else "", []).append(row)
+    rows: list[tuple[str, object]] = []
+    hidden = 0
+
+    def visit(row, label: str, depth: int):
+        nonlocal hidden
+        if max_depth is not None and depth > max_depth:
+            hidden += 1 + _count_below(row.module, children)
+            return
+        rows.append(("  " * depth + label, row))
+        for child in children.get(row.module, []):
+            visit(child, child.module[len(row.module) + 1:] if row.module else child.module, depth + 1)
+
+    if root is not None:
+        visit(root, "(model)", 0)
+    width = min(max((len(label) for label, _ in rows), default=6), 60)
+    cls_width = min(max((len(str(r.module_class)) for _, r in rows), default=5), 40)
+    lines = [f"{'module':<{width}}  {'class':<{cls_width}}  {'own':>6}  {'total':>6}"]
+    for label, r in rows:
+        note = "  (not executed)" if not r.executed else ""
+        lines.append(f"{label:<{width}}  {str(r.module_class):<{cls_width}}  {r.own_nodes:>6}  {r.total_nodes:>6}{note}")
+    if hidden:
+        lines.append(f"... {hidden} deeper modules not shown (raise --depth to see them)")
+    return lines
+
+
+def _count_below(module: str, children: dict) -> int:
+    return sum(1 + _count_below(c.module, children) for c in children.get(module, []))
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    # pandas' JSON writer turns categories, numpy scalars and NaN into plain JSON values.
+    return json.loads(df.to_json(orient="records"))
+
+
+# -- console plumbing -----------------------------------------------------------------------------
+
+def _progress(quiet: bool):
+    """A progress callback printing timed steps to stderr, or None when quiet."""
+    if quiet:
+        return lambda step: None
+    stream, started = sys.stderr, time.perf_counter()
+
+    def say(step: str) -> None:
+        print(f"hierx: {time.perf_counter() - started:5.1f}s  {step}", file=stream, flush=True)
+
+    return say
+
+
+@contextlib.contextmanager
+def _libraries_muted(quiet: bool):
+    """Keep stdout for hierx's report: library prints go to stderr, or nowhere when quiet.
+
+    Quiet also drops warnings, log records and progress bars (transformers' weight loading).
+    """
+    if not quiet:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    sink = io.StringIO()
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def _report(message: str, code: int) -> int:
+    if os.environ.get("HIERX_DEBUG"):
+        traceback.print_exc()
+    _error_line(message)
+    return code
+
+
+def _error_line(message: str, prefix: str = "hierx: error: ") -> None:
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    print(prefix + text, file=sys.stderr, flush=True)
+
+
+def _drop_stdout() -> None:
+    """After the reader closed our stdout: point it at /dev/null so the exit flush cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
