@@ -1,6 +1,8 @@
 """``export``: run the strategies, tag the winner's ONNX model, build the tables, write the files."""
 from __future__ import annotations
 
+import contextlib
+import copy
 import time
 from os import PathLike
 from pathlib import Path
@@ -14,7 +16,7 @@ from .attribution import complete
 from .errors import Attempt, ExportError, InputError, first_line
 from .files import check_output, publish, staging
 from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree
-from .inputs import named_tensor_inputs, normalize, tensor_leaves
+from .inputs import named_tensor_inputs, normalize
 from .result import ExportResult
 from .strategies import ORDER, STRATEGIES
 from .strategies.base import ExportContext, StrategyFailed, StrategyOutput
@@ -22,7 +24,9 @@ from .tables import coverage_frame, modules_frame, nodes_frame
 from .tagging import apply_tags
 from .version import __version__
 
-EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf's 2 GiB limit: above it weights go to a .data file
+# Weights above this go to ``<file>.onnx.data``: protobuf cannot hold 2 GiB, and writing raw weight
+# bytes is several times faster than serializing them into the protobuf (as torch.onnx does).
+EXTERNAL_DATA_THRESHOLD = 64 * 1024**2
 
 # Strategies that failed for a model class in this process: auto skips them for the next instance.
 _FAILED_FOR_CLASS: dict[tuple[str, str], str] = {}
@@ -58,12 +62,10 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     was_training = model.training
     model.eval()
     try:
-        say("running the model once to record which modules execute")
-        executed, reference = _observe(model, args, kwargs)
         tree = ModuleTree(model)
         ctx = ExportContext(model=model, args=args, kwargs=kwargs, tree=tree, structure_only=structure_only,
                             opset=opset, progress=say)
-        output_, used, attempts = _run_strategies(ctx, names, auto=strategy == "auto")
+        output_, used, attempts, executed = _run_strategies(ctx, names, auto=strategy == "auto")
     finally:
         model.train(was_training)
 
@@ -73,8 +75,9 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     rows = apply_tags(output_.model, attrs, tree, strategy=used, version=__version__,
                       structure_only=structure_only, torch_nn_exceptions=exceptions)
     nodes = nodes_frame(rows)
+    # Modules whose hooks did not fire (inlined by symbolic tracing) but whose ops are in the graph ran too.
     infos = [{"module": i.name, "module_class": i.cls, "parent": i.parent, "depth": i.depth, "params": i.params,
-              "executed": (i.name in executed) if executed is not None else None} for i in tree.infos.values()]
+              "executed": True if i.name in executed else None} for i in tree.infos.values()]
     modules = modules_frame(infos, nodes)
     coverage, coverage_pct = coverage_frame(nodes)
 
@@ -84,7 +87,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     if not structure_only:
         from .validation import make_validator
 
-        result.validate_fn = make_validator(named_tensor_inputs(model, args, kwargs), reference)
+        result.validate_fn = make_validator(model, args, kwargs, named_tensor_inputs(model, args, kwargs))
     if out_path is not None:
         say(f"writing {out_path.name} and its sidecar")
         extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
@@ -94,7 +97,9 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     return result
 
 
-def _run_strategies(ctx: ExportContext, names, auto: bool) -> tuple[StrategyOutput, str, list[Attempt]]:
+def _run_strategies(ctx: ExportContext, names, auto: bool) -> tuple[StrategyOutput, str, list[Attempt], set[str]]:
+    """The first strategy that exports the model, every attempt, and the modules whose forward ran
+    while it traced (forward hooks fire during tracing: no extra run of the model is needed)."""
     attempts: list[Attempt] = []
     cls = f"{type(ctx.model).__module__}.{type(ctx.model).__qualname__}"
     for name in names:
@@ -105,62 +110,103 @@ def _run_strategies(ctx: ExportContext, names, auto: bool) -> tuple[StrategyOutp
             continue
         t0 = time.perf_counter()
         try:
-            out = STRATEGIES[name](ctx)
+            with _executed_modules(ctx.model, ctx.tree) as executed:
+                out = STRATEGIES[name](ctx)
         except StrategyFailed as e:
             reason = str(e)
         except Exception as e:  # a strategy bug must not hide the others' chance
             reason = f"unexpected {type(e).__name__}: {first_line(str(e))}"
         else:
             attempts.append(Attempt(name, True, "", time.perf_counter() - t0))
-            return out, name, attempts
+            return out, name, attempts, executed
         attempts.append(Attempt(name, False, reason, time.perf_counter() - t0))
         if auto:
             _FAILED_FOR_CLASS[(cls, name)] = first_line(reason, 160)
+    if not ctx.structure_only:
+        _check_runs(ctx.model, ctx.args, ctx.kwargs)  # every strategy failed: blame the inputs if they are at fault
     raise ExportError(f"no strategy could export {type(ctx.model).__name__}", attempts)
 
 
-def _observe(model, args, kwargs) -> tuple[set[str] | None, list[torch.Tensor]]:
-    """Run the model once with hooks: the modules that executed, and the reference outputs."""
-    names = {id(m): n for n, m in model.named_modules()}
+@contextlib.contextmanager
+def _executed_modules(model: torch.nn.Module, tree: ModuleTree):
+    """A set filled with the qualified names of modules whose forward runs inside the block."""
     executed: set[str] = set()
-    hooks = [m.register_forward_pre_hook(lambda mod, inp: executed.add(names[id(mod)])) for m in model.modules()]
+    hooks = []
+    for name, module in model.named_modules():
+        canonical = tree.canonical(name)
+        hooks.append(module.register_forward_pre_hook(lambda mod, inp, _n=canonical: executed.add(_n)))
     try:
-        with torch.no_grad():
-            outputs = model(*args, **kwargs)
-    except Exception as e:
-        raise InputError(f"{type(model).__name__} does not run on the given inputs: "
-                         f"{first_line(f'{type(e).__name__}: {e}')}") from None
+        yield executed
     finally:
         for h in hooks:
             h.remove()
-    return executed, tensor_leaves(outputs)
+    for name in list(executed):
+        executed.update(tree.ancestors(name))
+
+
+def _check_runs(model, args, kwargs) -> None:
+    """``InputError`` if the model does not run eagerly on its inputs."""
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    except Exception as e:
+        raise InputError(f"{type(model).__name__} does not run on the given inputs: "
+                         f"{first_line(f'{type(e).__name__}: {e}')}") from None
 
 
 def _to_meta(model, args, kwargs):
-    """The model and inputs on the ``meta`` device (weights dropped, never materialized)."""
+    """The model and inputs on the ``meta`` device, weights never copied; the caller's model is untouched."""
     def meta(x):
         return x.to("meta") if isinstance(x, torch.Tensor) else x
 
-    if any(p.device.type != "meta" for p in model.parameters()):
-        model = model.to("meta")
+    tensors = [*model.parameters(), *model.buffers()]
+    if any(t.device.type != "meta" for t in tensors):
+        # deepcopy with every weight pre-mapped to an empty meta twin: structure copied, data not.
+        memo = {id(t): (torch.nn.Parameter(torch.empty_like(t, device="meta"), t.requires_grad)
+                        if isinstance(t, torch.nn.Parameter) else torch.empty_like(t, device="meta"))
+                for t in tensors}
+        model = copy.deepcopy(model, memo)
     return model, tuple(meta(a) for a in args), {k: meta(v) for k, v in kwargs.items()}
+
+
+def _weight_bytes(model: ir.Model) -> int:
+    return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+
+
+@contextlib.contextmanager
+def weights_as_inputs(model: ir.Model):
+    """Within the block, weights are typed graph inputs without data: a valid ONNX file that holds
+    the whole structure and no weights (it runs only if every weight is fed)."""
+    graph = model.graph
+    saved = dict(graph.initializers)
+    added = [v for v in saved.values() if v not in graph.inputs]
+    graph.initializers.clear()
+    for v in saved.values():
+        v.const_value = None if v.const_value is not None and _on_meta(v.const_value) else v.const_value
+    graph.inputs.extend(added)
+    try:
+        yield
+    finally:
+        for _ in added:
+            graph.inputs.pop()
+        graph.initializers.update(saved)
+
+
+def _on_meta(tensor) -> bool:
+    raw = getattr(tensor, "raw", None)
+    return isinstance(raw, torch.Tensor) and raw.device.type == "meta"
 
 
 def _write(result: ExportResult, out_path: Path, module_extra: dict, external_data_threshold: int) -> None:
     model = result.onnx_model
     side_path = sidecar.sidecar_path_for(out_path)
     data_name = out_path.name + ".data"
-    weights = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
     with staging(out_path.parent) as tmp:
         staged = [(tmp / out_path.name, out_path)]
         if result.structure_only:
-            saved = dict(model.graph.initializers)
-            model.graph.initializers.clear()
-            try:
+            with weights_as_inputs(model):
                 ir.save(model, staged[0][0])
-            finally:
-                model.graph.initializers.update(saved)
-        elif weights > external_data_threshold:
+        elif _weight_bytes(model) > external_data_threshold:
             ir.save(model, staged[0][0], external_data=data_name)
             staged.append((tmp / data_name, out_path.with_name(data_name)))
         else:

@@ -7,16 +7,30 @@ import pandas as pd
 import torch
 
 from .errors import ExportError
+from .inputs import tensor_leaves
 
 
-def make_validator(named_inputs: list[tuple[str, torch.Tensor]], reference: list[torch.Tensor]):
-    """A ``validate(result, atol, rtol, raise_on_mismatch)`` bound to the export's inputs and outputs."""
+def _reference(model: torch.nn.Module, args: tuple, kwargs: dict) -> list[torch.Tensor]:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return tensor_leaves(model(*args, **kwargs))
+    finally:
+        model.train(was_training)
+
+
+def make_validator(model: torch.nn.Module, args: tuple, kwargs: dict, named_inputs: list[tuple[str, torch.Tensor]]):
+    """A ``validate(result, atol, rtol, raise_on_mismatch)`` bound to the export's model and inputs.
+
+    PyTorch's reference outputs are computed when it is called (in eval mode), not at export time.
+    """
     feeds_all = [(n, t.detach().cpu().numpy()) for n, t in named_inputs]
-    expected = [t.detach().cpu().numpy() for t in reference]
 
     def validate(result, atol: float, rtol: float, raise_on_mismatch: bool) -> pd.DataFrame:
         import onnxruntime as ort
 
+        expected = [t.detach().cpu().numpy() for t in _reference(model, args, kwargs)]
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if result.onnx_path is not None:
