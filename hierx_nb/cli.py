@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     try:
         ns = parser.parse_args(argv)
+        if ns.command is None:
+            parser.error("choose a command: export, analyze or demo")
     except SystemExit as e:  # --help / --version (0) or a usage error already reported (2)
         return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
     try:
@@ -74,7 +76,6 @@ def _parser() -> argparse.ArgumentParser:
                                                "tagged with the nn.Module it came from.")
     parser.add_argument("--version", action="version", version=f"hierx_nb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    parser.set_defaults(run=lambda ns: parser.error("choose a command: export, analyze or demo"))
 
     exp = sub.add_parser("export", help="export a model to a tagged ONNX file",
                          description="Export MODEL to ONNX with every node tagged by its nn.Module; a "
@@ -295,7 +296,8 @@ def _tree_lines(modules: pd.DataFrame, max_depth: int | None) -> list[str]:
     cls_width = min(max((len(str(r.module_class)) for _, r in rows), default=5), 40)
     lines = [f"{'module':<{width}}  {'class':<{cls_width}}  {'own':>6}  {'total':>6}"]
     for label, r in rows:
-        note = "  (not executed)" if not r.executed else ""
+        # Containers such as ModuleList are never called themselves; only an empty subtree never ran.
+        note = "  (not executed)" if not r.executed and r.total_nodes == 0 else ""
         lines.append(f"{label:<{width}}  {str(r.module_class):<{cls_width}}  {r.own_nodes:>6}  {r.total_nodes:>6}{note}")
     if hidden:
         lines.append(f"... {hidden} deeper modules not shown (raise --depth to see them)")

@@ -16,6 +16,8 @@ def check_output(path: str | os.PathLike) -> Path:
     if out.is_dir():
         raise InputError(f"output {str(path)!r} is a folder: give a file name such as {str(Path(path) / 'model.onnx')!r}")
     folder = out.parent
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{str(folder)!r} is a file, not a folder: choose another -o path")
     if not folder.is_dir():
         raise InputError(f"output folder {str(folder)!r} does not exist: create it first or choose another -o path")
     if not os.access(folder, os.W_OK | os.X_OK):

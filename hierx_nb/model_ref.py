@@ -59,7 +59,7 @@ def _from_hf_folder(path: Path, structure_only: bool):
     if not (path / "config.json").is_file():
         raise InputError(f"folder {str(path)!r} has no config.json: give a folder written by save_pretrained, "
                          "or a module:factory reference")
-    if not structure_only and not any(path.glob(pattern) for pattern in _WEIGHT_FILES):
+    if not structure_only and not any(any(path.glob(pattern)) for pattern in _WEIGHT_FILES):
         raise InputError(f"folder {str(path)!r} has a config.json but no weights ({', '.join(_WEIGHT_FILES)}): "
                          "add --structure-only to export its structure, or save the model with save_pretrained")
     model = hf.meta_model(path) if structure_only else hf.load_pretrained_dir(path)

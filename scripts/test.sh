@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up .venv (and Chromium for the browser tests, when missing), then run every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test: installing Chromium for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test: the browser tests need Chromium at /usr/bin/chromium (Debian: sudo apt-get install chromium)" >&2
+    exit 1
+  fi
+fi
+exec .venv/bin/python -m pytest "$@"
