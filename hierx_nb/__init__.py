@@ -8,11 +8,12 @@ In Jupyter: ``%load_ext hierx_nb`` then ``%hierexport model (x,)``.
 """
 from .errors import Attempt, ExportError, InputError
 from .exporter import export
+from .hf import meta_model
 from .loading import load
 from .result import ExportResult
 from .version import __version__
 
-__all__ = ["export", "load", "ExportResult", "ExportError", "InputError", "Attempt", "__version__",
+__all__ = ["export", "load", "meta_model", "ExportResult", "ExportError", "InputError", "Attempt", "__version__",
            "load_ipython_extension", "unload_ipython_extension"]
 
 

@@ -15,6 +15,7 @@ from . import sidecar
 from .attribution import complete
 from .errors import Attempt, ExportError, InputError, first_line
 from .files import check_output, publish, staging
+from .hf import example_inputs, is_hf_model
 from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree
 from .inputs import named_tensor_inputs, normalize
 from .result import ExportResult
@@ -40,6 +41,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     """Export ``model`` to ONNX with every node tagged by the module that produced it.
 
     ``strategy``: ``"auto"`` (dynamo, then htp, then fx), ``"dynamo"``, ``"htp"`` or ``"fx"``.
+    ``args``/``kwargs`` may be left out for HuggingFace models: inputs are generated from the config.
     ``output``: the ``.onnx`` path (a ``.hierx.json`` sidecar is written beside it), or None to keep
     everything in memory. ``structure_only``: the model is (or is moved to) the ``meta`` device and
     the file holds the graph and tags without weights — for analysis only, it cannot run.
@@ -55,6 +57,8 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     if strategy != "auto" and strategy not in STRATEGIES:
         raise InputError(f"unknown strategy {strategy!r}: choose one of auto, {', '.join(ORDER)}")
     out_path = check_output(output) if output is not None else None
+    if not args and not kwargs and is_hf_model(model):
+        args, kwargs = example_inputs(model)  # HF models: inputs generated from their config
     args, kwargs = normalize(model, args, kwargs)
     if structure_only:
         model, args, kwargs = _to_meta(model, args, kwargs)
