@@ -592,3 +592,30 @@ def _hf_llama():
                       num_key_value_heads=2, intermediate_size=64, vocab_size=_VOCAB,
                       max_position_embeddings=64)
     return LlamaModel(cfg), (), {**_text_kwargs(), "use_cache": False}
+
+
+# Two HF models whose decompositions torch.onnx's dynamo path cannot translate ("Cannot view a
+# tensor ... as a tensor with shape ...", window attention reshapes): the seed's Swin/SAM failures.
+@_register("hf_swin", fx=False, dynamo=False, family="hf")
+def _hf_swin():
+    from transformers import SwinConfig, SwinModel
+
+    cfg = SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4)
+    return SwinModel(cfg), (), {"pixel_values": _randn(1, 3, 32, 32)}
+
+
+@_register("hf_sam", fx=False, dynamo=False, family="hf")
+def _hf_sam():
+    from transformers import (SamConfig, SamMaskDecoderConfig, SamModel, SamPromptEncoderConfig,
+                              SamVisionConfig)
+
+    # Every width meets the prompt encoder's: output_channels == 2 * num_pos_feats == hidden sizes.
+    vision = SamVisionConfig(hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2,
+                             image_size=64, patch_size=16, mlp_dim=64, global_attn_indexes=[1], window_size=2,
+                             num_pos_feats=8)
+    prompt = SamPromptEncoderConfig(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4)
+    decoder = SamMaskDecoderConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32,
+                                   iou_head_hidden_dim=16)
+    cfg = SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+    points = torch.tensor([[[[20.0, 30.0]]]])  # one point prompt on the 64x64 image
+    return SamModel(cfg), (), {"pixel_values": _randn(1, 3, 64, 64), "input_points": points}
