@@ -109,7 +109,7 @@ def _run_strategies(ctx: ExportContext, names, auto: bool) -> tuple[StrategyOutp
     for name in names:
         known = _FAILED_FOR_CLASS.get((cls, name)) if auto else None
         if known is not None:
-            attempts.append(Attempt(name, False, f"skipped: it failed on an earlier {type(ctx.model).__name__} "
+            attempts.append(Attempt(name, False, f"it failed on an earlier {type(ctx.model).__name__} "
                                                   f"in this process ({known})", 0.0, skipped=True))
             continue
         t0 = time.perf_counter()
@@ -122,13 +122,21 @@ def _run_strategies(ctx: ExportContext, names, auto: bool) -> tuple[StrategyOutp
             reason = f"unexpected {type(e).__name__}: {first_line(str(e))}"
         else:
             attempts.append(Attempt(name, True, "", time.perf_counter() - t0))
+            _remember_failures(cls, attempts, auto)
             return out, name, attempts, executed
         attempts.append(Attempt(name, False, reason, time.perf_counter() - t0))
-        if auto:
-            _FAILED_FOR_CLASS[(cls, name)] = first_line(reason, 160)
     if not ctx.structure_only:
         _check_runs(ctx.model, ctx.args, ctx.kwargs)  # every strategy failed: blame the inputs if they are at fault
+    _remember_failures(cls, attempts, auto)
     raise ExportError(f"no strategy could export {type(ctx.model).__name__}", attempts)
+
+
+def _remember_failures(cls: str, attempts: list[Attempt], auto: bool) -> None:
+    """Record the strategies that failed on a class, once the inputs are known not to be at fault."""
+    if auto:
+        for a in attempts:
+            if not a.ok and not a.skipped:
+                _FAILED_FOR_CLASS[(cls, a.name)] = first_line(a.reason, 160)
 
 
 @contextlib.contextmanager

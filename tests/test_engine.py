@@ -233,6 +233,9 @@ def test_bad_inputs_are_input_errors(tmp_path):
     with pytest.raises(hierx_nb.InputError, match="is a folder"):
         hierx_nb.export(c.model, c.args, output=tmp_path)
     assert list(tmp_path.iterdir()) == []
+    # Failures caused by wrong inputs are not held against the model class afterwards.
+    ok = hierx_nb.export(c.model, c.args, output=None)
+    assert not any(a.skipped for a in ok.attempts)
 
 
 def test_successful_export_replaces_files_atomically(tmp_path):
