@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+import weakref
 from os import PathLike
 from pathlib import Path
 from typing import Callable, Iterable
@@ -29,8 +30,10 @@ from .version import __version__
 # bytes is several times faster than serializing them into the protobuf (as torch.onnx does).
 EXTERNAL_DATA_THRESHOLD = 64 * 1024**2
 
-# Strategies that failed for a model class in this process: auto skips them for the next instance.
-_FAILED_FOR_CLASS: dict[tuple[str, str], str] = {}
+# Strategies that failed for a model class in this process (class -> {strategy: reason}): auto
+# skips them for the next instance. Keyed by the class object, so a class redefined in a notebook
+# cell starts afresh.
+_FAILED_FOR_CLASS: "weakref.WeakKeyDictionary[type, dict[str, str]]" = weakref.WeakKeyDictionary()
 
 
 def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: str | PathLike | None = "model.onnx",
@@ -57,7 +60,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     if strategy != "auto" and strategy not in STRATEGIES:
         raise InputError(f"unknown strategy {strategy!r}: choose one of auto, {', '.join(ORDER)}")
     out_path = check_output(output) if output is not None else None
-    if not args and not kwargs and is_hf_model(model):
+    if _empty(args) and not kwargs and is_hf_model(model):
         args, kwargs = example_inputs(model)  # HF models: inputs generated from their config
     args, kwargs = normalize(model, args, kwargs)
     if structure_only:
@@ -101,13 +104,20 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     return result
 
 
+def _empty(args) -> bool:
+    return args is None or (isinstance(args, (tuple, list)) and len(args) == 0)
+
+
 def _run_strategies(ctx: ExportContext, names, auto: bool) -> tuple[StrategyOutput, str, list[Attempt], set[str]]:
     """The first strategy that exports the model, every attempt, and the modules whose forward ran
     while it traced (forward hooks fire during tracing: no extra run of the model is needed)."""
     attempts: list[Attempt] = []
-    cls = f"{type(ctx.model).__module__}.{type(ctx.model).__qualname__}"
+    cls = type(ctx.model)
+    failed_before = _FAILED_FOR_CLASS.get(cls, {}) if auto else {}
+    if all(name in failed_before for name in names):
+        failed_before = {}  # skipping everything would decide nothing: try them all again
     for name in names:
-        known = _FAILED_FOR_CLASS.get((cls, name)) if auto else None
+        known = failed_before.get(name)
         if known is not None:
             attempts.append(Attempt(name, False, f"it failed on an earlier {type(ctx.model).__name__} "
                                                   f"in this process ({known})", 0.0, skipped=True))
@@ -131,12 +141,12 @@ def _run_strategies(ctx: ExportContext, names, auto: bool) -> tuple[StrategyOutp
     raise ExportError(f"no strategy could export {type(ctx.model).__name__}", attempts)
 
 
-def _remember_failures(cls: str, attempts: list[Attempt], auto: bool) -> None:
+def _remember_failures(cls: type, attempts: list[Attempt], auto: bool) -> None:
     """Record the strategies that failed on a class, once the inputs are known not to be at fault."""
     if auto:
         for a in attempts:
             if not a.ok and not a.skipped:
-                _FAILED_FOR_CLASS[(cls, a.name)] = first_line(a.reason, 160)
+                _FAILED_FOR_CLASS.setdefault(cls, {})[a.name] = first_line(a.reason, 160)
 
 
 @contextlib.contextmanager

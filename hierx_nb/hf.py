@@ -38,7 +38,7 @@ def example_inputs(model: torch.nn.Module, batch: int = 1, seq: int = 16) -> tup
     """
     if not is_hf_model(model):
         raise InputError(f"{type(model).__name__} is not a HuggingFace model (no transformers config): "
-                         "give its inputs explicitly (--inputs SPEC)")
+                         "give its inputs explicitly (args/kwargs, or --inputs SPEC on the command line)")
     config = model.config
     params = _forward_params(model)
     main = getattr(model, "main_input_name", None) or "input_ids"
@@ -47,12 +47,12 @@ def example_inputs(model: torch.nn.Module, batch: int = 1, seq: int = 16) -> tup
         return (), {"pixel_values": _pixel_values(config, batch, gen)}
     if main != "input_ids":
         raise InputError(f"cannot generate inputs for {type(model).__name__}: its main input is {main!r} "
-                         "(only input_ids and pixel_values models are supported); give them with --inputs SPEC")
+                         "(only input_ids and pixel_values models are supported); give them explicitly (args/kwargs, or --inputs SPEC on the command line)")
     text = config.get_text_config()
     vocab = getattr(text, "vocab_size", None)
     if not isinstance(vocab, int) or vocab <= 0:
         raise InputError(f"cannot generate input_ids for {type(model).__name__}: its config has no vocab_size; "
-                         "give the inputs with --inputs SPEC")
+                         "give the inputs explicitly (args/kwargs, or --inputs SPEC on the command line)")
     # Position embeddings are a fixed-size table: longer sequences would index past it.
     limit = getattr(text, "max_position_embeddings", None) or getattr(text, "n_positions", None)
     length = min(seq, limit) if isinstance(limit, int) and limit > 0 else seq

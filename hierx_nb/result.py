@@ -135,6 +135,6 @@ class ExportResult:
             return bundle
         if isinstance(widget_bundle, tuple):
             widget_bundle = widget_bundle[0]
-        if widget_bundle:
-            bundle.update(widget_bundle)
+        # The widget's own text/plain is "<HierxExplorer ...>": terminals and text exports keep ours.
+        bundle.update({k: v for k, v in (widget_bundle or {}).items() if k != "text/plain"})
         return bundle

@@ -141,6 +141,33 @@ def test_auto_falls_back_and_remembers_the_class():
     assert second.attempts[0].skipped and "earlier DataDependentBranch" in second.attempts[0].reason
 
 
+def test_a_redefined_class_starts_afresh():
+    def define():
+        class Net(torch.nn.Module):  # a notebook cell run twice defines two classes of one name
+            def __init__(self):
+                super().__init__()
+                self.fc = torch.nn.Linear(4, 4)
+
+            def forward(self, x):
+                return self.fc(x) if x.sum() > 0 else -self.fc(x)
+
+        return Net
+
+    x = torch.ones(2, 4)
+    first = hierx_nb.export(define()().eval(), (x,), output=None)
+    assert [a.name for a in first.attempts if not a.ok] == ["dynamo"]
+    second = hierx_nb.export(define()().eval(), (x,), output=None)
+    assert not second.attempts[0].skipped
+
+
+def test_result_display_keeps_its_text():
+    c = case("mlp")
+    result = hierx_nb.export(c.model, c.args, output=None)
+    bundle = result._repr_mimebundle_()
+    assert bundle["text/plain"].startswith("ExportResult(MLP: strategy=dynamo")
+    assert "<table>" in bundle["text/html"]
+
+
 def test_topology_and_names_are_the_exporters_own():
     c = case("hf_bert")
     result = hierx_nb.export(c.model, c.args, c.kwargs, output=None, strategy="dynamo")

@@ -210,7 +210,7 @@ def _export_graph(ctx: ExportContext) -> tuple[ir.Model, str]:
         return htp.run(ctx).model, "htp"
     except StrategyFailed as e:
         raise StrategyFailed(f"symbolic tracing worked, but no exporter gave an ONNX graph to project onto "
-                             f"(dynamo: {first}; htp: {e})") from e
+                             f"(dynamo: {first_line(first, 100)}; htp: {first_line(str(e), 100)})") from e
 
 
 def _onnx_values(model: ir.Model, ctx: ExportContext) -> dict[str, np.ndarray]:

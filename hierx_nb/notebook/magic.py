@@ -1,0 +1,342 @@
+"""``%hierexport``: the IPython line magic around ``hierx_nb.export`` (``%load_ext hierx_nb``)."""
+from __future__ import annotations
+
+import ast
+import keyword
+import re
+
+import torch
+from IPython.core import magic_arguments
+from IPython.core.error import UsageError
+from IPython.core.magic import (Magics, line_magic, magics_class, needs_local_scope, no_var_expand,
+                                output_can_be_silenced)
+from IPython.utils.text import DollarFormatter
+
+from ..errors import ExportError, first_line
+from ..result import ExportResult
+from ..strategies import ORDER
+from .progress import Progress
+
+MAGIC = "hierexport"
+
+USAGE = ("%(prog)s MODEL [ARGS] [-o OUTPUT] [-s STRATEGY] [-k KWARGS] [--validate] [--no-widget] [-r NAME] "
+         "[--structure-only] [--torch-nn-filter]")
+
+# One table feeds both the parser (help, checks) and the line scanner, which must know which options
+# take a value to tell that value from the start of MODEL or ARGS.
+_OPTIONS = (
+    (("-o", "--output"), {"metavar": "OUTPUT", "help": (
+        "write the ONNX file here, with its .hierx.json sidecar beside it; {expr} and $name are "
+        "expanded. Without -o nothing is written: the ONNX model stays in memory (result.onnx_model)")}),
+    (("-s", "--strategy"), {"metavar": "STRATEGY", "default": "auto", "choices": ("auto", *ORDER), "help": (
+        f"auto (default: tries {', '.join(ORDER)} in turn until one exports the model) or one of "
+        f"{', '.join(ORDER)}")}),
+    (("-k", "--kwargs"), {"metavar": "KWARGS", "help": (
+        "a Python expression for a dict of keyword inputs: -k {'input_ids': ids} or "
+        "-k \"dict(input_ids=ids)\" (quote it if it has spaces outside brackets)")}),
+    (("--validate",), {"action": "store_true", "help": (
+        "run the ONNX model in ONNX Runtime on the same inputs and show how its outputs compare with "
+        "PyTorch's; a mismatch fails the cell (after -r has bound the result)")}),
+    (("--no-widget",), {"action": "store_true", "help": (
+        "the returned ExportResult displays as a static HTML summary instead of the explorer widget "
+        "(result.widget still builds the explorer on request)")}),
+    (("-r", "--result"), {"metavar": "NAME", "help": "also bind the ExportResult to NAME in the notebook's namespace"}),
+    (("--structure-only",), {"action": "store_true", "help": (
+        "export on the meta device without weights: graph and tags only, for analysis (it cannot run); "
+        "its weights are not copied")}),
+    (("--torch-nn-filter",), {"action": "store_true", "help": (
+        "fold torch.nn leaves (Linear, LayerNorm, ...) into their parent module in the readable "
+        "hierx.tag; hierx.module stays exact")}),
+)
+_FLAGS = frozenset(flag for flags, _ in _OPTIONS for flag in flags)
+_VALUE_FLAGS = frozenset(flag for flags, kw in _OPTIONS if kw.get("action") != "store_true" for flag in flags)
+_OPTION_WORD = re.compile(r"--?[A-Za-z]")
+
+
+class HierexportError(Exception):
+    """A failed ``%hierexport``: IPython shows only its one-line message, and the cell fails."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for exceptions that draw themselves
+        return [f"{MAGIC}: error: {self}"]
+
+
+class HierexportInterrupted(KeyboardInterrupt):
+    """``%hierexport`` stopped by a kernel interrupt: one line, and code around it still sees an interrupt."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{MAGIC}: {self}"]
+
+
+class SummaryResult(ExportResult):
+    """An ``ExportResult`` displayed as its static HTML summary (``--no-widget``)."""
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return {"text/plain": repr(self), "text/html": self._repr_html_()}
+
+
+def _with_options(func):
+    # Applied last-first: magic_arguments builds the parser in reverse order of application.
+    for flags, kw in reversed(_OPTIONS):
+        func = magic_arguments.argument(*flags, **kw)(func)
+    return func
+
+
+@magics_class
+class HierxMagics(Magics):
+    """The magics of ``%load_ext hierx_nb``."""
+
+    @magic_arguments.magic_arguments()
+    @magic_arguments.kwds(usage=USAGE)
+    @magic_arguments.argument("model", metavar="MODEL", help=(
+        "a Python expression for the nn.Module to export: the first expression on the line"))
+    @magic_arguments.argument("args", metavar="ARGS", nargs="?", help=(
+        "a Python expression for the positional inputs, a tensor or a tuple: the rest of the line "
+        "outside the options (spaces and commas are fine). May be left out for HuggingFace models: "
+        "inputs are generated from the config"))
+    @_with_options
+    @output_can_be_silenced
+    @no_var_expand  # MODEL, ARGS and -k are Python code: IPython's {}/$ expansion would corrupt dict literals
+    @needs_local_scope
+    @line_magic
+    def hierexport(self, line: str, local_ns: dict | None = None):
+        """
+        Export a PyTorch model to ONNX with every node tagged by the nn.Module that produced it.
+
+        MODEL and ARGS are Python expressions evaluated in the notebook's namespace: MODEL is the
+        first expression on the line, ARGS the rest (a tensor or a tuple). Options may come before
+        or after them; an expression that starts with '-' must be put in parentheses.
+
+        Returns the ExportResult, so it is the cell's output and displays as the explorer widget
+        (the module tree, coverage, node table; result.selection is the selected subtree).
+        Without -o nothing is written to disk. A failed or interrupted export prints a single
+        line "hierexport: ...", fails the cell, and leaves existing files untouched.
+
+        Examples::
+
+          %hierexport mlp torch.randn(4, 16)
+          %hierexport model (ids, mask) -o bert.onnx -r result
+          %hierexport model.encoder torch.randn(1, 8, 32) -s htp
+          %hierexport bert -k "dict(input_ids=ids, attention_mask=mask)" --validate
+          %hierexport bert -o {OUT}/bert.onnx     # HuggingFace model: inputs from its config
+          %hierexport hierx_nb.meta_model(config) --structure-only -o big.onnx
+          %hierexport cnn images --no-widget -r res   # static summary, result in res
+        """
+        from ..exporter import export
+
+        opts = _parse(line, self.hierexport.parser)
+        if opts.validate and opts.structure_only:
+            raise HierexportError("--validate needs weights: it cannot be combined with --structure-only")
+        if opts.result is not None and (not opts.result.isidentifier() or keyword.iskeyword(opts.result)):
+            raise HierexportError(f"-r {opts.result!r} is not a Python variable name")
+        user_ns = self.shell.user_ns
+        # Inside a function, its locals shadow the notebook's globals; one merged dict also lets
+        # comprehensions in the expressions see those locals.
+        ns = user_ns if local_ns is None or local_ns is user_ns else {**user_ns, **local_ns}
+        model = _evaluate("MODEL", opts.model, ns)
+        args = _evaluate("ARGS", opts.args, ns) if opts.args is not None else ()
+        if isinstance(args, torch.Tensor):
+            args = (args,)  # export() tests `not args` first, which a tensor of several values cannot answer
+        kwargs = _evaluate("-k", opts.kwargs, ns) if opts.kwargs is not None else None
+        output = _expand_path(opts.output, ns) if opts.output is not None else None
+
+        progress = Progress(self.shell, prefix=MAGIC)
+        try:
+            if opts.args is None and opts.kwargs is None:
+                args, kwargs = _generated_inputs(model, progress)
+            result = export(model, args, kwargs, output=output, strategy=opts.strategy,
+                            structure_only=opts.structure_only, torch_nn_filter=opts.torch_nn_filter,
+                            progress=progress)
+            if opts.no_widget:
+                result.__class__ = SummaryResult  # the export's own fresh object: nobody else holds it
+            if opts.result is not None:
+                user_ns[opts.result] = result  # bound before validation, so a mismatch keeps the result
+            if opts.validate:
+                progress("validating with ONNX Runtime")
+                report = _validate(result)
+        except KeyboardInterrupt:
+            where = f" during '{progress.step}'" if progress.step else ""
+            raise HierexportInterrupted(f"interrupted{where} after {progress.elapsed:.1f} s") from None
+        except ExportError as e:
+            raise HierexportError(e.one_line()) from None
+        except OSError as e:  # the disk filled up or the folder vanished while writing
+            where = f" {e.filename!r}" if e.filename else ""
+            raise HierexportError(f"cannot write{where}: {e.strerror or e}") from None
+        finally:
+            progress.close()
+        if opts.validate:
+            _show_validation(report, opts.result)
+        return result
+
+
+def _parse(line: str, parser):
+    """The parsed options of a ``%hierexport`` line, with ``model`` and ``args`` as source text."""
+    words = _words(line)
+    if words and words[-1].endswith(";"):  # a trailing ';' silences the output; it is not an expression
+        words[-1] = words[-1][:-1]
+        if not words[-1]:
+            words.pop()
+    argv, positional, i = [], [], 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if not _OPTION_WORD.match(word):
+            positional.append(word)
+            continue
+        flag, eq, value = word.partition("=")
+        if flag not in _FLAGS and word[:2] not in _VALUE_FLAGS:  # word[:2]: a value glued on, as in -oout.onnx
+            raise HierexportError(f"unknown option {flag} (see %{MAGIC}?); put an expression that starts "
+                                  "with '-' in parentheses")
+        if eq and flag in _VALUE_FLAGS:
+            argv += [flag, _unquote(value)]
+        elif word in _VALUE_FLAGS and i < len(words) and not _OPTION_WORD.match(words[i]):
+            argv += [word, _unquote(words[i])]
+            i += 1
+        else:  # a flag, or an option missing its value: argparse says which
+            argv.append(word)
+    if not positional:
+        raise HierexportError(f"give the model to export: %{MAGIC} MODEL [ARGS] [options] (see %{MAGIC}?)")
+    model, args = _split_expressions(positional)
+    try:
+        return parser.parse_args([*argv, "--", model, *([args] if args is not None else [])])
+    except UsageError as e:
+        raise HierexportError(f"{e} (see %{MAGIC}?)") from None
+
+
+def _words(line: str) -> list[str]:
+    """``line`` split at whitespace outside brackets and string literals; a word starting with ``#``
+    starts a comment (a ``#`` inside a word, as in a file name, does not)."""
+    words: list[str] = []
+    start, depth, quote, i = None, 0, None, 0
+    while i < len(line):
+        c = line[i]
+        if quote:
+            if c == "\\":
+                i += 1  # the escaped character cannot close the string
+            elif c == quote:
+                quote = None
+        elif c.isspace() and depth == 0:
+            if start is not None:
+                words.append(line[start:i])
+                start = None
+        else:
+            if start is None:
+                if c == "#":
+                    break
+                start = i
+            if c in "'\"":
+                quote = c
+            elif c in "([{":
+                depth += 1
+            elif c in ")]}":
+                depth = max(depth - 1, 0)  # a stray closer is the parser's error to report, not a split
+        i += 1
+    if start is not None:
+        words.append(line[start:])
+    return words
+
+
+def _split_expressions(words: list[str]) -> tuple[str, str | None]:
+    """``(MODEL, ARGS)``: the fewest leading words that form an expression such that the rest is one too.
+
+    ``model (ids, mask)`` is also a call, so the first split wins: MODEL ``model``, ARGS ``(ids, mask)``.
+    """
+    def error(text: str) -> SyntaxError | None:
+        try:
+            ast.parse(text, mode="eval")
+        except SyntaxError as e:
+            return e
+        return None
+
+    first_model = None
+    for n in range(1, len(words) + 1):
+        model, rest = " ".join(words[:n]), " ".join(words[n:])
+        if error(model) is not None:
+            continue
+        if not rest or error(rest) is None:
+            return model, rest or None
+        first_model = first_model or (model, rest)
+    if first_model is None:
+        raise HierexportError(f"MODEL {_short(words[0])} is not a Python expression: {error(words[0]).msg}")
+    model, rest = first_model
+    raise HierexportError(f"ARGS {_short(rest)} is not a Python expression: {error(rest).msg}")
+
+
+def _unquote(word: str) -> str:
+    """An option value with one pair of enclosing quotes removed, as a shell would (no escapes)."""
+    if len(word) >= 2 and word[0] == word[-1] and word[0] in "'\"":
+        return word[1:-1]
+    return word
+
+
+def _evaluate(what: str, source: str, ns: dict):
+    """``source`` evaluated in ``ns``; ``HierexportError`` naming ``what`` if it does not parse or fails."""
+    try:
+        code = compile(source, f"<{MAGIC} {what}>", "eval")
+    except SyntaxError as e:
+        raise HierexportError(f"{what} {_short(source)} is not a Python expression: {e.msg}") from None
+    try:
+        return eval(code, ns)
+    except Exception as e:
+        raise HierexportError(f"{what} {_short(source)} failed: {type(e).__name__}: {first_line(str(e))}") from None
+
+
+def _expand_path(value: str, ns: dict) -> str:
+    """``-o`` with ``{expr}`` and ``$name`` expanded, as IPython does for other magics' arguments."""
+    try:
+        return DollarFormatter().vformat(value, args=[], kwargs=ns)
+    except Exception as e:
+        raise HierexportError(f"-o {value!r}: cannot expand it: {type(e).__name__}: {first_line(str(e))}") from None
+
+
+def _short(source: str, limit: int = 60) -> str:
+    return repr(source if len(source) <= limit else source[: limit - 1] + "…")
+
+
+def _generated_inputs(model, progress) -> tuple[tuple, dict]:
+    """Inputs made from a HuggingFace model's config; ``HierexportError`` for any other model."""
+    from .. import hf
+
+    if not hf.is_hf_model(model):
+        kind = type(model).__name__
+        raise HierexportError(f"{kind} needs inputs: give ARGS (a tensor or a tuple) or -k KWARGS; only "
+                              "HuggingFace models get inputs generated from their config")
+    progress("generating example inputs from the model's config")
+    return hf.example_inputs(model)
+
+
+def _validate(result):
+    """The ONNX Runtime vs PyTorch report; ``HierexportError`` when ONNX Runtime cannot run the model."""
+    try:
+        return result.validate(raise_on_mismatch=False)
+    except ImportError:
+        raise HierexportError("--validate needs onnxruntime: pip install onnxruntime") from None
+    except ExportError as e:
+        raise HierexportError(f"validation failed: {e.one_line()}") from None
+    except Exception as e:  # ONNX Runtime rejecting the exported graph is the finding validation is for
+        raise HierexportError(f"validation failed: ONNX Runtime cannot run the exported model: "
+                              f"{type(e).__name__}: {first_line(str(e))}") from None
+
+
+def _show_validation(report, bound: str | None) -> None:
+    """Display the report; ``HierexportError`` after it when an output differs from PyTorch's."""
+    from IPython.display import display
+
+    display(report)
+    bad = report[~report["ok"]]
+    if len(bad):
+        kept = f"; the result is in {bound}" if bound else ""
+        raise HierexportError(f"validation failed: ONNX Runtime output {bad.iloc[0].output!r} differs from "
+                              f"PyTorch's (max abs diff {bad.iloc[0].max_abs_diff:.3g}){kept}")
+
+
+def load_ipython_extension(shell) -> None:
+    """Register ``%hierexport`` (``%load_ext hierx_nb``)."""
+    shell.register_magics(HierxMagics)
+
+
+def unload_ipython_extension(shell) -> None:
+    """Remove ``%hierexport`` (``%unload_ext hierx_nb``); a magic of that name from elsewhere is left alone."""
+    manager = shell.magics_manager
+    if isinstance(getattr(manager.magics["line"].get(MAGIC), "__self__", None), HierxMagics):
+        del manager.magics["line"][MAGIC]
+    manager.registry.pop(HierxMagics.__name__, None)

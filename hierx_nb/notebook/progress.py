@@ -1,0 +1,48 @@
+"""Progress of a ``%hierexport`` run: one updating line in a kernel, timed lines on stderr elsewhere."""
+from __future__ import annotations
+
+import html
+import sys
+import time
+
+
+class Progress:
+    """A ``progress`` callback for ``hierx_nb.export``: call it with each step's description.
+
+    In a Jupyter kernel (any front end, VS Code included) the steps replace each other in a single
+    display; in a terminal IPython they are printed to stderr, one timed line each. ``close()``
+    removes the kernel display; ``step`` and ``elapsed`` say where the run is.
+    """
+
+    def __init__(self, shell, prefix: str = "hierexport"):
+        # Only a kernel can update a display in place; a terminal would print every update anew.
+        self._live = getattr(shell, "kernel", None) is not None
+        self._prefix = prefix
+        self._started = time.perf_counter()
+        self._handle = None
+        self.step: str | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._started
+
+    def __call__(self, step: str) -> None:
+        self.step = step
+        text = f"{self._prefix}: {self.elapsed:5.1f}s  {step}"
+        if not self._live:
+            print(text, file=sys.stderr, flush=True)
+            return
+        bundle = {"text/plain": text,
+                  "text/html": f"<code style='opacity:0.7'>{html.escape(text)}</code>"}
+        if self._handle is None:
+            from IPython.display import display
+
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+
+    def close(self) -> None:
+        """Blank the kernel display: the result (or the error line) says how the run ended."""
+        if self._handle is not None:
+            self._handle.update({"text/plain": ""}, raw=True)
+            self._handle = None
