@@ -1,0 +1,525 @@
+"""A real JupyterLab in headless Chromium: run the notebooks, use the explorer, measure it.
+
+A JupyterLab server is started on 127.0.0.1 (free port, token) over a temporary copy of
+notebooks/, with its settings, workspaces and runtime files in temporary folders and a kernelspec
+that runs this interpreter. The quickstart notebook is run with Run > Run All Cells; the test then
+drives the explorer like a user (expand, click, search) and checks what it shows against the
+sidecar the notebook wrote. Then the LLaMA-70B-shaped structure notebook is run and explored.
+
+Printed (the figures the issue asks for):
+* cell finished -> tree rendered: from the moment the cell's prompt shows its execution count to
+  the first tree row in its output (negative: the tree was up before the prompt updated);
+* click -> table and charts updated: from the click event to the end of the synchronous update
+  (count, tree, table, both Plotly charts), and to the next painted frame.
+
+Screenshots go to test-artifacts/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_notebooks import write_kernelspec
+
+sync_api = pytest.importorskip("playwright.sync_api")
+widget_mod = pytest.importorskip("hierx_nb.notebook.widget")
+pytest.importorskip("jupyterlab")
+import hierx_nb  # noqa: E402
+from hierx_nb.result import in_subtree  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+GIANT_LAYERS = int(os.environ.get("HIERX_GIANT_LAYERS", "80"))
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium"),
+    pytest.mark.skipif(not widget_mod.ESM_PATH.is_file(), reason="widget not built (cd js && npm ci && npm run build)"),
+]
+
+# User settings: no news/update toasts, every cell in the DOM (no virtual scrolling of the
+# notebook, so outputs below the fold are rendered), no autosave rewriting the copied notebooks.
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+    "@jupyterlab/apputils-extension/palette.jupyterlab-settings": {},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lab:
+    def __init__(self, root: Path, base: Path):
+        self.root, self.base = root, base
+        self.port = _free_port()
+        self.token = secrets.token_hex(16)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.out = base / "out"
+        self.log = base / "lab.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        settings = self.base / "settings"
+        for rel, value in LAB_SETTINGS.items():
+            f = settings / rel
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(json.dumps(value))
+        share = self.base / "share"
+        write_kernelspec(share, "python3")  # the notebooks' own kernelspec name, pointing at this interpreter
+        for d in ("config", "runtime", "workspaces", "ipython"):
+            (self.base / d).mkdir(exist_ok=True)
+        self.out.mkdir(exist_ok=True)
+        env = dict(os.environ,
+                   JUPYTER_CONFIG_DIR=str(self.base / "config"),
+                   JUPYTER_RUNTIME_DIR=str(self.base / "runtime"),
+                   JUPYTER_PATH=str(share),
+                   JUPYTERLAB_SETTINGS_DIR=str(settings),
+                   JUPYTERLAB_WORKSPACES_DIR=str(self.base / "workspaces"),
+                   IPYTHONDIR=str(self.base / "ipython"),
+                   HIERX_OUT=str(self.out),
+                   HIERX_GIANT_LAYERS=str(GIANT_LAYERS),
+                   PYDEVD_DISABLE_FILE_VALIDATION="1")
+        env.pop("JUPYTER_TOKEN", None)
+        cmd = [sys.executable, "-m", "jupyterlab", "--no-browser",
+               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
+               f"--ServerApp.root_dir={self.root}", f"--IdentityProvider.token={self.token}",
+               "--ServerApp.open_browser=False", "--LabApp.expose_app_in_browser=True",
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+               "--LabApp.extension_manager=readonly", "--ServerApp.terminals_enabled=False"]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
+            cmd.append("--allow-root")
+        self.logf = open(self.log, "w")
+        self.proc = subprocess.Popen(cmd, env=env, cwd=self.root, stdout=self.logf, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"JupyterLab did not start in 60 s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:  # a clean shutdown also stops the kernels it started
+            req = urllib.request.Request(f"{self.url}/api/shutdown?token={self.token}", method="POST")
+            urllib.request.urlopen(req, timeout=5).close()
+            self.proc.wait(timeout=20)
+        except Exception:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "notebooks"
+    root.mkdir()
+    for nb in NOTEBOOK_DIR.glob("*.ipynb"):
+        shutil.copy(nb, root / nb.name)
+    server = Lab(root, base)
+    t0 = time.perf_counter()
+    server.start()
+    print(f"\nJupyterLab up in {time.perf_counter() - t0:.1f} s at {server.url}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"])
+        yield b
+        b.close()
+
+
+# -- page helpers --------------------------------------------------------------------------------
+
+# Installed before Run All: records, per code cell, when its prompt first shows an execution count
+# (the cell finished), when an output first appears, and when a hierx tree row first appears in it.
+INSTRUMENT = """() => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  const cells = panel.content.widgets;
+  const marks = window.__hx = { done: {}, output: {}, tree: {}, renderMs: {} };
+  const WIDGET_OUTPUT = '.jp-OutputArea-executeResult .jp-OutputArea-output';  // the returned ExportResult
+  const check = () => {
+    const now = performance.now();
+    cells.forEach((cell, i) => {
+      if (cell.model.type !== 'code') return;
+      const prompt = cell.node.querySelector('.jp-InputArea-prompt');
+      if (marks.done[i] === undefined && prompt && /\\[\\d+\\]/.test(prompt.textContent)) marks.done[i] = now;
+      // The widget's output (the magic's progress line comes before it, in an output of its own).
+      if (marks.output[i] === undefined && cell.node.querySelector(WIDGET_OUTPUT)) marks.output[i] = now;
+      if (marks.tree[i] === undefined && cell.node.querySelector('[data-testid="hierx-tree-row"]')) {
+        marks.tree[i] = now;
+        marks.renderMs[i] = parseFloat(cell.node.querySelector('[data-testid="hierx-root"]').getAttribute('data-render-ms'));
+      }
+    });
+  };
+  new MutationObserver(check).observe(panel.content.node, { subtree: true, childList: true, characterData: true });
+  // Clear outputs and counts the copied notebook may hold, so the marks are this run's.
+  cells.forEach((cell) => { if (cell.model.type === 'code') { cell.model.sharedModel.setOutputs([]); cell.model.executionCount = null; } });
+}"""
+
+NOTEBOOK_STATE = """() => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  const status = panel.sessionContext.session?.kernel?.status;
+  const cells = panel.content.widgets.filter((c) => c.model.type === 'code');
+  const errors = [];
+  cells.forEach((c, i) => c.model.outputs.toJSON().forEach((o) => {
+    if (o.output_type === 'error') errors.push(`cell ${i}: ${o.ename}: ${o.evalue}`);
+  }));
+  return { status, pending: cells.filter((c) => c.model.executionCount == null).length, errors };
+}"""
+
+# Click a node inside `root` and time the update: the widget handles it synchronously (selection
+# -> count, tree, table, Plotly.react x2); then the next frame is awaited (double rAF = painted).
+TIMED_CLICK = """async (root, selector) => {
+  const el = root.querySelector(selector);
+  if (!el) throw new Error('not found: ' + selector);
+  const t0 = performance.now();
+  el.click();
+  const sync = performance.now() - t0;
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  return { sync, painted: performance.now() - t0, renderMs: parseFloat(root.getAttribute('data-render-ms')) };
+}"""
+
+TABLE_AND_CHARTS = """(root) => {
+  const cov = root.querySelector('[data-testid=hierx-coverage-chart]');
+  const conf = root.querySelector('[data-testid=hierx-confidence-chart]');
+  const rows = [...root.querySelectorAll('[data-testid=hierx-node-row]')];
+  return {
+    count: parseInt(root.querySelector('[data-testid=hierx-selection-count]').textContent.replace(/\\D/g, ''), 10),
+    rows: rows.length,
+    rowModules: rows.map((r) => r.querySelectorAll('td')[2].textContent),
+    pageInfo: root.querySelector('[data-testid=hierx-page-info]').textContent,
+    covOps: cov.data[0].x.map((s) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&')),
+    covTagged: cov.data[0].y, covUntagged: cov.data[1].y,
+    hist: conf.data[0].y, confTitle: conf.layout.title.text,
+    crumbs: [...root.querySelectorAll('[data-testid=hierx-breadcrumbs] button')].map((b) => b.textContent),
+  };
+}"""
+
+
+def open_notebook(browser, lab: Lab, name: str):
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    workspace = Path(name).stem.replace("_", "-")
+    page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{name}?reset&token={lab.token}")
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                           "&& window.jupyterapp.shell.currentWidget.content "
+                           "&& window.jupyterapp.shell.currentWidget.content.widgets.length > 0", timeout=60_000)
+    page.wait_for_function("window.jupyterapp.shell.currentWidget.sessionContext.session?.kernel?.status === 'idle'",
+                           timeout=60_000)
+    dismiss_dialogs(page)
+    return page
+
+
+def dismiss_dialogs(page) -> None:
+    """Close JupyterLab first-run dialogs (kernel choice, news) if any appeared."""
+    for _ in range(3):
+        dialog = page.locator(".jp-Dialog")
+        if not dialog.count():
+            return
+        accept = dialog.locator(".jp-mod-accept")
+        (accept.first if accept.count() else dialog.locator("button").first).click()
+        page.wait_for_timeout(200)
+
+
+def run_all(page, timeout_s: float) -> float:
+    """Run > Run All Cells from the menu bar; wait until every code cell has run. Returns seconds."""
+    page.evaluate(INSTRUMENT)
+    t0 = time.perf_counter()
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        dismiss_dialogs(page)
+        state = page.evaluate(NOTEBOOK_STATE)
+        assert not state["errors"], f"cells failed: {state['errors']}"
+        if state["pending"] == 0 and state["status"] == "idle":
+            return time.perf_counter() - t0
+        assert time.monotonic() < deadline, f"notebook still running after {timeout_s:.0f} s: {state}"
+        page.wait_for_timeout(250)
+
+
+def cell_marks(page, cell_index: int) -> dict:
+    """Timestamps for one code cell (index among all cells), relative figures in ms."""
+    m = page.evaluate(f"""() => {{
+      const i = {cell_index}, hx = window.__hx;
+      return {{ done: hx.done[i], output: hx.output[i], tree: hx.tree[i], renderMs: hx.renderMs[i] }};
+    }}""")
+    assert m["tree"] is not None, f"no tree rendered in cell {cell_index}"
+    return {"done_to_tree": m["tree"] - m["done"], "output_to_tree": m["tree"] - m["output"],
+            "first_build_ms": m["renderMs"]}
+
+
+def hierexport_cells(page) -> list[int]:
+    return page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.widgets
+        .map((c, i) => [c.model.type === 'code' && /^%hierexport/m.test(c.model.sharedModel.getSource()) && !/--no-widget/.test(c.model.sharedModel.getSource()), i])
+        .filter(([yes]) => yes).map(([, i]) => i)""")
+
+
+def widget_root(page, cell_index: int):
+    root = page.locator(".jp-Notebook .jp-Cell").nth(cell_index).locator('[data-testid="hierx-root"]')
+    root.wait_for(timeout=30_000)
+    return root
+
+
+def row(root, module: str):
+    return root.locator(f'[data-testid="hierx-tree-row"][data-module="{module}"]')
+
+
+def visible_modules(root) -> list[str]:
+    return root.locator('[data-testid="hierx-tree-row"]').evaluate_all("rs => rs.map(r => r.dataset.module)")
+
+
+def kernel_eval(page, code: str, timeout_ms: int = 30_000) -> str:
+    """Run code in the notebook's kernel (not as a cell) and return its stdout."""
+    return page.evaluate("""async ([code, timeout]) => {
+      const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+      const future = kernel.requestExecute({ code, silent: false, store_history: false });
+      let out = '';
+      future.onIOPub = (msg) => {
+        if (msg.header.msg_type === 'stream') out += msg.content.text;
+        if (msg.header.msg_type === 'error') out += 'ERROR ' + msg.content.ename + ': ' + msg.content.evalue;
+      };
+      await Promise.race([future.done, new Promise((_, rej) => setTimeout(() => rej(new Error('kernel timeout')), timeout))]);
+      return out;
+    }""", [code, timeout_ms])
+
+
+def expected(result, module: str) -> dict:
+    """What the explorer should show for `module`'s subtree, from the exported tables."""
+    sub = result.nodes[in_subtree(result.nodes["module"], module)]
+    conf = sub["confidence"].astype(float)
+    return {"count": len(sub), "ops": set(sub["op_type"].astype(str)),
+            "tagged": int(sub["module"].notna().sum()), "with_conf": int(conf.notna().sum())}
+
+
+def check_selection(root, result, module: str) -> dict:
+    exp = expected(result, module)
+    got = root.evaluate(TABLE_AND_CHARTS)
+    assert got["count"] == exp["count"], (module, got["count"], exp["count"])
+    assert got["rows"] == min(100, exp["count"])
+    if module:
+        assert all(m == module or m.startswith(module + ".") for m in got["rowModules"]), got["rowModules"][:5]
+    if len(exp["ops"]) <= 30:
+        assert set(got["covOps"]) == exp["ops"]
+    assert sum(got["covTagged"]) + sum(got["covUntagged"]) == exp["count"]
+    assert sum(got["covTagged"]) == exp["tagged"]
+    assert sum(got["hist"]) == exp["with_conf"]
+    return got
+
+
+def report(title: str, figures: dict, targets: dict) -> None:
+    """Print every figure; those with a target (ms) say whether they met it."""
+    print(f"\n{title}")
+    for k, v in figures.items():
+        if not isinstance(v, (int, float)):
+            print(f"  {k:58s} {v}")
+            continue
+        note = f"   target <= {targets[k]:.0f} ms: {'ok' if v <= targets[k] else 'OVER'}" if k in targets else ""
+        print(f"  {k:58s} {v:9.1f} ms{note}")
+
+
+def assert_targets(figures: dict, targets: dict, headroom: float) -> None:
+    """The targets, with headroom for a loaded CI machine (the figures are printed either way)."""
+    over = {k: round(figures[k], 1) for k, limit in targets.items() if figures[k] > limit * headroom}
+    assert not over, f"over target x{headroom}: {over} (targets {targets})"
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+def test_quickstart_in_jupyterlab(lab, browser):
+    page = open_notebook(browser, lab, "quickstart.ipynb")
+    seconds = run_all(page, timeout_s=180)
+    bert_cell, scorer_cell = hierexport_cells(page)
+    result = hierx_nb.load(lab.out / "quickstart_bert.onnx")
+    scored = hierx_nb.load(lab.out / "scorer.onnx")
+    timings = {"run all cells (s)": f"{seconds:.1f} s"}
+    marks = cell_marks(page, bert_cell)
+    timings["cell finished -> tree rendered"] = marks["done_to_tree"]
+    timings["widget output shown -> tree rendered"] = marks["output_to_tree"]
+    timings["first build in JS (decode + tree + table + charts)"] = marks["first_build_ms"]
+
+    root = widget_root(page, bert_cell)
+    root.scroll_into_view_if_needed()
+    assert root.locator(".hx-model").text_content() == "BertModel"
+    # The notebook set result.widget.selected from Python: the explorer followed (and revealed it).
+    sel = check_selection(root, result, "encoder.layer.0.attention")
+    assert sel["crumbs"][-1] == "attention"
+    assert "encoder.layer.0.attention" in visible_modules(root)
+
+    # Collapsed, the tree shows the model's top modules.
+    root.get_by_test_id("hierx-collapse-all").click()
+    shown = visible_modules(root)
+    assert shown == ["", "embeddings", "encoder", "pooler"], shown
+
+    # Expand encoder, encoder.layer (carets), then click encoder.layer.0: count, table, both charts follow.
+    root.evaluate(TIMED_CLICK, '[data-module="encoder"] .hx-caret')
+    t = root.evaluate(TIMED_CLICK, '[data-module="encoder.layer"] .hx-caret')
+    timings["expand encoder.layer (caret click, sync)"] = t["sync"]
+    assert row(root, "encoder.layer.0").count() == 1
+    t = root.evaluate(TIMED_CLICK, '[data-testid="hierx-tree-row"][data-module="encoder.layer.0"]')
+    timings["click encoder.layer.0 -> table + charts updated (sync)"] = t["sync"]
+    timings["click encoder.layer.0 -> next frame painted"] = t["painted"]
+    timings["  widget's own data-render-ms for it"] = t["renderMs"]
+    sel = check_selection(root, result, "encoder.layer.0")
+    assert sel["crumbs"] == ["BertModel", "encoder", "layer", "0"]
+    # ... and the selection reached Python.
+    out = kernel_eval(page, "print(result.widget.selected, len(result.selection))")
+    assert out.split() == ["encoder.layer.0", str(expected(result, "encoder.layer.0")["count"])], out
+
+    # A real mouse click on another module too.
+    row(root, "pooler").click()
+    check_selection(root, result, "pooler")
+    page.screenshot(path=str(ARTIFACTS / "lab_quickstart.png"), full_page=False)
+
+    # Search filters the tree: matches and their ancestors only.
+    names = result.modules["module"].astype(str)
+    classes = result.modules["module_class"].astype(str)
+    q = "intermediate"
+    n_match = int((names.str.lower().str.contains(q) | classes.str.lower().str.contains(q)).sum())
+    root.get_by_test_id("hierx-search").fill(q)
+    root.locator(".hx-matches").filter(has_text=f"{n_match} match").wait_for(timeout=5_000)
+    shown = visible_modules(root)
+    assert shown and all(s == "" or q in s or any(m.startswith(s + ".") and q in m for m in names) for s in shown), shown
+    assert "pooler" not in shown and "embeddings" not in shown
+    root.get_by_test_id("hierx-search").fill("")
+    root.locator(".hx-matches").filter(has_text="match").wait_for(state="detached", timeout=5_000)
+    assert "pooler" in visible_modules(root)
+
+    # The module named with markup is literal text in the tree, table and breadcrumbs; no <b> created.
+    evil = widget_root(page, scorer_cell)
+    evil.scroll_into_view_if_needed()
+    assert row(evil, "<b>evil</b>").locator(".hx-name").text_content() == "<b>evil</b>"
+    row(evil, "<b>evil</b>").click()
+    got = check_selection(evil, scored, "<b>evil</b>")
+    assert got["rowModules"] == ["<b>evil</b>"] and got["crumbs"][-1] == "<b>evil</b>"
+    assert page.locator(".jp-Notebook [data-testid=hierx-root] b").count() == 0
+    # (the DataFrame of the next cell shows it escaped too)
+    assert page.locator(".jp-Notebook .jp-OutputArea b", has_text="evil").count() == 0
+    evil.screenshot(path=str(ARTIFACTS / "lab_quickstart_markup.png"))
+
+    assert page.errors == [], page.errors
+    targets = {"cell finished -> tree rendered": 1000, "click encoder.layer.0 -> table + charts updated (sync)": 200}
+    report("quickstart (tiny BERT) in JupyterLab:", timings, targets)
+    assert_targets(timings, targets, headroom=1.0)  # measured here: 350-450 ms and 40-50 ms
+    page.close()
+
+
+def test_bert_large_structure_in_jupyterlab(lab, browser):
+    """A 24-layer BERT-shaped model (thousands of nodes): render and click-to-table times."""
+    page = open_notebook(browser, lab, "bert_large_structure.ipynb")
+    seconds = run_all(page, timeout_s=180)
+    (cell,) = hierexport_cells(page)
+    result = hierx_nb.load(lab.out / "bert_large_structure.onnx")
+    timings = {"run all cells (s)": f"{seconds:.1f} s ({len(result.nodes):,} nodes, {len(result.modules):,} modules)"}
+    marks = cell_marks(page, cell)
+    timings["cell finished -> tree rendered"] = marks["done_to_tree"]
+    timings["first build in JS (decode + tree + table + charts)"] = marks["first_build_ms"]
+
+    root = widget_root(page, cell)
+    root.scroll_into_view_if_needed()
+    root.get_by_test_id("hierx-collapse-all").click()
+    assert visible_modules(root) == ["", "embeddings", "encoder", "pooler"]
+    root.evaluate(TIMED_CLICK, '[data-module="encoder"] .hx-caret')
+    root.evaluate(TIMED_CLICK, '[data-module="encoder.layer"] .hx-caret')
+    t = root.evaluate(TIMED_CLICK, '[data-testid="hierx-tree-row"][data-module="encoder.layer.0"]')
+    timings["click encoder.layer.0 -> table + charts updated (sync)"] = t["sync"]
+    timings["click encoder.layer.0 -> next frame painted"] = t["painted"]
+    check_selection(root, result, "encoder.layer.0")
+    t = root.evaluate(TIMED_CLICK, '[data-testid="hierx-tree-row"][data-module="encoder"]')
+    timings[f"click encoder ({expected(result, 'encoder')['count']:,} nodes) -> updated (sync)"] = t["sync"]
+    check_selection(root, result, "encoder")
+    page.screenshot(path=str(ARTIFACTS / "lab_bert_large_structure.png"), full_page=False)
+
+    assert page.errors == [], page.errors
+    targets = {"cell finished -> tree rendered": 1000, "click encoder.layer.0 -> table + charts updated (sync)": 200}
+    report("BERT-large-shaped structure (24 layers) in JupyterLab:", timings, targets)
+    assert_targets(timings, targets, headroom=1.0)
+    page.close()
+
+
+def test_giant_structure_in_jupyterlab(lab, browser):
+    page = open_notebook(browser, lab, "giant_structure.ipynb")
+    seconds = run_all(page, timeout_s=240)
+    (cell,) = hierexport_cells(page)
+    result = hierx_nb.load(lab.out / "llama70b_structure.onnx")
+    timings = {"run all cells (s)": f"{seconds:.1f} s ({GIANT_LAYERS} layers, "
+                                     f"{len(result.nodes):,} nodes, {len(result.modules):,} modules)"}
+    marks = cell_marks(page, cell)
+    timings["cell finished -> tree rendered"] = marks["done_to_tree"]
+    timings["widget output shown -> tree rendered"] = marks["output_to_tree"]
+    timings["first build in JS (decode + tree + table + charts)"] = marks["first_build_ms"]
+
+    root = widget_root(page, cell)
+    root.scroll_into_view_if_needed()
+    assert root.locator(".hx-model").text_content() == "LlamaForCausalLM"
+    assert {"model", "lm_head", "model.layers"} <= set(visible_modules(root))
+    check_selection(root, result, "")
+
+    t = root.evaluate(TIMED_CLICK, '[data-module="model.layers"] .hx-caret')
+    timings["expand model.layers (caret click, sync)"] = t["sync"]
+    timings["  -> next frame painted"] = t["painted"]
+    t = root.evaluate(TIMED_CLICK, '[data-module="model.layers.0"] .hx-caret')
+    timings["expand model.layers.0 (caret click, sync)"] = t["sync"]
+    timings["  -> next frame painted "] = t["painted"]
+    rows = root.locator('[data-testid="hierx-tree-row"]').count()
+    assert rows < 80, f"{rows} tree rows in the DOM: the tree is not virtualized"  # 80+ visible modules
+    t = root.evaluate(TIMED_CLICK, '[data-testid="hierx-tree-row"][data-module="model.layers.0.mlp"]')
+    timings["select model.layers.0.mlp -> table + charts updated (sync)"] = t["sync"]
+    timings["  -> next frame painted  "] = t["painted"]
+    check_selection(root, result, "model.layers.0.mlp")
+    t = root.evaluate(TIMED_CLICK, '[data-testid="hierx-tree-row"][data-module="model.layers.0.self_attn"]')
+    timings["select model.layers.0.self_attn -> updated (sync)"] = t["sync"]
+    check_selection(root, result, "model.layers.0.self_attn")
+    t = root.evaluate(TIMED_CLICK, '[data-testid="hierx-tree-row"][data-module="model"]')
+    timings[f"select model ({expected(result, 'model')['count']:,} nodes) -> updated (sync)"] = t["sync"]
+    check_selection(root, result, "model")
+    root.evaluate(TIMED_CLICK, '[data-testid="hierx-tree-row"][data-module="model.layers.0.mlp"]')
+    page.screenshot(path=str(ARTIFACTS / "lab_giant_structure.png"), full_page=False)
+
+    assert page.errors == [], page.errors
+    targets = {"cell finished -> tree rendered": 1000, "expand model.layers.0 (caret click, sync)": 100,
+               "select model.layers.0.mlp -> table + charts updated (sync)": 100}
+    report(f"LLaMA-70B-shaped structure ({GIANT_LAYERS} layers) in JupyterLab:", timings, targets)
+    # Measured here: 350-850 ms, ~4 ms and 45-60 ms; the headroom keeps a busy CI runner from failing it.
+    assert_targets(timings, targets, headroom=1.5)
+    page.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _artifacts():
+    ARTIFACTS.mkdir(exist_ok=True)
