@@ -32,23 +32,15 @@ import pytest
 
 from test_notebooks import write_kernelspec
 
-sync_api = pytest.importorskip("playwright.sync_api")
-widget_mod = pytest.importorskip("hierx_nb.notebook.widget")
-pytest.importorskip("jupyterlab")
-import hierx_nb  # noqa: E402
-from hierx_nb.result import in_subtree  # noqa: E402
+import hierx_nb
+from hierx_nb.result import in_subtree
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 GIANT_LAYERS = int(os.environ.get("HIERX_GIANT_LAYERS", "80"))
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium"),
-    pytest.mark.skipif(not widget_mod.ESM_PATH.is_file(), reason="widget not built (cd js && npm ci && npm run build)"),
-]
+pytestmark = pytest.mark.browser
 
 # User settings: no news/update toasts, every cell in the DOM (no virtual scrolling of the
 # notebook, so outputs below the fold are rendered), no autosave rewriting the copied notebooks.
@@ -150,16 +142,6 @@ def lab(tmp_path_factory):
     print(f"\nJupyterLab up in {time.perf_counter() - t0:.1f} s at {server.url}")
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
-        yield b
-        b.close()
 
 
 # -- page helpers --------------------------------------------------------------------------------

@@ -15,10 +15,8 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-widget_mod = pytest.importorskip("hierx_nb.notebook.widget")
+import nbclient
+import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -27,9 +25,6 @@ KERNEL_NAME = "hierx-test-python"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # Full size unless the caller asks otherwise (e.g. HIERX_GIANT_LAYERS=8 for a quick local run).
 GIANT_LAYERS = os.environ.get("HIERX_GIANT_LAYERS", "80")
-
-pytestmark = pytest.mark.skipif(not widget_mod.ESM_PATH.is_file(),
-                                reason="widget not built (cd js && npm ci && npm run build)")
 
 
 def write_kernelspec(share: Path, name: str = KERNEL_NAME) -> Path:

@@ -9,7 +9,7 @@ import traitlets
 from hierx_nb.errors import Attempt
 from hierx_nb.result import ExportResult
 
-widget_mod = pytest.importorskip("hierx_nb.notebook.widget")
+import hierx_nb.notebook.widget as widget_mod
 HierxExplorer = widget_mod.HierxExplorer
 
 EVIL_MODULE = "<img src=x onerror=alert(1)>"

@@ -17,17 +17,12 @@ import pytest
 
 from test_widget_payload import EVIL_MODULE, llama_like_result, small_result
 
-widget_mod = pytest.importorskip("hierx_nb.notebook.widget")
-sync_api = pytest.importorskip("playwright.sync_api")
+import hierx_nb.notebook.widget as widget_mod
 
 HERE = Path(__file__).parent
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = HERE.parent / "test-artifacts"
 
-pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium"),
-    pytest.mark.skipif(not widget_mod.ESM_PATH.is_file(), reason="widget not built (cd js && npm run build)"),
-]
+pytestmark = pytest.mark.browser
 
 
 def _jsonable(v):
@@ -43,16 +38,6 @@ def _jsonable(v):
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
-        yield b
-        b.close()
 
 
 @pytest.fixture
