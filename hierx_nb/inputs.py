@@ -11,7 +11,10 @@ from .errors import InputError
 
 
 def normalize(model: Any, args: Any, kwargs: dict | None) -> tuple[tuple, dict]:
-    """``(args, kwargs)`` checked, with HF cache outputs switched off. ``InputError`` on bad input."""
+    """``(args, kwargs)`` checked, with HF cache outputs switched off. ``InputError`` on bad input.
+
+    Model outputs may be any pytree (HF ``ModelOutput`` included): the exporters flatten them.
+    """
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(args, torch.Tensor):
@@ -27,14 +30,9 @@ def normalize(model: Any, args: Any, kwargs: dict | None) -> tuple[tuple, dict]:
     elif not isinstance(kwargs, dict):
         raise InputError(f"kwargs must be a dict, got {type(kwargs).__name__}")
     kwargs = dict(kwargs)
-    params = _forward_params(model)
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    config = getattr(model, "config", None)
-    # Cache objects in outputs break torch.export and add nothing to the graph's structure.
-    if config is not None and "use_cache" not in kwargs and ("use_cache" in params):
+    # Cache objects in HF outputs break torch.export and add nothing to the graph's structure.
+    if getattr(model, "config", None) is not None and "use_cache" not in kwargs and "use_cache" in _forward_params(model):
         kwargs["use_cache"] = False
-    if config is not None and "return_dict" not in kwargs and ("return_dict" in params or accepts_any and "return_dict" in params):
-        kwargs["return_dict"] = True
     if not args and not [v for v in kwargs.values() if isinstance(v, torch.Tensor)]:
         raise InputError(f"no inputs given for {type(model).__name__}: pass args=(tensor, ...) or kwargs={{...}}")
     try:
