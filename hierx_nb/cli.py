@@ -318,11 +318,12 @@ def _records(df: pd.DataFrame) -> list[dict]:
 def _progress(quiet: bool):
     """A progress callback printing timed steps to stderr, or None when quiet."""
     if quiet:
-        return lambda step: None
+        return lambda step, fraction=None: None
     stream, started = sys.stderr, time.perf_counter()
 
-    def say(step: str) -> None:
-        print(f"hierx: {time.perf_counter() - started:5.1f}s  {step}", file=stream, flush=True)
+    def say(step: str, fraction: float | None = None) -> None:
+        done = f"[{fraction:4.0%}] " if fraction is not None else "       "
+        print(f"hierx: {time.perf_counter() - started:5.1f}s {done}{step}", file=stream, flush=True)
 
     return say
 

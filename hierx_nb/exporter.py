@@ -40,7 +40,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
            strategy: str = "auto", *, structure_only: bool = False, opset: int | None = None,
            torch_nn_filter: bool = False, torch_nn_exceptions: Iterable[str] = DEFAULT_TORCH_NN_EXCEPTIONS,
            external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
-           progress: Callable[[str], None] | None = None) -> ExportResult:
+           progress: Callable[[str, float | None], None] | None = None) -> ExportResult:
     """Export ``model`` to ONNX with every node tagged by the module that produced it.
 
     ``strategy``: ``"auto"`` (dynamo, then htp, then fx), ``"dynamo"``, ``"htp"`` or ``"fx"``.
@@ -49,13 +49,15 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     everything in memory. ``structure_only``: the model is (or is moved to) the ``meta`` device and
     the file holds the graph and tags without weights — for analysis only, it cannot run.
     ``torch_nn_filter`` folds torch.nn leaves (other than ``torch_nn_exceptions``) into their
-    parent in the readable ``hierx.tag``; ``hierx.module`` is always exact.
+    parent in the readable ``hierx.tag``; ``hierx.module`` is always exact. ``progress(step, fraction)``
+    is called at each step with what is happening and an estimate in [0, 1] of how far the
+    current strategy's export is (None when unknown); a fallback to the next strategy starts over.
 
     Raises ``InputError`` for bad input (before any work) and ``ExportError`` carrying every
     strategy's reason when none can export the model. A failed export leaves existing files untouched.
     """
     started = time.perf_counter()
-    say = progress or (lambda step: None)
+    say = progress or (lambda step, fraction=None: None)
     names = ORDER if strategy == "auto" else (strategy,)
     if strategy != "auto" and strategy not in STRATEGIES:
         raise InputError(f"unknown strategy {strategy!r}: choose one of auto, {', '.join(ORDER)}")
@@ -76,7 +78,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     finally:
         model.train(was_training)
 
-    say("tagging ONNX nodes")
+    say("tagging ONNX nodes", 0.9)
     attrs = complete(output_.model, output_.attributions, tree)
     exceptions = frozenset(torch_nn_exceptions) if torch_nn_filter else None
     rows = apply_tags(output_.model, attrs, tree, strategy=used, version=__version__,
@@ -96,7 +98,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
 
         result.validate_fn = make_validator(model, args, kwargs, named_tensor_inputs(model, args, kwargs))
     if out_path is not None:
-        say(f"writing {out_path.name} and its sidecar")
+        say(f"writing {out_path.name} and its sidecar", 0.95)
         extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
         result.seconds = time.perf_counter() - started
         _write(result, out_path, extra, external_data_threshold)

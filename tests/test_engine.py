@@ -354,3 +354,22 @@ def test_subgraph_and_function_nodes_are_tagged():
     assert fn_node["hierx.module"] == "head"
     top = {n.name: {p.key: p.value for p in n.metadata_props} for n in out.graph.node}
     assert top["cast"]["hierx.module"] == "gate" and top["cast"]["hierx.source"] == "inferred"
+
+
+def test_progress_reports_torch_onnx_steps(capfd):
+    c = case("mlp")
+    seen = []
+
+    def progress(step, fraction=None):
+        seen.append((step, fraction))
+        print(f"progress: {step}")  # a callback's own output is not swallowed by the muting
+
+    hierx_nb.export(c.model, c.args, output=None, progress=progress)
+    steps = [s for s, _ in seen]
+    assert steps[:6] == ["dynamo: exporting with torch.onnx (dynamo=True)", "dynamo: capturing the graph with torch.export",
+                         "dynamo: running decompositions", "dynamo: translating the graph to ONNX",
+                         "dynamo: optimizing the ONNX graph", "dynamo: reading nn_module_stack scopes"]
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] <= 1
+    out = capfd.readouterr().out
+    assert out.count("progress: ") == len(seen) and "[torch.onnx]" not in out

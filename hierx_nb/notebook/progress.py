@@ -1,4 +1,4 @@
-"""Progress of a ``%hierexport`` run: one updating line in a kernel, timed lines on stderr elsewhere."""
+"""Progress of a ``%hierexport`` run: one updating bar and line in a kernel, timed lines on stderr elsewhere."""
 from __future__ import annotations
 
 import html
@@ -7,7 +7,7 @@ import time
 
 
 class Progress:
-    """A ``progress`` callback for ``hierx_nb.export``: call it with each step's description.
+    """A ``progress(step, fraction=None)`` callback for ``hierx_nb.export``.
 
     In a Jupyter kernel (any front end, VS Code included) the steps replace each other in a single
     display; in a terminal IPython they are printed to stderr, one timed line each. ``close()``
@@ -26,14 +26,18 @@ class Progress:
     def elapsed(self) -> float:
         return time.perf_counter() - self._started
 
-    def __call__(self, step: str) -> None:
+    def __call__(self, step: str, fraction: float | None = None) -> None:
         self.step = step
-        text = f"{self._prefix}: {self.elapsed:5.1f}s  {step}"
+        done = f"[{fraction:4.0%}] " if fraction is not None else ""
+        text = f"{self._prefix}: {self.elapsed:5.1f}s {done}{step}"
         if not self._live:
             print(text, file=sys.stderr, flush=True)
             return
+        # A bar for the front ends that render HTML (value-less <progress> is an indeterminate bar).
+        value = f" value='{fraction:.3f}'" if fraction is not None else ""
         bundle = {"text/plain": text,
-                  "text/html": f"<code style='opacity:0.7'>{html.escape(text)}</code>"}
+                  "text/html": f"<div style='opacity:0.75'><progress max='1'{value} style='width:12em'></progress> "
+                               f"<code>{html.escape(text)}</code></div>"}
         if self._handle is None:
             from IPython.display import display
 

@@ -21,7 +21,7 @@ class ExportContext:
     tree: ModuleTree
     structure_only: bool = False
     opset: int | None = None
-    progress: Callable[[str], None] = lambda step: None
+    progress: Callable[[str, float | None], None] = lambda step, fraction=None: None
 
 
 @dataclass

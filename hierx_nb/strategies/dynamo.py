@@ -15,19 +15,34 @@ NAME = "dynamo"
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 
 
+# torch.onnx's own step lines -> (what we say, how far the export is).
+_STEPS = (("Obtain model graph", "dynamo: capturing the graph with torch.export", 0.05),
+          ("Run decomposition", "dynamo: running decompositions", 0.35),
+          ("Translate the graph", "dynamo: translating the graph to ONNX", 0.55),
+          ("Optimize the ONNX graph", "dynamo: optimizing the ONNX graph", 0.70))
+
+
 def run(ctx: ExportContext) -> StrategyOutput:
-    ctx.progress("dynamo: capturing the graph with torch.export and translating it to ONNX")
+    def relay(line: str) -> None:
+        if line.startswith("[torch.onnx]") and not line.rstrip().endswith("✅"):
+            for marker, step, fraction in _STEPS:
+                if marker in line:
+                    ctx.progress(step, fraction)
+                    return
+
+    ctx.progress("dynamo: exporting with torch.onnx (dynamo=True)", 0.0)
     try:
-        with quiet():
+        # verbose=None: torch.onnx prints one line per step, relayed as progress.
+        with quiet(on_line=relay):
             program = torch.onnx.export(
-                ctx.model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=False, report=False,
+                ctx.model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=None, report=False,
                 # Constant folding needs real weights; a structure-only graph is kept as captured.
                 optimize=not ctx.structure_only, opset_version=ctx.opset,
                 custom_translation_table=TABLE)
     except Exception as e:  # torch.export's failure modes are many; the first line says which
         raise StrategyFailed(f"{_step(e)}: {_reason(e)}") from e
     model = program.model
-    ctx.progress("dynamo: reading nn_module_stack scopes")
+    ctx.progress("dynamo: reading nn_module_stack scopes", 0.85)
     attrs = {}
     parsed: dict[str, list[str]] = {}
     for node in all_nodes(model):

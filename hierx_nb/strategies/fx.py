@@ -100,9 +100,9 @@ def trace(ctx: ExportContext) -> torch.fx.GraphModule:
 def run(ctx: ExportContext) -> StrategyOutput:
     if ctx.structure_only:
         raise StrategyFailed("the fx strategy matches values computed on real weights; a structure-only model has none")
-    ctx.progress("fx: symbolic tracing")
+    ctx.progress("fx: symbolic tracing", 0.05)
     gm = trace(ctx)
-    ctx.progress("fx: running the traced graph")
+    ctx.progress("fx: running the traced graph", 0.15)
     fx_values = _fx_values(gm, ctx)
     fx_nodes = list(gm.graph.nodes)
     categories = Counter()
@@ -110,9 +110,9 @@ def run(ctx: ExportContext) -> StrategyOutput:
     for node in fx_nodes:
         owner[node] = categorize(node, ctx.model, owner, fx_values)
         categories[owner[node][0]] += 1
-    ctx.progress("fx: exporting the ONNX graph")
+    ctx.progress("fx: exporting the ONNX graph", 0.25)
     model, exporter = _export_graph(ctx)
-    ctx.progress("fx: projecting FX nodes onto ONNX nodes by value")
+    ctx.progress("fx: projecting FX nodes onto ONNX nodes by value", 0.7)
     onnx_values = _onnx_values(model, ctx)
 
     index: dict[tuple, list[tuple[int, torch.fx.Node, np.ndarray]]] = {}

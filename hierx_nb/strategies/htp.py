@@ -24,7 +24,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
     if ctx.structure_only:
         raise StrategyFailed("TorchScript tracing runs the model on real data; a structure-only (meta) model cannot be traced this way")
     wrapper = CallWithInputs(ctx.model, ctx.args, ctx.kwargs)
-    ctx.progress("htp: tracing the executed path with the TorchScript tracer")
+    ctx.progress("htp: tracing the executed path with the TorchScript tracer", 0.05)
     with tempfile.TemporaryDirectory(prefix="hierx-htp-") as tmp:
         path = Path(tmp) / "model.onnx"
         try:
@@ -39,7 +39,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
         for value in model.graph.initializers.values():
             if value.const_value is not None and isinstance(value.const_value, ir.ExternalTensor):
                 value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
-    ctx.progress("htp: projecting tracer scopes onto modules")
+    ctx.progress("htp: projecting tracer scopes onto modules", 0.85)
     attrs = {}
     for node in all_nodes(model):
         scopes = scopes_of(node.name)
