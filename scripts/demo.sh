@@ -12,4 +12,6 @@ HIERX_OUT="$OUT/out" .venv/bin/jupyter nbconvert --to notebook --execute noteboo
 echo "demo: executed notebook: $OUT/quickstart.ipynb"
 echo "demo: tagged ONNX and sidecar:"
 ls -1 "$OUT/out" | sed "s|^|  $OUT/out/|"
+echo "demo: its module tree (hierx analyze, depth 2):"
+.venv/bin/hierx analyze "$OUT/out/quickstart_bert.onnx" --depth 2
 echo "demo: open it live with: .venv/bin/jupyter lab notebooks/quickstart.ipynb"
