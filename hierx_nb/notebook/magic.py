@@ -5,15 +5,14 @@ import ast
 import keyword
 import re
 
-import torch
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import (Magics, line_magic, magics_class, needs_local_scope, no_var_expand,
                                 output_can_be_silenced)
 from IPython.utils.text import DollarFormatter
 
-from ..errors import ExportError, first_line
-from ..result import ExportResult
+from .. import ExportError, ExportResult
+from ..errors import first_line
 from ..strategies import ORDER
 from .progress import Progress
 
@@ -121,7 +120,7 @@ class HierxMagics(Magics):
           %hierexport hierx_nb.meta_model(config) --structure-only -o big.onnx
           %hierexport cnn images --no-widget -r res   # static summary, result in res
         """
-        from ..exporter import export
+        from .. import export
 
         opts = _parse(line, self.hierexport.parser)
         if opts.validate and opts.structure_only:
@@ -134,8 +133,6 @@ class HierxMagics(Magics):
         ns = user_ns if local_ns is None or local_ns is user_ns else {**user_ns, **local_ns}
         model = _evaluate("MODEL", opts.model, ns)
         args = _evaluate("ARGS", opts.args, ns) if opts.args is not None else ()
-        if isinstance(args, torch.Tensor):
-            args = (args,)  # export() tests `not args` first, which a tensor of several values cannot answer
         kwargs = _evaluate("-k", opts.kwargs, ns) if opts.kwargs is not None else None
         output = _expand_path(opts.output, ns) if opts.output is not None else None
 
