@@ -21,6 +21,12 @@ class NodeAttribution:
     record: str | None = None
 
 
+def from_record(module: str, exact: bool, record: str) -> NodeAttribution:
+    """A node placed by PyTorch's own scope record; where the record named no module exactly,
+    its deepest known ancestor stands in, at lower confidence."""
+    return NodeAttribution(module, 1.0 if exact else 0.7, EXACT if exact else INFERRED, record)
+
+
 def all_nodes(model: ir.Model) -> list[ir.Node]:
     """Every node of the main graph, its subgraphs and the model's functions, in a stable order."""
     nodes = list(ir.traversal.RecursiveGraphIterator(model.graph))

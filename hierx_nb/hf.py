@@ -5,7 +5,6 @@ Nothing here touches the network: models come from local ``save_pretrained`` fol
 """
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 from os import PathLike
@@ -14,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .errors import InputError, first_line
+from .inputs import forward_params
 
 _SEED = 0
 _DEFAULT_IMAGE_SIZE = 224  # configs of convolutional models (ResNet, ConvNeXt) carry no image size
@@ -40,7 +40,7 @@ def example_inputs(model: torch.nn.Module, batch: int = 1, seq: int = 16) -> tup
         raise InputError(f"{type(model).__name__} is not a HuggingFace model (no transformers config): "
                          "give its inputs explicitly (args/kwargs, or --inputs SPEC on the command line)")
     config = model.config
-    params = _forward_params(model)
+    params = forward_params(model)
     main = getattr(model, "main_input_name", None) or "input_ids"
     gen = torch.Generator().manual_seed(_SEED)
     if main == "pixel_values":
@@ -70,13 +70,6 @@ def _pixel_values(config, batch: int, gen: torch.Generator) -> torch.Tensor:
     size = getattr(vision, "image_size", None) or _DEFAULT_IMAGE_SIZE
     height, width = (size, size) if isinstance(size, int) else tuple(size)[:2]
     return torch.randn(batch, channels, height, width, generator=gen)
-
-
-def _forward_params(model: torch.nn.Module) -> dict:
-    try:
-        return dict(inspect.signature(model.forward).parameters)
-    except (TypeError, ValueError):
-        return {}
 
 
 def load_pretrained_dir(path: str | PathLike) -> torch.nn.Module:

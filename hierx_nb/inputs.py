@@ -31,7 +31,7 @@ def normalize(model: Any, args: Any, kwargs: dict | None) -> tuple[tuple, dict]:
         raise InputError(f"kwargs must be a dict, got {type(kwargs).__name__}")
     kwargs = dict(kwargs)
     # Cache objects in HF outputs break torch.export and add nothing to the graph's structure.
-    if getattr(model, "config", None) is not None and "use_cache" not in kwargs and "use_cache" in _forward_params(model):
+    if getattr(model, "config", None) is not None and "use_cache" not in kwargs and "use_cache" in forward_params(model):
         kwargs["use_cache"] = False
     if not args and not [v for v in kwargs.values() if isinstance(v, torch.Tensor)]:
         raise InputError(f"no inputs given for {type(model).__name__}: pass args=(tensor, ...) or kwargs={{...}}")
@@ -45,7 +45,8 @@ def normalize(model: Any, args: Any, kwargs: dict | None) -> tuple[tuple, dict]:
     return args, kwargs
 
 
-def _forward_params(model: torch.nn.Module) -> dict[str, inspect.Parameter]:
+def forward_params(model: torch.nn.Module) -> dict[str, inspect.Parameter]:
+    """The parameters of ``model.forward`` by name ({} when it has no readable signature)."""
     try:
         return dict(inspect.signature(model.forward).parameters)
     except (TypeError, ValueError):
@@ -61,7 +62,7 @@ def _sig(model: torch.nn.Module) -> str:
 
 def named_tensor_inputs(model: torch.nn.Module, args: tuple, kwargs: dict) -> list[tuple[str, torch.Tensor]]:
     """Every tensor among the inputs, in pytree order, named after the forward parameter it feeds."""
-    names = [p.name for p in _forward_params(model).values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = [p.name for p in forward_params(model).values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     out = []
     for i, a in enumerate(args):
         base = names[i] if i < len(names) else f"input_{i}"

@@ -20,6 +20,19 @@ def _reference(model: torch.nn.Module, args: tuple, kwargs: dict) -> list[torch.
         model.train(was_training)
 
 
+def session_feeds(session, named: list[tuple[str, "np.ndarray"]]) -> dict:
+    """The export's inputs keyed by the session's input names: by name where the exporter kept the
+    forward's parameter names, else by position. ``ExportError`` when neither fits (an exporter
+    dropped an unused input and renamed the others)."""
+    wanted = [i.name for i in session.get_inputs()]
+    by_name = dict(named)
+    if all(n in by_name for n in wanted):
+        return {n: by_name[n] for n in wanted}
+    if len(wanted) == len(named):
+        return {n: v for n, (_, v) in zip(wanted, named)}
+    raise ExportError(f"cannot match the ONNX inputs {wanted} to the export's inputs {[n for n, _ in named]}")
+
+
 def make_validator(model: torch.nn.Module, args: tuple, kwargs: dict, named_inputs: list[tuple[str, torch.Tensor]]):
     """A ``validate(result, atol, rtol, raise_on_mismatch)`` bound to the export's model and inputs.
 
@@ -38,15 +51,7 @@ def make_validator(model: torch.nn.Module, args: tuple, kwargs: dict, named_inpu
         else:
             proto = ir.serde.serialize_model(result.onnx_model)
             session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        wanted = [i.name for i in session.get_inputs()]
-        by_name = dict(feeds_all)
-        if all(n in by_name for n in wanted):
-            feeds = {n: by_name[n] for n in wanted}
-        elif len(wanted) == len(feeds_all):
-            feeds = {n: v for n, (_, v) in zip(wanted, feeds_all)}
-        else:
-            raise ExportError(f"cannot match the ONNX inputs {wanted} to the export's inputs {[n for n, _ in feeds_all]}")
-        outputs = session.run(None, feeds)
+        outputs = session.run(None, session_feeds(session, feeds_all))
         names = [o.name for o in session.get_outputs()]
         if len(outputs) != len(expected):
             raise ExportError(f"ONNX model has {len(outputs)} outputs, PyTorch gave {len(expected)} tensors")

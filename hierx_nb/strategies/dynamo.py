@@ -5,7 +5,7 @@ import ast
 
 import torch
 
-from ..attribution import EXACT, INFERRED, NodeAttribution, all_nodes
+from ..attribution import all_nodes, from_record
 from ..errors import first_line
 from ..quiet import quiet
 from ..translations import TABLE
@@ -54,8 +54,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
             scopes = parsed[raw] = parse_scopes(raw)
         # The last scope is the FX node's own name; the one before it the innermost module.
         record = scopes[-2] if len(scopes) >= 2 else ""
-        module, exact = ctx.tree.resolve(record)
-        attrs[node] = NodeAttribution(module, 1.0 if exact else 0.7, EXACT if exact else INFERRED, record)
+        attrs[node] = from_record(*ctx.tree.resolve(record), record)
     return StrategyOutput(model, attrs, {"program": program})
 
 

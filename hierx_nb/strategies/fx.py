@@ -21,10 +21,11 @@ import torch
 import torch.fx
 
 from ..attribution import PATTERN, NodeAttribution
-from ..errors import first_line
+from ..errors import ExportError, first_line
 from ..hierarchy import is_torch_nn
 from ..inputs import named_tensor_inputs
 from ..quiet import quiet
+from ..validation import session_feeds
 from .base import ExportContext, StrategyFailed, StrategyOutput
 
 NAME = "fx"
@@ -232,12 +233,10 @@ def _onnx_values(model: ir.Model, ctx: ExportContext) -> dict[str, np.ndarray]:
         session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as e:
         raise StrategyFailed(f"ONNX Runtime cannot run the graph to match values: {first_line(str(e))}") from e
-    wanted = [i.name for i in session.get_inputs()]
-    named = named_tensor_inputs(ctx.model, ctx.args, ctx.kwargs)
-    by_name = {n: t.detach().cpu().numpy() for n, t in named}
-    if all(n in by_name for n in wanted):
-        feeds = {n: by_name[n] for n in wanted}
-    else:
-        feeds = {n: t.detach().cpu().numpy() for n, (_, t) in zip(wanted, named)}
+    named = [(n, t.detach().cpu().numpy()) for n, t in named_tensor_inputs(ctx.model, ctx.args, ctx.kwargs)]
+    try:
+        feeds = session_feeds(session, named)
+    except ExportError as e:
+        raise StrategyFailed(str(e)) from None
     names = [o.name for o in session.get_outputs()]
     return {n: np.asarray(v) for n, v in zip(names, session.run(None, feeds))}

@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx_ir as ir
 import torch
 
-from ..attribution import EXACT, INFERRED, NodeAttribution, all_nodes
+from ..attribution import all_nodes, from_record
 from ..errors import first_line
 from ..inputs import CallWithInputs
 from ..quiet import quiet
@@ -45,8 +45,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
         scopes = scopes_of(node.name)
         if scopes is None:
             continue
-        module, exact = ctx.tree.resolve_scopes(scopes)
-        attrs[node] = NodeAttribution(module, 1.0 if exact else 0.7, EXACT if exact else INFERRED, "/".join(scopes))
+        attrs[node] = from_record(*ctx.tree.resolve_scopes(scopes), "/".join(scopes))
     return StrategyOutput(model, attrs)
 
 
