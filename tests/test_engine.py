@@ -373,3 +373,20 @@ def test_progress_reports_torch_onnx_steps(capfd):
     assert fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] <= 1
     out = capfd.readouterr().out
     assert out.count("progress: ") == len(seen) and "[torch.onnx]" not in out
+
+
+@pytest.mark.parametrize("name", ["hf_gpt2", "hf_llama", "hf_t5", "hf_bart"])
+def test_hf_cache_models_export_without_use_cache_given(name):
+    """Cache objects in outputs break torch.export: the engine switches them off by itself."""
+    c = case(name)
+    kwargs = {k: v for k, v in c.kwargs.items() if k != "use_cache"}
+    result = hierx_nb.export(c.model, c.args, kwargs, output=None)
+    assert result.strategy == "dynamo" and result.coverage_pct == 100.0
+    assert result.validate(atol=1e-4)["ok"].all()
+
+
+def test_hf_inputs_come_from_the_config():
+    c = case("hf_bert")
+    result = hierx_nb.export(c.model, output=None)  # no args, no kwargs
+    assert result.strategy == "dynamo" and len(result.nodes) > 50
+    assert result.validate(atol=1e-4)["ok"].all()

@@ -618,3 +618,15 @@ def _hf_sam():
     cfg = SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
     points = torch.tensor([[[[20.0, 30.0]]]])  # one point prompt on the 64x64 image
     return SamModel(cfg), (), {"pixel_values": _randn(1, 3, 64, 64), "input_points": points}
+
+
+@_register("hf_bart", fx=False, dynamo=True, family="hf")
+def _hf_bart():
+    from transformers import BartConfig, BartModel
+
+    cfg = BartConfig(vocab_size=_VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                     decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64,
+                     pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2)
+    kwargs = _text_kwargs()
+    kwargs["decoder_input_ids"] = _ids(2, 5, _VOCAB, seed=5)
+    return BartModel(cfg), (), {**kwargs, "use_cache": False}
