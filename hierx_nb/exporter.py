@@ -30,10 +30,10 @@ from .version import __version__
 # bytes is several times faster than serializing them into the protobuf (as torch.onnx does).
 EXTERNAL_DATA_THRESHOLD = 64 * 1024**2
 
-# Strategies that failed for a model class in this process (class -> {strategy: reason}): auto
-# skips them for the next instance. Keyed by the class object, so a class redefined in a notebook
-# cell starts afresh.
-_FAILED_FOR_CLASS: "weakref.WeakKeyDictionary[type, dict[str, str]]" = weakref.WeakKeyDictionary()
+# Strategies that failed for a kind of model in this process (class -> {(config, strategy): reason}):
+# auto skips them for the next instance. Keyed by the class object, so a class redefined in a
+# notebook cell starts afresh, and by the HF config, whose settings (attention kernel) decide too.
+_FAILED_FOR_CLASS: "weakref.WeakKeyDictionary[type, dict[tuple[str, str], str]]" = weakref.WeakKeyDictionary()
 
 
 def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: str | PathLike | None = "model.onnx",
@@ -114,8 +114,8 @@ def _run_strategies(ctx: ExportContext, names, auto: bool) -> tuple[StrategyOutp
     """The first strategy that exports the model, every attempt, and the modules whose forward ran
     while it traced (forward hooks fire during tracing: no extra run of the model is needed)."""
     attempts: list[Attempt] = []
-    cls = type(ctx.model)
-    failed_before = _FAILED_FOR_CLASS.get(cls, {}) if auto else {}
+    cls, config = type(ctx.model), _config_key(ctx.model)
+    failed_before = {s: r for (c, s), r in _FAILED_FOR_CLASS.get(cls, {}).items() if c == config} if auto else {}
     if all(name in failed_before for name in names):
         failed_before = {}  # skipping everything would decide nothing: try them all again
     for name in names:
@@ -134,21 +134,29 @@ def _run_strategies(ctx: ExportContext, names, auto: bool) -> tuple[StrategyOutp
             reason = f"unexpected {type(e).__name__}: {first_line(str(e))}"
         else:
             attempts.append(Attempt(name, True, "", time.perf_counter() - t0))
-            _remember_failures(cls, attempts, auto)
+            _remember_failures(cls, config, attempts, auto)
             return out, name, attempts, executed
         attempts.append(Attempt(name, False, reason, time.perf_counter() - t0))
     if not ctx.structure_only:
         _check_runs(ctx.model, ctx.args, ctx.kwargs)  # every strategy failed: blame the inputs if they are at fault
-    _remember_failures(cls, attempts, auto)
+    _remember_failures(cls, config, attempts, auto)
     raise ExportError(f"no strategy could export {type(ctx.model).__name__}", attempts)
 
 
-def _remember_failures(cls: type, attempts: list[Attempt], auto: bool) -> None:
+def _config_key(model: torch.nn.Module) -> str:
+    """What distinguishes models of one class: an HF model's config (with its attention kernel)."""
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_json_string"):
+        return ""
+    return config.to_json_string(use_diff=False) + str(getattr(config, "_attn_implementation", ""))
+
+
+def _remember_failures(cls: type, config: str, attempts: list[Attempt], auto: bool) -> None:
     """Record the strategies that failed on a class, once the inputs are known not to be at fault."""
     if auto:
         for a in attempts:
             if not a.ok and not a.skipped:
-                _FAILED_FOR_CLASS.setdefault(cls, {})[a.name] = first_line(a.reason, 160)
+                _FAILED_FOR_CLASS.setdefault(cls, {})[(config, a.name)] = first_line(a.reason, 160)
 
 
 @contextlib.contextmanager

@@ -390,3 +390,12 @@ def test_hf_inputs_come_from_the_config():
     result = hierx_nb.export(c.model, output=None)  # no args, no kwargs
     assert result.strategy == "dynamo" and len(result.nodes) > 50
     assert result.validate(atol=1e-4)["ok"].all()
+
+
+def test_failure_memory_tells_hf_configs_apart():
+    """T5 with sdpa attention fails dynamo; T5 with eager attention, the same class, must not be skipped."""
+    sdpa = case("hf_t5_sdpa")
+    assert hierx_nb.export(sdpa.model, sdpa.args, sdpa.kwargs, output=None).strategy == "htp"
+    eager = case("hf_t5")
+    result = hierx_nb.export(eager.model, eager.args, eager.kwargs, output=None)
+    assert result.strategy == "dynamo" and not result.attempts[0].skipped
