@@ -399,3 +399,10 @@ def test_failure_memory_tells_hf_configs_apart():
     eager = case("hf_t5")
     result = hierx_nb.export(eager.model, eager.args, eager.kwargs, output=None)
     assert result.strategy == "dynamo" and not result.attempts[0].skipped
+
+
+def test_fx_progress_only_moves_forward():
+    c = case("mlp")
+    fractions = []
+    hierx_nb.export(c.model, c.args, output=None, strategy="fx", progress=lambda s, f=None: fractions.append(f))
+    assert fractions == sorted(fractions) and len(fractions) >= 4

@@ -73,38 +73,33 @@ def test_deterministic_forward(name):
         assert torch.equal(x, z), name
 
 
+def _succeeds(action) -> bool:
+    """Whether ``action()`` runs without raising (its console output silenced)."""
+    try:
+        with _quiet():
+            action()
+    except Exception:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_fx_flag(name):
     c = case(name)
-    try:
-        with _quiet():
-            torch.fx.symbolic_trace(c.model)
-        ok = True
-    except Exception:
-        ok = False
+    ok = _succeeds(lambda: torch.fx.symbolic_trace(c.model))
     assert ok == c.fx_traceable, f"{name}: measured fx_traceable={ok}"
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_dynamo_flag(name):
     c = case(name)
-    try:
-        with _quiet():
-            torch.onnx.export(c.model, c.args, kwargs=c.kwargs, dynamo=True, verbose=False)
-        ok = True
-    except Exception:
-        ok = False
+    ok = _succeeds(lambda: torch.onnx.export(c.model, c.args, kwargs=c.kwargs, dynamo=True, verbose=False))
     assert ok == c.dynamo_ok, f"{name}: measured dynamo_ok={ok}"
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_torchscript_flag(name):
     c = case(name)
-    try:
-        with _quiet():
-            torch.onnx.export(_KwargsWrapper(c.model, c.kwargs), c.args, io.BytesIO(),
-                              dynamo=False, verbose=False)
-        ok = True
-    except Exception:
-        ok = False
+    ok = _succeeds(lambda: torch.onnx.export(_KwargsWrapper(c.model, c.kwargs), c.args, io.BytesIO(),
+                                             dynamo=False, verbose=False))
     assert ok == c.torchscript_ok, f"{name}: measured torchscript_ok={ok}"

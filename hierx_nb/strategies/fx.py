@@ -11,6 +11,7 @@ it fails fast where symbolic tracing cannot go (control flow on tensors, ``torch
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import operator
 from collections import Counter
@@ -203,6 +204,8 @@ def _export_graph(ctx: ExportContext) -> tuple[ir.Model, str]:
     """The ONNX graph to tag: the exact exporters' graph, without using their scope records."""
     from . import dynamo, htp
 
+    # The exporters' own steps would run fx's progress backwards: they report within fx's.
+    ctx = dataclasses.replace(ctx, progress=lambda step, fraction=None: None)
     try:
         return dynamo.run(ctx).model, "dynamo"
     except StrategyFailed as e:
