@@ -45,6 +45,13 @@ class ExportResult:
     structure_only: bool = False
     onnx_model: Any = None  # onnx_ir.Model, tagged; None for a result loaded without its graph
     validate_fn: Any = field(default=None, repr=False)  # set by export(): runs ORT against torch
+    # Problems that still let a file out (outputs that differ from PyTorch's, checks skipped): plain strings.
+    warnings: list[str] = field(default_factory=list)
+    # Per-module answers, filled by profile() and validate(per_module=True); None until asked for.
+    # latency: module, module_class, nodes, self_ms, total_ms, share (attrs kernel_ms, unattributed_ms).
+    # divergence: module, module_class, outputs, max_abs_diff, max_rel_diff, ok (attrs first_divergent).
+    latency: pd.DataFrame | None = None
+    divergence: pd.DataFrame | None = None
     _widget: Any = field(default=None, repr=False)
 
     # -- tables -------------------------------------------------------------------------------
@@ -75,6 +82,11 @@ class ExportResult:
             raise ExportError("cannot validate: this result has no PyTorch model to compare with "
                               "(it was loaded from a file); use the result of hierx_nb.export(...)")
         return self.validate_fn(self, atol=atol, rtol=rtol, raise_on_mismatch=raise_on_mismatch)
+
+    def _metrics_changed(self) -> None:
+        """Call after ``latency``, ``divergence`` or ``warnings`` change: an explorer on screen follows."""
+        if self._widget is not None:
+            self._widget.refresh_metrics(self)
 
     # -- display ------------------------------------------------------------------------------
     @property

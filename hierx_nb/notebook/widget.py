@@ -26,6 +26,14 @@ subtree is the contiguous index range ``[i, i + size[i])``; index 0 is the root,
     names        bytes  UTF-8 node names, concatenated
     name_offsets bytes  Uint32, n + 1 byte offsets into ``names`` (name i = names[off[i]:off[i+1]])
 
+``metrics`` (Dict), per-module answers in ``tree`` order (absent keys: not measured yet):
+
+    latency     {self_ms, total_ms, share: bytes Float64 (NaN: no row), kernel_ms, unattributed_ms: float}
+    divergence  {max_abs_diff: bytes Float64 (NaN: not compared), ok: bytes Uint8 (1 ok, 0 diverged,
+                 255 unknown), first_divergent: str | None}
+
+``header["warnings"]`` lists ``result.warnings``.
+
 ``selected`` (Unicode) is the selected module's qualified name ("" = the whole model); synced both
 ways, Python is the source of truth (an unknown name raises ``traitlets.TraitError``).
 """
@@ -262,7 +270,30 @@ def build_header(result: Any, n_nodes: int, n_modules: int, n_tagged: int) -> di
         "seconds": _float(getattr(result, "seconds", None)),
         "onnx_path": str(onnx_path) if onnx_path else None,
         "structure_only": bool(getattr(result, "structure_only", False)),
+        "warnings": [str(w) for w in getattr(result, "warnings", None) or []],
     }
+
+
+def _by_module(df: pd.DataFrame, names: list[str], column: str, dtype: str, missing) -> bytes:
+    values = dict(zip(df["module"].astype(str), df[column]))
+    return np.array([values.get(n, missing) for n in names], dtype=dtype).tobytes()
+
+
+def build_metrics(result: Any, names: list[str]) -> dict:
+    """The ``metrics`` payload: the result's latency and divergence tables aligned to ``names``."""
+    out: dict[str, dict] = {}
+    latency = getattr(result, "latency", None)
+    if latency is not None:
+        out["latency"] = {col: _by_module(latency, names, col, "<f8", np.nan) for col in ("self_ms", "total_ms", "share")}
+        out["latency"]["kernel_ms"] = _float(latency.attrs.get("kernel_ms"))
+        out["latency"]["unattributed_ms"] = _float(latency.attrs.get("unattributed_ms"))
+    divergence = getattr(result, "divergence", None)
+    if divergence is not None:
+        ok = divergence.assign(ok=divergence["ok"].map(lambda v: 255 if v is None or pd.isna(v) else int(bool(v))))
+        out["divergence"] = {"max_abs_diff": _by_module(divergence, names, "max_abs_diff", "<f8", np.nan),
+                             "ok": _by_module(ok, names, "ok", "u1", 255),
+                             "first_divergent": divergence.attrs.get("first_divergent")}
+    return out
 
 
 class HierxExplorer(anywidget.AnyWidget):
@@ -275,6 +306,7 @@ class HierxExplorer(anywidget.AnyWidget):
     header = traitlets.Dict().tag(sync=True)
     tree = traitlets.Dict().tag(sync=True)
     nodes = traitlets.Dict().tag(sync=True)
+    metrics = traitlets.Dict().tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -294,7 +326,13 @@ class HierxExplorer(anywidget.AnyWidget):
         nodes = build_nodes(nodes_df, node_modules, index)
         tagged = sum(m is not None for m in node_modules)
         header = build_header(result, len(nodes_df), tree["n"], tagged)
-        return cls(header=header, tree=tree, nodes=nodes, selected=selected or "")
+        return cls(header=header, tree=tree, nodes=nodes, metrics=build_metrics(result, tree["names"]),
+                   selected=selected or "")
+
+    def refresh_metrics(self, result: Any) -> None:
+        """Re-read ``result``'s latency, divergence and warnings (after ``profile()`` or ``validate()``)."""
+        self.metrics = build_metrics(result, self.tree["names"])
+        self.header = {**self.header, "warnings": [str(w) for w in getattr(result, "warnings", None) or []]}
 
     @traitlets.validate("tree")
     def _reset_names(self, proposal):
