@@ -111,6 +111,14 @@ def _parser() -> argparse.ArgumentParser:
     ana.add_argument("--depth", type=_non_negative, metavar="N", help="show modules down to depth N only")
     ana.set_defaults(run=_cmd_analyze)
 
+    rep = sub.add_parser("report", help="write the explorer of a tagged ONNX file as one HTML file",
+                         description="Write the explorer (module tree, charts, node table) of a file written by "
+                                     "hierx export as one self-contained HTML file: it opens from disk in a "
+                                     "browser, with no kernel, server or network.")
+    rep.add_argument("file", metavar="FILE.onnx")
+    rep.add_argument("-o", "--output", metavar="FILE.html", help="the HTML file (default: FILE.html beside FILE.onnx)")
+    rep.set_defaults(run=_cmd_report)
+
     demo = sub.add_parser("demo", help="export and validate a tiny built-in BERT (no download)",
                           description="Export a tiny BERT built from a config (no download), validate it "
                                       "with ONNX Runtime and print its summary and module tree.")
@@ -173,15 +181,26 @@ def _generated_inputs(model, description: str, say):
     return hf.example_inputs(model)
 
 
-def _cmd_analyze(ns) -> int:
+def _load_input(file: str):
     from .loading import load
 
-    if not Path(ns.file).is_file():
-        raise InputError(f"no such file: {ns.file!r}")
+    if not Path(file).is_file():
+        raise InputError(f"no such file: {file!r}")
     try:
-        result = load(ns.file)
-    except ExportError as e:  # the file is not what analyze needs: the user's input is wrong
+        return load(file)
+    except ExportError as e:  # the file is not what the command needs: the user's input is wrong
         raise InputError(e.one_line()) from None
+
+
+def _cmd_report(ns) -> int:
+    result = _load_input(ns.file)
+    out = result.to_html(ns.output or Path(ns.file).with_suffix(".html"))
+    print(f"hierx: wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def _cmd_analyze(ns) -> int:
+    result = _load_input(ns.file)
     modules = result.modules if ns.depth is None else result.modules[result.modules["depth"] <= ns.depth]
     if ns.format == "csv":
         modules.to_csv(sys.stdout, index=False)

@@ -98,6 +98,19 @@ class ExportResult:
             self._widget = HierxExplorer.from_result(self)
         return self._widget
 
+    def to_html(self, path, selected: str = "") -> Path:
+        """Write the explorer as one self-contained HTML file: it opens from disk, without kernel or network."""
+        from .notebook.report import write_html  # no Jupyter import: plain files
+
+        return write_html(self, path, selected)
+
+    def figure(self, kind: str = "coverage"):
+        """A plotly Figure of one of the explorer's charts: ``coverage``, ``confidence``, ``latency``
+        (after ``profile()``) or ``divergence`` (after ``validate(per_module=True)``)."""
+        from .notebook.figures import figure
+
+        return figure(self, kind)
+
     def summary(self) -> dict:
         """The headline figures as a dict."""
         return {

@@ -10,7 +10,7 @@ Printed (the figures the issue asks for):
 * cell finished -> tree rendered: from the moment the cell's prompt shows its execution count to
   the first tree row in its output (negative: the tree was up before the prompt updated);
 * click -> table and charts updated: from the click event to the end of the synchronous update
-  (count, tree, table, both Plotly charts), and to the next painted frame.
+  (count, tree, table, both SVG charts), and to the next painted frame.
 
 Screenshots go to test-artifacts/.
 """
@@ -76,12 +76,13 @@ class Lab:
             f.write_text(json.dumps(value))
         share = self.base / "share"
         write_kernelspec(share, "python3")  # the notebooks' own kernelspec name, pointing at this interpreter
-        for d in ("config", "runtime", "workspaces", "ipython"):
+        for d in ("config", "runtime", "workspaces", "ipython", "data"):
             (self.base / d).mkdir(exist_ok=True)
         self.out.mkdir(exist_ok=True)
         env = dict(os.environ,
                    JUPYTER_CONFIG_DIR=str(self.base / "config"),
                    JUPYTER_RUNTIME_DIR=str(self.base / "runtime"),
+                   JUPYTER_DATA_DIR=str(self.base / "data"),  # its notebook-trust database too
                    JUPYTER_PATH=str(share),
                    JUPYTERLAB_SETTINGS_DIR=str(settings),
                    JUPYTERLAB_WORKSPACES_DIR=str(self.base / "workspaces"),
@@ -184,7 +185,7 @@ NOTEBOOK_STATE = """() => {
 }"""
 
 # Click a node inside `root` and time the update: the widget handles it synchronously (selection
-# -> count, tree, table, Plotly.react x2); then the next frame is awaited (double rAF = painted).
+# -> count, tree, table, both SVG charts); then the next frame is awaited (double rAF = painted).
 TIMED_CLICK = """async (root, selector) => {
   const el = root.querySelector(selector);
   if (!el) throw new Error('not found: ' + selector);
@@ -196,17 +197,18 @@ TIMED_CLICK = """async (root, selector) => {
 }"""
 
 TABLE_AND_CHARTS = """(root) => {
-  const cov = root.querySelector('[data-testid=hierx-coverage-chart]');
-  const conf = root.querySelector('[data-testid=hierx-confidence-chart]');
+  const cov = root.querySelector('[data-testid=hierx-coverage-chart]').hxData;
+  const conf = root.querySelector('[data-testid=hierx-confidence-chart]').hxData;
   const rows = [...root.querySelectorAll('[data-testid=hierx-node-row]')];
+  const sum = (names) => cov.categories.map((_, k) => names.reduce((a, n) => a + (cov.series[n] || [])[k], 0));
   return {
     count: parseInt(root.querySelector('[data-testid=hierx-selection-count]').textContent.replace(/\\D/g, ''), 10),
     rows: rows.length,
     rowModules: rows.map((r) => r.querySelectorAll('td')[2].textContent),
     pageInfo: root.querySelector('[data-testid=hierx-page-info]').textContent,
-    covOps: cov.data[0].x.map((s) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&')),
-    covTagged: cov.data[0].y, covUntagged: cov.data[1].y,
-    hist: conf.data[0].y, confTitle: conf.layout.title.text,
+    covOps: cov.categories,
+    covTagged: sum(['exact', 'pattern', 'inferred', 'unknown']), covUntagged: sum(['untagged']),
+    hist: conf.series.nodes,
     crumbs: [...root.querySelectorAll('[data-testid=hierx-breadcrumbs] button')].map((b) => b.textContent),
   };
 }"""
@@ -505,3 +507,63 @@ def test_giant_structure_in_jupyterlab(lab, browser):
 @pytest.fixture(scope="module", autouse=True)
 def _artifacts():
     ARTIFACTS.mkdir(exist_ok=True)
+
+
+def _five_explorers_notebook():
+    """Five small models, each exported with %hierexport (its explorer is the cell's output)."""
+    import nbformat
+
+    cells = [nbformat.v4.new_code_cell("%load_ext hierx_nb"),
+             nbformat.v4.new_code_cell("import os\nfrom pathlib import Path\nimport torch\n"
+                                       "OUT = Path(os.environ['HIERX_OUT'])\ntorch.manual_seed(0)")]
+    for i in range(5):
+        cells.append(nbformat.v4.new_code_cell(
+            f"model{i} = torch.nn.Sequential(*(torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU()) "
+            f"for _ in range({i + 1}))).eval()\n"
+            f"%hierexport model{i} (torch.randn(2, 8),) -o {{OUT}}/five_{i}.onnx"))
+    return nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                          "language": "python"}})
+
+
+def test_saved_notebook_is_light_and_reopens(lab, browser, monkeypatch):
+    """A notebook with five explorers, executed and saved with its widget state, weighs at most
+    1.5 MB; reopened in JupyterLab (nothing re-run), every explorer renders from the saved state."""
+    import nbclient
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    nb = _five_explorers_notebook()
+    monkeypatch.setenv("JUPYTER_PATH", str(lab.base / "share"))
+    monkeypatch.setenv("HIERX_OUT", str(lab.out))
+    monkeypatch.setenv("IPYTHONDIR", str(lab.base / "ipython"))
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=300, startup_timeout=120,
+                            store_widget_state=True).execute()
+    path = lab.root / "five_explorers.ipynb"
+    # Saved by its author, so trusted (JupyterLab renders widgets of trusted notebooks only).
+    NotebookNotary(data_dir=str(lab.base / "data")).sign(nb)
+    nbformat.write(nb, path)
+    size = path.stat().st_size
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    explorers = {k: v for k, v in state.items() if v["state"].get("_anywidget_id", "").endswith("HierxExplorer")}
+    assert len(explorers) == 5
+    per = sorted(len(json.dumps(v)) for v in explorers.values())
+    print(f"\nsaved five-explorer notebook: {size / 1e6:.3f} MB; bytes per explorer in the widget state: "
+          f"{per} (of which _esm {len(next(iter(explorers.values()))['state']['_esm']):,}, "
+          f"_css {len(next(iter(explorers.values()))['state']['_css']):,})")
+    assert size <= 1_500_000
+
+    page = open_notebook(browser, lab, path.name)
+    roots = page.locator('.jp-Notebook [data-testid="hierx-root"]')
+    deadline = time.monotonic() + 60
+    while roots.count() < 5 or page.locator('.jp-Notebook [data-testid="hierx-tree-row"][data-module=""]').count() < 5:
+        assert time.monotonic() < deadline, f"{roots.count()} explorers rendered from the saved state, expected 5"
+        page.wait_for_timeout(250)
+    for i in range(5):  # each shows its own model: model i has i + 1 blocks
+        root = roots.nth(i)
+        root.get_by_test_id("hierx-expand-all").click()
+        blocks = [m for m in visible_modules(root) if m and "." not in m]
+        assert blocks == [str(k) for k in range(i + 1)], blocks
+    assert page.get_by_test_id("hierx-error").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "lab_five_explorers_reopened.png"), full_page=False)
+    assert page.errors == [], page.errors
+    page.close()

@@ -9,7 +9,11 @@ import traitlets
 from hierx_nb.errors import Attempt
 from hierx_nb.result import ExportResult
 
+from anywidget._file_contents import FileContents
+
 import hierx_nb.notebook.widget as widget_mod
+from hierx_nb.notebook.payload import SOURCES
+
 HierxExplorer = widget_mod.HierxExplorer
 
 EVIL_MODULE = "<img src=x onerror=alert(1)>"
@@ -43,11 +47,11 @@ def small_result() -> ExportResult:
         (EVIL_MODULE, "Evil<script>", "", 1, 0, 0, 0, False),
     ]
     nodes = [
-        ("/encoder/layer.0/MatMul", "MatMul", "encoder.layer.0", "Layer", "t", 1.0, "scope"),
-        ("/encoder/layer.0/Add", "Add", "encoder.layer.0", "Layer", "t", 0.9, "scope"),
-        ("/encoder/layer.1/MatMul", "MatMul", "encoder.layer.1", "Layer", "t", 0.5, "scope"),
-        ("/encoder/layer.1/<b>x</b>/Relu", "Relu", "encoder.layer.1.<b>x</b>", "A&B", "t", 0.25, "infer"),
-        ("/head/Gemm ünïcødé", "Gemm", "head", "Linear", "t", 1.0, "scope"),
+        ("/encoder/layer.0/MatMul", "MatMul", "encoder.layer.0", "Layer", "t", 1.0, "exact"),
+        ("/encoder/layer.0/Add", "Add", "encoder.layer.0", "Layer", "t", 0.9, "inferred"),
+        ("/encoder/layer.1/MatMul", "MatMul", "encoder.layer.1", "Layer", "t", 0.5, "pattern"),
+        ("/encoder/layer.1/<b>x</b>/Relu", "Relu", "encoder.layer.1.<b>x</b>", "A&B", "t", 0.25, "inferred"),
+        ("/head/Gemm ünïcødé", "Gemm", "head", "Linear", "t", 1.0, "exact"),
         ("Constant_7", "x::<b>C</b>&", None, None, None, np.nan, None),
     ]
     return _result(nodes, modules)
@@ -80,10 +84,29 @@ def llama_like_result(layers: int = 70, nodes_per_layer: int = 214) -> ExportRes
         for k in range(nodes_per_layer):
             m = leaves[i][k % len(leaves[i])]
             op = ops[(k * 7 + i) % len(ops)]
-            nodes.append((f"/{m.replace('.', '/')}/{op}_{k}", op, m, "X", m, float(rng.uniform(0.3, 1.0)), "scope"))
-    nodes.append(("/lm_head/MatMul", "MatMul", "lm_head", "Linear", "lm_head", 1.0, "scope"))
+            nodes.append((f"/{m.replace('.', '/')}/{op}_{k}", op, m, "X", m, float(rng.uniform(0.3, 1.0)),
+                          "inferred" if k % 11 == 0 else "exact"))
+    nodes.append(("/lm_head/MatMul", "MatMul", "lm_head", "Linear", "lm_head", 1.0, "exact"))
     mods = [(n, c, p, d, 0, 0, 1_000_000_000 if d == 0 else 4096 * 4096, True) for n, c, p, d in modules]
     return _result(nodes, mods, model_class="LlamaForCausalLM", strategy="dynamo")
+
+
+def with_metrics(r):
+    """``small_result`` with latency and divergence tables shaped like profile() / validate(per_module=True)."""
+    names = ["", "encoder", "encoder.layer", "encoder.layer.0", "encoder.layer.1", "encoder.layer.1.<b>x</b>", "head"]
+    self_ms = [0.1, 0.0, 0.0, 2.0, 1.0, 0.5, 0.4]
+    total = {"": 4.0, "encoder": 3.5, "encoder.layer": 3.5, "encoder.layer.0": 2.0, "encoder.layer.1": 1.5,
+             "encoder.layer.1.<b>x</b>": 0.5, "head": 0.4}
+    lat = pd.DataFrame({"module": names, "module_class": "X", "nodes": 1, "self_ms": self_ms,
+                        "total_ms": [total[n] for n in names], "share": [total[n] / 4.0 for n in names]})
+    lat.attrs.update(kernel_ms=4.0, unattributed_ms=0.0, by_op_type={"MatMul": 2.5, "Relu": 0.5, "Gemm": 0.4, "Add": 0.6})
+    div = pd.DataFrame({"module": ["encoder.layer.0", "encoder.layer.1", "encoder.layer.1.<b>x</b>", "head"],
+                        "module_class": "X", "outputs": 1, "max_abs_diff": [1e-6, 0.8, 0.8, 0.9],
+                        "max_rel_diff": [1e-6, 0.1, 0.1, 0.1], "ok": [True, False, False, False]})
+    div.attrs["first_divergent"] = "encoder.layer.1.<b>x</b>"
+    r.latency, r.divergence = lat, div
+    r.warnings = ["output 0 differs from PyTorch by 0.9 <b>(first divergent module: encoder.layer.1.<b>x</b>)</b>"]
+    return r
 
 
 def _arr(buf, dtype):
@@ -126,6 +149,8 @@ def test_payload_round_trips():
     np.testing.assert_allclose(conf[:-1], r.nodes["confidence"].to_numpy(dtype="f4")[:-1])
     assert np.isnan(conf[-1])
     assert _decode_names(nodes) == list(r.nodes["node"])
+    sources = [SOURCES[k] for k in _arr(nodes["source"], "u1")]
+    assert sources == ["exact", "inferred", "pattern", "inferred", "exact", ""]
 
     own = _arr(tree["own"], "<i4")
     total = _arr(tree["total"], "<i4")
@@ -218,17 +243,62 @@ def test_missing_modules_are_added():
     assert names[_arr(w.nodes["module"], "<i4")[0]] == "ghost.inner"
 
 
-def test_esm_built():
-    assert widget_mod.ESM_PATH.is_file(), "run `cd js && npm ci && npm run build`"
+def test_front_end_built_and_light():
+    """One small bundle and one stylesheet, set on the class (anywidget reads each file once)."""
+    for path in (widget_mod.ESM_PATH, widget_mod.CSS_PATH):
+        assert path.is_file(), "run `cd js && npm ci && npm run build`"
     src = widget_mod.ESM_PATH.read_text(encoding="utf-8")
-    assert "export" in src and len(src) > 100_000  # plotly is bundled, no CDN
+    assert "export" in src and len(src) < 60_000  # charts are SVG: no plotly.js in every saved explorer
     import re
     assert not re.search(r"""(import|from)\s*\(?\s*["']https?://""", src)  # nothing fetched at runtime
+    assert "<style" not in src  # styles come through _css, once per page
+    assert isinstance(HierxExplorer.__dict__["_esm"], FileContents)
+    assert isinstance(HierxExplorer.__dict__["_css"], FileContents)
+    a, b = HierxExplorer.from_result(small_result()), HierxExplorer.from_result(small_result())
+    assert a._esm == b._esm == src
+    assert a._css == widget_mod.CSS_PATH.read_text(encoding="utf-8")
+
+
+def test_bad_payload_is_refused():
+    """The contract is checked in Python: a malformed payload fails with what is wrong."""
     w = HierxExplorer.from_result(small_result())
-    assert w._esm == src
+    bad_tree = {**w.tree, "depth": w.tree["depth"][:-4]}
+    with pytest.raises(traitlets.TraitError, match=r"tree.depth has 28 bytes, expected 32"):
+        w.tree = bad_tree
+    with pytest.raises(traitlets.TraitError, match="tree.names has 7 entries"):
+        w.tree = {**w.tree, "names": w.tree["names"][:-1]}
+    out_of_range = np.frombuffer(w.nodes["module"], "<i4").copy()
+    out_of_range[0] = 99
+    with pytest.raises(traitlets.TraitError, match=r"nodes.module must index tree \(-1 .. 7\)"):
+        w.nodes = {**w.nodes, "module": out_of_range.tobytes()}
+    with pytest.raises(traitlets.TraitError, match="nodes.source must be bytes"):
+        w.nodes = {k: v for k, v in w.nodes.items() if k != "source"} | {"source": None}
+    swapped = np.frombuffer(w.tree["parent"], "<i4").copy()
+    swapped[1] = 5
+    with pytest.raises(traitlets.TraitError, match="pre-order"):
+        w.tree = {**w.tree, "parent": swapped.tobytes()}
+    assert np.frombuffer(w.tree["depth"], "<i4").size == 8  # the explorer kept its good payload
 
 
 def test_missing_bundle_message(monkeypatch, tmp_path):
     monkeypatch.setattr(widget_mod, "ESM_PATH", tmp_path / "widget.js")
-    with pytest.raises(FileNotFoundError, match="npm run build"):
+    with pytest.raises(FileNotFoundError, match="npm run build.*restart"):
         HierxExplorer.from_result(small_result())
+
+
+def test_metrics_payload_and_refresh():
+    r = small_result()
+    w = HierxExplorer.from_result(r)
+    r._widget = w
+    assert w.metrics == {} and "warnings" in w.header and w.header["warnings"] == []
+    with_metrics(r)
+    r._metrics_changed()
+    names = w.tree["names"]
+    lat, div = w.metrics["latency"], w.metrics["divergence"]
+    total = dict(zip(names, _arr(lat["total_ms"], "<f8")))
+    assert total["encoder"] == 3.5 and np.isnan(total[EVIL_MODULE])  # no row: NaN, not 0
+    assert lat["kernel_ms"] == 4.0 and lat["by_op_type"] == {"MatMul": 2.5, "Relu": 0.5, "Gemm": 0.4, "Add": 0.6}
+    ok = dict(zip(names, _arr(div["ok"], "u1")))
+    assert ok["encoder.layer.0"] == 1 and ok["head"] == 0 and ok["encoder"] == 255
+    assert div["first_divergent"] == "encoder.layer.1.<b>x</b>"
+    assert w.header["warnings"] == r.warnings

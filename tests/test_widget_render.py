@@ -1,74 +1,65 @@
-"""Render the built widget in headless Chromium with a fake anywidget model (no Jupyter needed).
+"""The explorer in headless Chromium through the standalone HTML report (no Jupyter, no network).
 
-Checks the tree, linking (row click -> table + charts + `selected`), search, Python-side selection,
-that hostile names show as literal text, and prints render timings for a 15k-node / 1k-module export.
+``result.to_html`` writes one file holding the built front end, its styles and the payload; it is
+opened from disk in an offline browser context that records every request. The checks: tree,
+linking (row click -> table + charts + `selected`), search, Python-side selection, the metric
+selector, hostile names as literal text, a malformed payload shown as an error, and render / click
+timings for a 15k-node and a 100k-node result.
 """
 from __future__ import annotations
 
-import base64
-import functools
-import http.server
 import json
-import shutil
-import threading
-from pathlib import Path
+import re
+import time
 
+import numpy as np
 import pytest
 
-from test_widget_payload import EVIL_MODULE, llama_like_result, small_result
+from test_widget_payload import EVIL_MODULE, llama_like_result, small_result, with_metrics
 
-import hierx_nb.notebook.widget as widget_mod
-
-HERE = Path(__file__).parent
-ARTIFACTS = HERE.parent / "test-artifacts"
+from hierx_nb.notebook import report
 
 pytestmark = pytest.mark.browser
-
-
-def _jsonable(v):
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return {"$b64": base64.b64encode(bytes(v)).decode("ascii")}
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+ARTIFACTS = __import__("pathlib").Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @pytest.fixture
-def open_widget(browser, tmp_path):
-    servers = []
+def open_report(browser, tmp_path):
+    contexts = []
 
-    def _open(result, name="page"):
-        d = tmp_path / name
-        d.mkdir()
-        shutil.copy(HERE / "widget_harness.html", d / "index.html")
-        shutil.copy(widget_mod.ESM_PATH, d / "widget.js")
-        w = widget_mod.HierxExplorer.from_result(result)
-        state = {k: _jsonable(getattr(w, k)) for k in ("header", "tree", "nodes", "selected")}
-        (d / "payload.json").write_text(json.dumps(state))
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(d)))
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    def _open(result=None, name="report", html=None, expect_error=False):
+        path = tmp_path / f"{name}.html"
+        if html is None:
+            result.to_html(path)
+        else:
+            path.write_text(html, encoding="utf-8")
+        ctx = browser.new_context(offline=True, viewport={"width": 1280, "height": 1000})
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.requests = []
+        page.on("request", lambda req: page.requests.append(req.url))
         page.dialogs = []
         page.on("dialog", lambda dlg: (page.dialogs.append(dlg.message), dlg.dismiss()))
         page.errors = []
         page.on("pageerror", lambda e: page.errors.append(str(e)))
-        page.goto(f"http://127.0.0.1:{srv.server_address[1]}/index.html")
-        page.wait_for_function("window.__ready || window.__error", timeout=20_000)
-        err = page.evaluate("window.__error")
-        assert not err, err
+        page.goto(path.as_uri())
+        wait_for(page, "() => window.hierx && window.hierx.firstRenderMs !== undefined", timeout_s=20)
+        assert page.requests == [path.as_uri()], page.requests  # nothing but the file itself
+        if not expect_error:
+            assert page.get_by_test_id("hierx-error").count() == 0, page.get_by_test_id("hierx-error").text_content()
         return page
 
     yield _open
-    for s in servers:
-        s.shutdown()
+    for c in contexts:
+        c.close()
+
+
+def wait_for(page, predicate: str, timeout_s: float = 5) -> None:
+    """Poll a JS predicate (the report's CSP forbids eval, which page.wait_for_function needs)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(predicate):
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        page.wait_for_timeout(30)
 
 
 def _count(page) -> int:
@@ -83,34 +74,47 @@ def _render_ms(page) -> float:
     return float(page.get_by_test_id("hierx-root").get_attribute("data-render-ms"))
 
 
-def test_small_widget(open_widget):
-    page = open_widget(small_result())
+def _chart(page, testid="hierx-coverage-chart") -> dict:
+    return page.evaluate(f"document.querySelector('[data-testid={testid}]').hxData")
+
+
+def _modules(page) -> list[str]:
+    return page.locator('[data-testid="hierx-tree-row"]').evaluate_all("rs => rs.map(r => r.dataset.module)")
+
+
+def test_small_report(open_report):
+    page = open_report(small_result())
     root = page.get_by_test_id("hierx-root")
     header = page.get_by_test_id("hierx-header")
     assert "Toy" in header.text_content() and "dynamo" in header.text_content()
+    assert page.get_by_test_id("hierx-coverage-pct").text_content() == "83.3%"
     assert "hooks" in page.get_by_test_id("hierx-attempts").text_content()
     assert "cannot trace <dynamic> control flow & stuff" in page.get_by_test_id("hierx-attempts").text_content()
     # initial: root + depth 1 expanded -> depth <= 2 visible
-    modules = page.locator('[data-testid="hierx-tree-row"]').evaluate_all("rs => rs.map(r => r.dataset.module)")
-    assert modules == ["", "encoder", "encoder.layer", "head", EVIL_MODULE]
+    assert _modules(page) == ["", "encoder", "encoder.layer", "head", EVIL_MODULE]
     assert _count(page) == 6
+    # the whole model: stacked bars by source; the untagged node is its own series
+    cov = _chart(page)
+    assert sorted(cov["categories"]) == sorted(["MatMul", "Add", "Relu", "Gemm", "x::<b>C</b>&"])
+    assert sum(cov["series"]["exact"]) == 2 and sum(cov["series"]["pattern"]) == 1
+    assert sum(cov["series"]["inferred"]) == 2 and sum(cov["series"]["untagged"]) == 1
+    assert root.locator(".hx-legend").all_text_contents() == ["exact", "pattern", "inferred", "untagged"]
 
     # hostile names are text, not markup
     evil = _row(page, EVIL_MODULE)
     assert evil.locator(".hx-name").text_content() == EVIL_MODULE
     assert evil.locator(".hx-class").text_content() == "Evil<script>"
-    assert root.locator("img, b, script:not(style)").count() == 0
+    assert root.locator("img, b, script").count() == 0
 
     # click -> selected saved, count, table and charts follow
     _row(page, "encoder").click()
-    assert page.evaluate("window.__model.get('selected')") == "encoder"
-    assert page.evaluate("window.__model.saved.at(-1).selected") == "encoder"
+    assert page.evaluate("window.hierx.model.get('selected')") == "encoder"
+    assert page.evaluate("window.hierx.model.saved.at(-1).selected") == "encoder"
     assert _count(page) == 4
     assert page.get_by_test_id("hierx-node-row").count() == 4
-    cov_x = page.evaluate("document.querySelector('[data-testid=hierx-coverage-chart]').data[0].x")
-    assert sorted(cov_x) == ["Add", "MatMul", "Relu"]
-    hist = page.evaluate("document.querySelector('[data-testid=hierx-confidence-chart]').data[0].y")
-    assert sum(hist) == 4
+    cov = _chart(page)
+    assert sorted(cov["categories"]) == ["Add", "MatMul", "Relu"]
+    assert sum(_chart(page, "hierx-confidence-chart")["series"]["nodes"]) == 4
     crumbs = page.get_by_test_id("hierx-breadcrumbs").locator("button").all_text_contents()
     assert crumbs == ["Toy", "encoder"]
 
@@ -120,15 +124,14 @@ def test_small_widget(open_widget):
     assert _count(page) == 1
     assert _row(page, "encoder.layer.1.<b>x</b>").locator(".hx-name").text_content() == "<b>x</b>"
     cells = page.get_by_test_id("hierx-node-row").first.locator("td").all_text_contents()
-    assert cells == ["/encoder/layer.1/<b>x</b>/Relu", "Relu", "encoder.layer.1.<b>x</b>", "0.250"]
+    assert cells == ["/encoder/layer.1/<b>x</b>/Relu", "Relu", "encoder.layer.1.<b>x</b>", "0.250", "inferred"]
     assert page.get_by_test_id("hierx-breadcrumbs").locator("button").last.text_content() == "<b>x</b>"
-    svg_text = page.get_by_test_id("hierx-coverage-chart").text_content()
-    assert "Relu" in svg_text
+    assert "Relu" in page.get_by_test_id("hierx-coverage-chart").text_content()
     assert root.locator("b").count() == 0
 
     # breadcrumb click goes up
     page.get_by_test_id("hierx-breadcrumbs").locator("button", has_text="encoder").first.click()
-    assert page.evaluate("window.__model.get('selected')") == "encoder"
+    assert page.evaluate("window.hierx.model.get('selected')") == "encoder"
 
     # collapse all -> only root + depth 1
     page.get_by_test_id("hierx-collapse-all").click()
@@ -136,84 +139,158 @@ def test_small_widget(open_widget):
 
     # search: class "A&B" shows the match and its ancestors
     page.get_by_test_id("hierx-search").fill("a&b")
-    page.wait_for_function("document.querySelectorAll('[data-testid=hierx-tree-row]').length === 5")
-    modules = page.locator('[data-testid="hierx-tree-row"]').evaluate_all("rs => rs.map(r => r.dataset.module)")
-    assert modules == ["", "encoder", "encoder.layer", "encoder.layer.1", "encoder.layer.1.<b>x</b>"]
+    wait_for(page, "() => document.querySelectorAll('[data-testid=hierx-tree-row]').length === 5")
+    assert _modules(page) == ["", "encoder", "encoder.layer", "encoder.layer.1", "encoder.layer.1.<b>x</b>"]
     page.get_by_test_id("hierx-search").fill("onerror")
-    page.wait_for_function("document.querySelectorAll('[data-testid=hierx-tree-row]').length === 2")
+    wait_for(page, "() => document.querySelectorAll('[data-testid=hierx-tree-row]').length === 2")
     page.get_by_test_id("hierx-search").fill("")
-    page.wait_for_function("document.querySelectorAll('[data-testid=hierx-tree-row]').length >= 4")
+    wait_for(page, "() => document.querySelectorAll('[data-testid=hierx-tree-row]').length >= 4")
 
     # a change from Python (the kernel sets the trait)
-    page.evaluate("window.__model.set('selected', 'head')")
+    page.evaluate("window.hierx.model.set('selected', 'head')")
     assert _count(page) == 1
     assert page.get_by_test_id("hierx-node-row").first.locator("td").first.text_content() == "/head/Gemm ünïcødé"
-    page.evaluate("window.__model.set('selected', '')")
+    page.evaluate("window.hierx.model.set('selected', '')")
     assert _count(page) == 6
     assert page.get_by_test_id("hierx-node-row").last.locator("td").nth(2).text_content() == "untagged"
-    # op types reach plotly escaped: shown literally on the axis, in the table too
+    # op types are literal text on the axis and in the table
     assert "x::<b>C</b>&" in page.get_by_test_id("hierx-coverage-chart").text_content()
     assert page.get_by_test_id("hierx-node-row").last.locator("td").nth(1).text_content() == "x::<b>C</b>&"
-    untagged = page.evaluate("document.querySelector('[data-testid=hierx-coverage-chart]').data[1].y")
-    assert sum(untagged) == 1
 
     # clicking a coverage bar filters the table by op type; clicking the chip's x clears it
-    idx = page.evaluate("document.querySelector('[data-testid=hierx-coverage-chart]').data[0].x.indexOf('Relu')")
-    page.evaluate(f"document.querySelector('[data-testid=hierx-coverage-chart]').emit('plotly_click', "
-                  f"{{points: [{{pointIndex: {idx}}}]}})")
+    k = _chart(page)["categories"].index("Relu")
+    page.locator(f'[data-testid=hierx-coverage-chart] .hx-bar[data-k="{k}"] .hx-hit').click()
     assert page.get_by_test_id("hierx-node-row").count() == 1
     assert "Relu" in page.get_by_test_id("hierx-op-filter").text_content()
     page.get_by_test_id("hierx-op-filter").locator("button").click()
     assert page.get_by_test_id("hierx-node-row").count() == 6
 
+    # no metrics measured: the selector offers nodes only
+    assert page.get_by_test_id("hierx-metric").locator("option").all_text_contents() == ["nodes"]
     assert page.dialogs == [] and page.errors == []
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "widget_small.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "report_small.png"), full_page=True)
 
 
-def test_large_widget_timings(open_widget):
-    r = llama_like_result()
-    page = open_widget(r, "large")
-    first = page.evaluate("window.__firstRenderMs")
-    timings = {"first render (decode + tree + table + charts)": first}
+def test_metric_selector(open_report):
+    page = open_report(with_metrics(small_result()), "metrics")
+    root = page.get_by_test_id("hierx-root")
+    warnings = page.get_by_test_id("hierx-warnings").locator("li").all_text_contents()
+    assert warnings[0].startswith("output 0 differs from PyTorch by 0.9 <b>")
+    assert warnings[-1] == "first divergent module: encoder.layer.1.<b>x</b>"
+    metric = page.get_by_test_id("hierx-metric")
+    assert metric.locator("option").all_text_contents() == ["nodes", "latency (ms)", "divergence (max |Δ|)"]
+
+    metric.select_option("latency")
+    assert root.get_attribute("data-metric") == "latency"
+    heads = root.locator(".hx-tree-head span").all_text_contents()
+    assert heads == ["module", "class", "self ms", "total ms", "share"]
+    enc = _row(page, "encoder").locator(".hx-num").all_text_contents()
+    assert enc == ["0.000", "3.50", "87.5%"]
+    assert "--hx-bar: 87.5%" in _row(page, "encoder").locator(".hx-barcell").get_attribute("style")
+    ops = _chart(page)
+    assert ops["categories"] == ["MatMul", "Add", "Relu", "Gemm"] and ops["series"]["time"] == [2.5, 0.6, 0.5, 0.4]
+    by_mod = _chart(page, "hierx-confidence-chart")
+    assert by_mod["categories"] == ["encoder", "head", "Toy (own)"] and by_mod["series"]["time"] == [3.5, 0.4, 0.1]
+    # a click: the table and the by-module chart follow the selection
+    _row(page, "encoder").click()
+    page.get_by_test_id("hierx-expand-all").click()
+    _row(page, "encoder.layer.1").click()
+    assert _count(page) == 2 and page.get_by_test_id("hierx-node-row").count() == 2
+    by_mod = _chart(page, "hierx-confidence-chart")
+    assert by_mod["categories"] == ["1 (own)", "<b>x</b>"] and by_mod["series"]["time"] == [1.0, 0.5]
+
+    metric.select_option("divergence")
+    heads = root.locator(".hx-tree-head span").all_text_contents()
+    assert heads == ["module", "class", "nodes", "max |Δ|", "ok"]
+    assert _row(page, "head").locator(".hx-num").all_text_contents() == ["1", "0.900", "✗"]
+    assert _row(page, "encoder.layer.0").locator(".hx-num").all_text_contents() == ["2", "1.0e-6", "✓"]
+    assert _chart(page)["categories"] == ["<b>x</b>"]  # the children of encoder.layer.1 with a difference
+    page.get_by_test_id("hierx-breadcrumbs").locator("button").first.click()
+    assert set(_chart(page)["categories"]) == {"head"}  # root's children compared: head only
+    assert page.get_by_test_id("hierx-confidence-chart").is_hidden()
+
+    # Python refreshes the metrics (refresh_metrics): the view follows, the choice is kept
+    page.evaluate("""() => { const m = window.hierx.model;
+        m.set('metrics', {}); m.set('header', {...m.get('header'), warnings: []}); }""")
+    assert metric.locator("option").all_text_contents() == ["nodes"]
+    assert root.get_attribute("data-metric") == "nodes"
+    assert page.get_by_test_id("hierx-warnings").count() == 0
+    assert root.locator("b").count() == 0
+    assert page.errors == []
+    page.screenshot(path=str(ARTIFACTS / "report_metrics.png"), full_page=True)
+
+
+def test_bad_payload_shows_an_error(open_report):
+    """A payload that breaks the contract says what is wrong instead of drawing an empty tree."""
+    html = report.render_html(small_result())
+    start = html.index('<script type="application/json" id="hierx-data">') + len('<script type="application/json" id="hierx-data">')
+    end = html.index("</script>", start)
+    data = json.loads(html[start:end])
+    data["nodes"]["n"] += 1
+    page = open_report(html=html[:start] + json.dumps(data) + html[end:], name="bad", expect_error=True)
+    err = page.get_by_test_id("hierx-error").text_content()
+    assert "malformed" in err and re.search(r"nodes.module has 24 bytes, expected 28", err), err
+    assert page.get_by_test_id("hierx-tree-row").count() == 0
+
+
+def _timings(page, r, big: str, deep: str) -> dict:
+    t = {"first render (decode + tree + table + charts)": page.evaluate("window.hierx.firstRenderMs")}
     assert _count(page) == len(r.nodes)
     assert page.get_by_test_id("hierx-node-row").count() == 100
-    assert "1–100 of" in page.get_by_test_id("hierx-page-info").text_content()
-
     page.get_by_test_id("hierx-expand-all").click()
-    timings["expand all (986 modules)"] = _render_ms(page)
+    t[f"expand all ({len(r.modules):,} modules)"] = _render_ms(page)
     assert page.locator('[data-testid="hierx-tree-row"]').count() < 100  # virtualized
-
     page.get_by_test_id("hierx-collapse-all").click()
-    timings["collapse all"] = _render_ms(page)
-    _row(page, "model").click()
-    timings["select model (~15k nodes)"] = _render_ms(page)
-    timings["  of which subtree stats (JS recompute)"] = float(
-        page.get_by_test_id("hierx-root").get_attribute("data-stats-ms"))
-    page.evaluate("window.__model.set('selected', 'model.layers.42.mlp')")
-    timings["select from python, deep module (revealed)"] = _render_ms(page)
-    assert _row(page, "model.layers.42.mlp").count() == 1
-    assert _count(page) == int((r.nodes["module"].str.startswith("model.layers.42.mlp")).sum())
-    page.evaluate("window.__model.set('selected', '')")
-    timings["select root again"] = _render_ms(page)
-
+    t["collapse all"] = _render_ms(page)
+    clicks = []
+    for name in (big, "", big):
+        _row(page, name).click()
+        clicks.append(_render_ms(page))
+    t[f"click {big} (~all nodes) -> table + charts"] = float(np.median(clicks))
+    t["  of which subtree stats (JS recompute)"] = float(page.get_by_test_id("hierx-root").get_attribute("data-stats-ms"))
+    page.evaluate(f"window.hierx.model.set('selected', {json.dumps(deep)})")
+    t["select from python, deep module (revealed)"] = _render_ms(page)
+    assert _row(page, deep).count() == 1
+    assert _count(page) == int(r.nodes["module"].str.startswith(deep).sum())
     page.get_by_test_id("hierx-search").fill("rotary")
-    page.wait_for_function("document.querySelector('.hx-matches').textContent.startsWith('70 ')")
-    timings["search 'rotary'"] = _render_ms(page)
+    wait_for(page, "() => document.querySelector('.hx-matches').textContent.includes('match')")
+    t["search 'rotary'"] = _render_ms(page)
+    return t
 
+
+def _print(title, timings):
+    print(f"\n{title} (ms; the machine is shared, figures are noisy):")
+    for k, v in timings.items():
+        print(f"  {k:52s} {v:8.1f}")
+
+
+def test_large_report_timings(open_report):
+    r = llama_like_result()
+    page = open_report(r, "large")
+    t = _timings(page, r, "model", "model.layers.42.mlp")
+    page.evaluate("window.hierx.model.set('selected', '')")
     page.get_by_test_id("hierx-next").click()
     assert "101–200" in page.get_by_test_id("hierx-page-info").text_content()
     page.get_by_test_id("hierx-sort").select_option("conf-asc")
     confs = [float(c) for c in page.locator('[data-testid="hierx-node-row"] td:nth-child(4)').all_text_contents()]
     assert confs == sorted(confs)
-
-    print("\nrender timings (ms):")
-    for k, v in timings.items():
-        print(f"  {k:48s} {v:8.1f}")
-    assert first < 1000
-    assert timings["  of which subtree stats (JS recompute)"] < 100
-    assert timings["expand all (986 modules)"] < 200
-    assert timings["select model (~15k nodes)"] < 300  # two Plotly.react calls dominate (~40-100 ms here)
+    _print(f"15k-node report ({len(r.nodes):,} nodes)", t)
+    assert t["first render (decode + tree + table + charts)"] < 1000
+    assert t["  of which subtree stats (JS recompute)"] < 100
+    assert t["click model (~all nodes) -> table + charts"] < 100
     assert page.errors == []
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "widget_large.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "report_large.png"), full_page=True)
+
+
+def test_100k_nodes_timings(open_report):
+    """A 100k-node result: render at most 1 s, a click at most 100 ms (asserted with 2x headroom)."""
+    r = llama_like_result(layers=468)  # 468 x 214 + 1 nodes, 6.5k modules
+    assert len(r.nodes) >= 100_000
+    page = open_report(r, "huge")
+    t = _timings(page, r, "model", "model.layers.400.self_attn.q_proj")
+    _print(f"100k-node report ({len(r.nodes):,} nodes, {len(r.modules):,} modules)", t)
+    targets = {"first render (decode + tree + table + charts)": 1000, "click model (~all nodes) -> table + charts": 100}
+    over = {k: round(t[k], 1) for k, limit in targets.items() if t[k] > 2 * limit}
+    assert not over, f"over target x2: {over} (targets {targets})"
+    assert page.errors == []

@@ -1,119 +1,142 @@
-// Coverage-by-op-type (stacked tagged / untagged) and confidence histogram, both recomputed in JS
-// for the selected subtree and drawn with Plotly.react (diffs the figure instead of re-creating it).
-import Plotly from "plotly.js-basic-dist-min";
-import { h, HIST_BINS } from "./data.js";
+// Bar charts drawn as SVG: stacked columns (op types, confidence bins) and horizontal bars
+// (modules). Labels are SVG text nodes (textContent), so any name shows literally; colours are
+// CSS classes over the theme's variables (style.css), so a theme switch needs no redraw. The SVG
+// scales with its container through its viewBox. Each chart keeps what it shows in `el.hxData`
+// ({categories, series: {name: values}}) for tests and tools.
+import { ticks } from "d3-array";
 
-const MAX_OPS = 30; // beyond that the op types are summed into one "other" bar
+const NS = "http://www.w3.org/2000/svg";
+const W = 420; // viewBox width; the SVG is drawn at 100% of its pane
+const LABEL_MAX = 16;
 
-// Plotly interprets a few HTML-like tags (<b>, <br>, <a>) in labels; escaping makes op types and
-// module names show literally (plotly decodes the entities back for display).
-export function esc(s) {
-  return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+/**
+ * @param {string} tag @param {Record<string, string | number>} [attrs] @param {string} [text]
+ * @returns {SVGElement}
+ */
+function s(tag, attrs = {}, text) {
+  const e = document.createElementNS(NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (text != null) e.textContent = text;
+  return e;
 }
 
-function theme(el) {
-  const cs = getComputedStyle(el);
-  const v = (name, fb) => cs.getPropertyValue(name).trim() || fb;
-  return {
-    fg: cs.color || "#333",
-    grid: v("--jp-border-color2", "rgba(128,128,128,0.25)"),
-    tagged: v("--jp-brand-color1", "#1976d2"),
-    untagged: v("--jp-warn-color1", "#e4572e"),
-    font: v("--jp-ui-font-family", "system-ui, sans-serif"),
-  };
+/** @param {string} t @param {number} max */
+function short(t, max) {
+  return t.length > max ? t.slice(0, max - 1) + "…" : t;
 }
 
-// Integer counts: below 6, force whole-number ticks (plotly would label 0.5, 1.5...).
-function yaxis(t, max) {
-  return { gridcolor: t.grid, rangemode: "tozero", ...(max < 6 ? { dtick: 1, tick0: 0 } : {}) };
-}
+/**
+ * @typedef {object} Series
+ * @property {string} name   legend text and CSS class suffix (hx-s-<name>)
+ * @property {number[]} values  one per category
+ *
+ * @typedef {object} ChartSpec
+ * @property {string} title
+ * @property {string[]} categories
+ * @property {Series[]} series  stacked in this order; all-zero series are left out
+ * @property {boolean} [horizontal]  one bar per row (module names), else columns
+ * @property {boolean} [integer]  counts: whole-number ticks only
+ * @property {(v: number) => string} [fmt]  value text in tooltips
+ * @property {string} [unit]  after the value in tooltips
+ * @property {number} [highlight]  category index drawn outlined
+ * @property {(k: number) => void} [onClick]  category clicked
+ * @property {string} [empty]  shown instead of bars when there is nothing to draw
+ */
 
-const CONFIG = { displayModeBar: false, responsive: false, displaylogo: false };
+/** @param {string} testid */
+export function createChart(testid) {
+  const el = document.createElement("div");
+  el.className = "hx-chart";
+  el.setAttribute("data-testid", testid);
 
-export function createCharts({ data, root, onOpClick }) {
-  // selLabel is accepted for callers but the breadcrumbs already name the selection.
-  const { nodes } = data;
-  const cov = h("div", { class: "hx-chart", "data-testid": "hierx-coverage-chart" });
-  const conf = h("div", { class: "hx-chart", "data-testid": "hierx-confidence-chart" });
-  const el = h("div", { class: "hx-charts" }, cov, conf);
-  let last = null;
-  let clickBound = false;
-  let opsShown = [];
-
-  function layout(t, title, extra) {
-    return {
-      title: { text: title, font: { size: 12 }, x: 0, xanchor: "left" },
-      height: 220,
-      width: Math.max(260, cov.clientWidth || el.clientWidth || 420),
-      margin: { l: 44, r: 8, t: 28, b: 64 },
-      paper_bgcolor: "rgba(0,0,0,0)",
-      plot_bgcolor: "rgba(0,0,0,0)",
-      font: { color: t.fg, size: 11, family: t.font },
-      barmode: "stack",
-      bargap: 0.15,
-      showlegend: false,
-      xaxis: { gridcolor: t.grid },
-      yaxis: { gridcolor: t.grid, rangemode: "tozero" },
-      ...extra,
-    };
+  /** @param {ChartSpec} spec */
+  function draw(spec) {
+    const series = spec.series.filter((x) => x.values.some((v) => v > 0));
+    const cats = spec.categories;
+    /** @type {any} */ (el).hxData = { categories: cats.slice(), series: Object.fromEntries(spec.series.map((x) => [x.name, x.values.slice()])) };
+    const totals = cats.map((_, k) => series.reduce((a, x) => a + (x.values[k] || 0), 0));
+    const max = Math.max(0, ...totals);
+    const fmt = spec.fmt || ((v) => String(v));
+    const unit = spec.unit ? ` ${spec.unit}` : "";
+    const horizontal = !!spec.horizontal;
+    const H = horizontal ? Math.max(90, 34 + cats.length * 16) : 220;
+    const m = horizontal ? { l: 130, r: 44, t: 24, b: 18 } : { l: 40, r: 6, t: 24, b: 58 };
+    const pw = W - m.l - m.r, ph = H - m.t - m.b;
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", class: "hx-svg" });
+    svg.append(s("text", { x: 2, y: 13, class: "hx-chart-title" }, spec.title));
+    if (series.length > 1 || (series.length === 1 && spec.series.length > 1)) {
+      let x = W - 4;
+      const items = [];
+      for (const ser of series.slice().reverse()) { // right-aligned: laid out from the right
+        const t = s("text", { x: x, y: 13, "text-anchor": "end", class: "hx-legend" }, ser.name);
+        x -= ser.name.length * 5.6 + 4;
+        items.unshift(s("rect", { x: x - 9, y: 5, width: 9, height: 9, class: `hx-s-${ser.name}` }), t);
+        x -= 18;
+      }
+      svg.append(...items); // in reading order
+    }
+    if (!cats.length || max <= 0) {
+      svg.append(s("text", { x: W / 2, y: m.t + ph / 2, "text-anchor": "middle", class: "hx-empty" }, spec.empty || "nothing to show"));
+      el.replaceChildren(svg);
+      return;
+    }
+    let tv = ticks(0, max, horizontal ? 4 : 5);
+    if (spec.integer) tv = tv.filter((v) => Number.isInteger(v));
+    const top = Math.max(max, tv[tv.length - 1] || 0);
+    const scale = (v) => (v / top) * (horizontal ? pw : ph);
+    const axis = s("g", { class: "hx-axis" });
+    for (const v of tv) {
+      if (horizontal) {
+        const x = m.l + scale(v);
+        axis.append(s("line", { x1: x, x2: x, y1: m.t, y2: m.t + ph, class: "hx-grid" }),
+          s("text", { x, y: H - 5, "text-anchor": "middle" }, fmt(v)));
+      } else {
+        const y = m.t + ph - scale(v);
+        axis.append(s("line", { x1: m.l, x2: m.l + pw, y1: y, y2: y, class: "hx-grid" }),
+          s("text", { x: m.l - 4, y: y + 3, "text-anchor": "end" }, fmt(v)));
+      }
+    }
+    svg.append(axis);
+    const band = (horizontal ? ph : pw) / cats.length;
+    const bw = Math.max(1, band * 0.82);
+    cats.forEach((cat, k) => {
+      const g = s("g", { class: "hx-bar" + (k === spec.highlight ? " hx-bar-on" : ""), "data-k": k });
+      let acc = 0;
+      const tip = [cat + ":"];
+      for (const ser of series) {
+        const v = ser.values[k] || 0;
+        if (v <= 0) continue;
+        tip.push(`${fmt(v)}${unit} ${ser.name}`);
+        const a = scale(acc), len = scale(v);
+        acc += v;
+        g.append(horizontal
+          ? s("rect", { x: m.l + a, y: m.t + k * band + (band - bw) / 2, width: len, height: bw, class: `hx-s-${ser.name}` })
+          : s("rect", { x: m.l + k * band + (band - bw) / 2, y: m.t + ph - a - len, width: bw, height: len, class: `hx-s-${ser.name}` }));
+      }
+      // A full-band hit area: small bars stay easy to hover and click.
+      const hit = horizontal
+        ? s("rect", { x: 0, y: m.t + k * band, width: W, height: band, class: "hx-hit" })
+        : s("rect", { x: m.l + k * band, y: m.t, width: band, height: ph + m.b, class: "hx-hit" });
+      hit.append(s("title", {}, tip.join(" ")));
+      g.append(hit);
+      if (horizontal) {
+        const y = m.t + k * band + band / 2 + 3.5;
+        g.append(s("text", { x: m.l - 4, y, "text-anchor": "end", class: "hx-cat" }, short(cat, 22)),
+          s("text", { x: m.l + scale(totals[k]) + 3, y, class: "hx-val" }, fmt(totals[k])));
+      } else if (cats.length <= 40) {
+        const x = m.l + k * band + band / 2;
+        g.append(s("text", { x, y: m.t + ph + 10, transform: `rotate(-40 ${x} ${m.t + ph + 10})`, "text-anchor": "end",
+          class: "hx-cat" }, short(cat, LABEL_MAX)));
+      }
+      if (spec.onClick) {
+        g.classList.add("hx-clickable");
+        g.addEventListener("click", () => spec.onClick(k));
+      }
+      svg.append(g);
+    });
+    svg.append(s("line", { x1: m.l, x2: horizontal ? m.l : m.l + pw, y1: m.t + ph, y2: horizontal ? m.t : m.t + ph, class: "hx-baseline" }));
+    el.replaceChildren(svg);
   }
 
-  function update(stats, selLabel, opFilter) {
-    last = { stats, selLabel, opFilter };
-    const t = theme(root);
-    // Op types by node count, the long tail folded into "other".
-    const order = [];
-    for (let j = 0; j < nodes.ops.length; j++) if (stats.tagged[j] + stats.untagged[j] > 0) order.push(j);
-    order.sort((a, b) => (stats.tagged[b] + stats.untagged[b]) - (stats.tagged[a] + stats.untagged[a]));
-    const head = order.slice(0, MAX_OPS), tail = order.slice(MAX_OPS);
-    opsShown = head.slice();
-    const raw = head.map((j) => nodes.ops[j]);
-    const x = raw.map(esc);
-    const yt = head.map((j) => stats.tagged[j]), yu = head.map((j) => stats.untagged[j]);
-    if (tail.length) {
-      raw.push(`other (${tail.length} types)`);
-      x.push(raw[raw.length - 1]);
-      yt.push(tail.reduce((s, j) => s + stats.tagged[j], 0));
-      yu.push(tail.reduce((s, j) => s + stats.untagged[j], 0));
-      opsShown.push(-1);
-    }
-    const line = head.map((j) => (j === opFilter ? 2 : 0)).concat(tail.length ? [0] : []);
-    Plotly.react(cov, [
-      { type: "bar", name: "tagged", x, y: yt, marker: { color: t.tagged, line: { width: line, color: t.fg } },
-        hovertemplate: "%{x}: %{y} tagged<extra></extra>" },
-      { type: "bar", name: "untagged", x, y: yu, marker: { color: t.untagged },
-        hovertemplate: "%{x}: %{y} untagged<extra></extra>" },
-    ], layout(t, "Coverage by op type", {
-      showlegend: true,
-      yaxis: yaxis(t, Math.max(0, ...yt.map((v, k) => v + yu[k]))),
-      legend: { orientation: "h", traceorder: "normal", x: 1, xanchor: "right", y: 1.12, yanchor: "bottom", font: { size: 10 } },
-      // Fixed margins instead of automargin (which costs a second layout pass, ~2x slower), so
-      // long op types (custom domains) are shortened on the axis; the hover shows them in full.
-      xaxis: { gridcolor: t.grid, tickangle: -40, type: "category", tickvals: x,
-               ticktext: raw.map((s) => esc(s.length > 16 ? s.slice(0, 15) + "…" : s)) } }), CONFIG);
-
-    const w = 1 / HIST_BINS;
-    const centers = Array.from({ length: HIST_BINS }, (_, b) => (b + 0.5) * w);
-    const nanNote = stats.nan ? ` (${stats.nan} without confidence)` : "";
-    Plotly.react(conf, [
-      { type: "bar", x: centers, y: Array.from(stats.hist), width: w * 0.95, marker: { color: t.tagged },
-        customdata: centers.map((c) => [(c - w / 2).toFixed(2), (c + w / 2).toFixed(2)]),
-        hovertemplate: "%{customdata[0]}–%{customdata[1]}: %{y} nodes<extra></extra>" },
-    ], layout(t, `Tag confidence${nanNote}`, {
-      yaxis: yaxis(t, Math.max(0, ...stats.hist)),
-      xaxis: { range: [0, 1], dtick: 0.1, gridcolor: t.grid, title: { text: "confidence" } },
-      margin: { l: 44, r: 8, t: 28, b: 40 } }), CONFIG);
-
-    if (!clickBound && cov.on) {
-      clickBound = true;
-      cov.on("plotly_click", (ev) => {
-        const p = ev && ev.points && ev.points[0];
-        if (p && opsShown[p.pointIndex] >= 0) onOpClick(opsShown[p.pointIndex]);
-      });
-    }
-  }
-
-  function resize() { if (last) update(last.stats, last.selLabel, last.opFilter); }
-  function destroy() { Plotly.purge(cov); Plotly.purge(conf); }
-  return { el, update, resize, destroy };
+  return { el, draw };
 }

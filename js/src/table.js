@@ -1,8 +1,9 @@
 // The node table of the selected subtree: 100 rows a page, names decoded only for the page shown.
-import { h, fmtInt } from "./data.js";
+import { h, fmtInt, SOURCES } from "./data.js";
 
 const PAGE = 100;
 
+/** @param {{data: import("./data.js").Data, onSelectModule: (i: number) => void}} opts */
 export function createTable({ data, onSelectModule }) {
   const { tree, nodes } = data;
   let all = new Int32Array(0); // node indices of the subtree (graph order)
@@ -13,8 +14,8 @@ export function createTable({ data, onSelectModule }) {
 
   const tbody = h("tbody");
   const info = h("span", { class: "hx-page-info", "data-testid": "hierx-page-info" });
-  const prev = h("button", { class: "hx-btn", text: "‹ prev", "data-testid": "hierx-prev", onclick: () => go(page - 1) });
-  const next = h("button", { class: "hx-btn", text: "next ›", "data-testid": "hierx-next", onclick: () => go(page + 1) });
+  const prev = /** @type {HTMLButtonElement} */ (h("button", { class: "hx-btn", text: "‹ prev", "data-testid": "hierx-prev", onclick: () => go(page - 1) }));
+  const next = /** @type {HTMLButtonElement} */ (h("button", { class: "hx-btn", text: "next ›", "data-testid": "hierx-next", onclick: () => go(page + 1) }));
   const sortSel = h("select", { class: "hx-select", "aria-label": "sort nodes", "data-testid": "hierx-sort",
     onchange: (e) => { sort = e.target.value; apply(); } },
     h("option", { value: "graph", text: "graph order" }),
@@ -24,7 +25,7 @@ export function createTable({ data, onSelectModule }) {
   const table = h("table", { class: "hx-table" },
     h("thead", null, h("tr", null,
       h("th", { text: "node" }), h("th", { text: "op type" }), h("th", { text: "module" }),
-      h("th", { class: "hx-num", text: "confidence" }))),
+      h("th", { class: "hx-num", text: "confidence" }), h("th", { text: "source" }))),
     tbody);
   const el = h("div", { class: "hx-nodes", "data-testid": "hierx-node-table" },
     h("div", { class: "hx-toolbar" }, h("strong", { text: "Nodes" }), chip, h("span", { class: "hx-spacer" }),
@@ -38,7 +39,7 @@ export function createTable({ data, onSelectModule }) {
       v = Int32Array.from(v);
       const c = nodes.confidence, s = sort === "conf-asc" ? 1 : -1;
       // NaN (unknown) confidences sort last either way.
-      v.sort((a, b) => (c[a] !== c[a]) - (c[b] !== c[b]) || s * (c[a] - c[b]) || a - b);
+      v.sort((a, b) => Number(c[a] !== c[a]) - Number(c[b] !== c[b]) || s * (c[a] - c[b]) || a - b);
     }
     view = v;
     page = 0;
@@ -68,7 +69,8 @@ export function createTable({ data, onSelectModule }) {
         h("td", { class: "hx-node-name", text: nodes.name(i) }),
         h("td", { text: nodes.ops[nodes.op[i]] ?? "" }),
         modCell,
-        h("td", { class: "hx-num" + (low ? " hx-low" : ""), text: conf === conf ? conf.toFixed(3) : "–" })));
+        h("td", { class: "hx-num" + (low ? " hx-low" : ""), text: conf === conf ? conf.toFixed(3) : "–" }),
+        h("td", { class: "hx-src", text: m < 0 ? "" : SOURCES[nodes.source[i]] || "unknown" })));
     }
     tbody.replaceChildren(...trs);
     info.textContent = view.length ? `${fmtInt(a + 1)}–${fmtInt(b)} of ${fmtInt(view.length)}` : "no nodes";

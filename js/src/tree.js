@@ -1,11 +1,24 @@
 // The module tree: a virtualized list of the visible rows (only rows in the viewport are in the
 // DOM), so expanding all of a 1,000-module (or 100k-module) tree costs the same as a small one.
-import { h, lastComponent, fmtInt, fmtParams } from "./data.js";
+import { h, lastComponent } from "./data.js";
+
+/**
+ * A numeric column of the tree (three are shown: the chosen metric's).
+ * @typedef {object} Column
+ * @property {string} head
+ * @property {string} title  what the column means (header tooltip)
+ * @property {(i: number) => string} text
+ * @property {(i: number) => number} [bar]  0..1: an inline bar under the value
+ * @property {(i: number) => string} [cls]  extra class of the cell
+ */
 
 const ROW_H = 22; // px; fixed so a row's position is index * ROW_H
 const OVERSCAN = 8;
 
-export function createTree({ data, rootLabel, onSelect }) {
+/**
+ * @param {{data: import("./data.js").Data, rootLabel: string, columns: Column[], onSelect: (i: number) => void}} opts
+ */
+export function createTree({ data, rootLabel, columns, onSelect }) {
   const { tree } = data;
   const n = tree.n;
   const expanded = new Uint8Array(n);
@@ -17,11 +30,11 @@ export function createTree({ data, rootLabel, onSelect }) {
 
   const spacer = h("div", { class: "hx-tree-spacer", role: "tree" });
   const scroller = h("div", { class: "hx-tree-scroll", tabindex: "0" }, spacer);
-  const head = h("div", { class: "hx-tree-head hx-tree-grid" },
-    h("span", { text: "module" }), h("span", { text: "class" }),
-    h("span", { class: "hx-num", text: "own", title: "ONNX nodes tagged with exactly this module" }),
-    h("span", { class: "hx-num", text: "total", title: "ONNX nodes in this module's subtree" }),
-    h("span", { class: "hx-num", text: "params" }));
+  const head = h("div", { class: "hx-tree-head hx-tree-grid" });
+  function renderHead() {
+    head.replaceChildren(h("span", { text: "module" }), h("span", { text: "class" }),
+      ...columns.map((c) => h("span", { class: "hx-num", text: c.head, title: c.title })));
+  }
   const el = h("div", { class: "hx-tree", "data-testid": "hierx-tree" }, head, scroller);
 
   function computeRows() {
@@ -61,11 +74,27 @@ export function createTree({ data, rootLabel, onSelect }) {
       h("span", { class: "hx-name-cell", style: `padding-left:${tree.depth[i] * 14}px` },
         caret, h("span", { class: "hx-name", text: label })),
       h("span", { class: "hx-class", text: tree.classes[i] || "" }),
-      h("span", { class: "hx-num", text: fmtInt(tree.own[i]) }),
-      h("span", { class: "hx-num", text: fmtInt(tree.total[i]) }),
-      h("span", { class: "hx-num", text: fmtParams(tree.params[i]) }));
+      ...columns.map((c) => cell(c, i)));
     row.style.top = `${k * ROW_H}px`;
     return row;
+  }
+
+  /** @param {Column} c @param {number} i */
+  function cell(c, i) {
+    const e = h("span", { class: "hx-num" + (c.cls ? " " + c.cls(i) : ""), text: c.text(i) });
+    const f = c.bar ? c.bar(i) : 0;
+    if (f > 0) { // the inline bar: a background gradient sized to the value
+      e.classList.add("hx-barcell");
+      e.style.setProperty("--hx-bar", `${Math.min(100, f * 100).toFixed(1)}%`);
+    }
+    return e;
+  }
+
+  /** @param {Column[]} cols */
+  function setColumns(cols) {
+    columns = cols;
+    renderHead();
+    renderWindow(true);
   }
 
   function renderWindow(force) {
@@ -143,7 +172,7 @@ export function createTree({ data, rootLabel, onSelect }) {
   });
   scroller.addEventListener("scroll", () => renderWindow(false), { passive: true });
 
+  renderHead();
   refresh();
-  return { el, setSelected, setFilter, expandAll, collapseAll, refresh: () => renderWindow(true),
-           visibleCount: () => rows.length };
+  return { el, setSelected, setFilter, expandAll, collapseAll, setColumns, refresh: () => renderWindow(true) };
 }

@@ -1,0 +1,90 @@
+"""``result.figure(kind)``: plotly figures of the explorer's charts, for reports and ``write_html``.
+
+Built from the result's own tables (the nodes' sources and confidences, ``result.latency``,
+``result.divergence``), so they show the same numbers as the explorer for the whole model.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+KINDS = ("coverage", "confidence", "latency", "divergence")
+_SOURCE_ORDER = ["exact", "pattern", "inferred", "unknown", "untagged"]
+_COLORS = {"exact": "#1976d2", "pattern": "#2e9e5b", "inferred": "#f0a020", "unknown": "#8a8a8a",
+           "untagged": "#e4572e"}
+TOP_MODULES = 30
+
+
+def figure(result: Any, kind: str = "coverage"):
+    try:
+        import plotly.graph_objects as go
+    except ImportError:  # plotly comes with the notebook extra
+        raise ImportError("result.figure needs plotly: pip install 'hierx_nb[notebook]' (or pip install plotly)") from None
+    if kind not in KINDS:
+        raise ValueError(f"unknown figure kind {kind!r}: choose one of {', '.join(KINDS)}")
+    return {"coverage": _coverage, "confidence": _confidence, "latency": _latency,
+            "divergence": _divergence}[kind](result, go)
+
+
+def _sources(nodes: pd.DataFrame) -> pd.Series:
+    src = nodes["source"].astype(object) if "source" in nodes else pd.Series(None, index=nodes.index, dtype=object)
+    src = src.where(src.isin(["exact", "pattern", "inferred"]), "unknown")
+    return src.where(nodes["module"].notna(), "untagged")
+
+
+def _layout(fig, title: str, **kw):
+    fig.update_layout(title=title, template="plotly_white", margin=dict(l=60, r=20, t=50, b=60), **kw)
+    return fig
+
+
+def _coverage(result, go):
+    nodes = result.nodes
+    table = pd.crosstab(nodes["op_type"].astype(str), _sources(nodes))
+    table = table.reindex(columns=[c for c in _SOURCE_ORDER if c in table.columns])
+    table = table.loc[table.sum(axis=1).sort_values(ascending=False).index]
+    fig = go.Figure([go.Bar(name=c, x=list(table.index), y=table[c].tolist(), marker_color=_COLORS[c])
+                     for c in table.columns])
+    return _layout(fig, f"Nodes by op type and source (known {result.coverage_pct:.1f}%)", barmode="stack",
+                   xaxis_title="op type", yaxis_title="nodes")
+
+
+def _confidence(result, go):
+    conf = pd.to_numeric(result.nodes["confidence"], errors="coerce").dropna()
+    counts, edges = np.histogram(conf.clip(0, 1), bins=20, range=(0, 1))
+    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=0.048, marker_color=_COLORS["exact"]))
+    missing = int(result.nodes["confidence"].isna().sum())
+    return _layout(fig, "Tag confidence" + (f" ({missing} nodes without)" if missing else ""),
+                   xaxis=dict(title="confidence", range=[0, 1]), yaxis_title="nodes")
+
+
+def _needs(result, attr: str, how: str) -> pd.DataFrame:
+    df = getattr(result, attr, None)
+    if df is None or len(df) == 0:
+        raise ValueError(f"this result has no {attr} yet: call {how} first")
+    return df
+
+
+def _latency(result, go):
+    df = _needs(result, "latency", "result.profile()")
+    top = df.dropna(subset=["self_ms"]).sort_values("self_ms", ascending=False).head(TOP_MODULES)
+    labels = [m if m else "(root)" for m in top["module"].astype(str)]
+    fig = go.Figure(go.Bar(x=top["self_ms"].tolist()[::-1], y=labels[::-1], orientation="h",
+                           marker_color=_COLORS["exact"], customdata=top["module_class"].astype(str).tolist()[::-1],
+                           hovertemplate="%{y} (%{customdata}): %{x:.3f} ms<extra></extra>"))
+    kernel = df.attrs.get("kernel_ms")
+    title = f"Kernel time by module (self, ms per run; top {len(top)})"
+    if kernel:
+        title += f", total {kernel:.2f} ms"
+    return _layout(fig, title, xaxis_title="ms per run", height=max(300, 22 * len(top) + 120))
+
+
+def _divergence(result, go):
+    df = _needs(result, "divergence", "result.validate(per_module=True)").dropna(subset=["max_abs_diff"])
+    labels = [m if m else "(root)" for m in df["module"].astype(str)]
+    colors = [_COLORS["untagged"] if ok is False or ok == 0 else _COLORS["exact"] for ok in df["ok"]]
+    fig = go.Figure(go.Bar(x=labels, y=df["max_abs_diff"].tolist(), marker_color=colors))
+    first = df.attrs.get("first_divergent") or getattr(result.divergence, "attrs", {}).get("first_divergent")
+    title = "Max abs diff by module (execution order)" + (f"; first divergent: {first}" if first else "")
+    return _layout(fig, title, yaxis=dict(title="max abs diff", type="log"), xaxis_title="module")

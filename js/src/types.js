@@ -1,0 +1,89 @@
+// The model fields the front end reads (hierx_nb/notebook/payload.py writes them), as JSDoc
+// types checked by `npm run check` (tsc --noEmit). Binary columns arrive as DataView (Jupyter),
+// ArrayBuffer or any typed array.
+
+/** @typedef {DataView | ArrayBuffer | ArrayBufferView} Bytes */
+
+/**
+ * @typedef {object} Attempt
+ * @property {string} name
+ * @property {boolean} ok
+ * @property {string} reason
+ * @property {number | null} seconds
+ * @property {boolean} skipped
+ */
+
+/**
+ * @typedef {object} Header
+ * @property {string} model_class
+ * @property {string} strategy
+ * @property {Attempt[]} attempts
+ * @property {number} nodes
+ * @property {number} modules
+ * @property {number} tagged
+ * @property {number | null} coverage_pct  the known share (exact + pattern), in percent
+ * @property {number | null} seconds
+ * @property {string | null} onnx_path
+ * @property {boolean} structure_only
+ * @property {string[]} warnings
+ */
+
+/**
+ * @typedef {object} TreePayload
+ * @property {number} n
+ * @property {string[]} names
+ * @property {string[]} classes
+ * @property {Bytes} parent
+ * @property {Bytes} depth
+ * @property {Bytes} size
+ * @property {Bytes} own
+ * @property {Bytes} total
+ * @property {Bytes} params
+ * @property {Bytes} executed
+ */
+
+/**
+ * @typedef {object} NodesPayload
+ * @property {number} n
+ * @property {Bytes} module
+ * @property {Bytes} op
+ * @property {string[]} ops
+ * @property {Bytes} confidence
+ * @property {Bytes} source
+ * @property {Bytes} names
+ * @property {Bytes} name_offsets
+ */
+
+/**
+ * @typedef {object} LatencyPayload
+ * @property {Bytes} self_ms
+ * @property {Bytes} total_ms
+ * @property {Bytes} share
+ * @property {number | null} kernel_ms
+ * @property {number | null} unattributed_ms
+ * @property {Record<string, number>} [by_op_type]
+ */
+
+/**
+ * @typedef {object} DivergencePayload
+ * @property {Bytes} max_abs_diff
+ * @property {Bytes} ok
+ * @property {string | null} first_divergent
+ */
+
+/**
+ * @typedef {object} MetricsPayload
+ * @property {LatencyPayload} [latency]
+ * @property {DivergencePayload} [divergence]
+ */
+
+/**
+ * @typedef {object} Model  the synced traits of HierxExplorer
+ * @property {Header} header
+ * @property {TreePayload} tree
+ * @property {NodesPayload} nodes
+ * @property {MetricsPayload} metrics
+ * @property {string} selected
+ */
+
+export {};

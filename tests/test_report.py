@@ -1,0 +1,95 @@
+"""The standalone HTML report (``hierx report``, ``result.to_html``) and ``result.figure`` (plotly).
+
+What the report shows in a browser is checked in test_widget_render.py; here: its file (one
+self-contained page, no external reference, names escaped, size budget) and the command line.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import plotly.graph_objects as go
+import pytest
+import torch
+
+import hierx_nb
+from hierx_nb import cli
+
+from test_widget_payload import EVIL_MODULE, llama_like_result, small_result, with_metrics
+
+
+def _data_block(page: str) -> dict:
+    m = re.search(r'<script type="application/json" id="hierx-data">(.*?)</script>', page, re.S)
+    return json.loads(m.group(1))
+
+
+def test_report_is_self_contained(tmp_path):
+    r = small_result()
+    out = r.to_html(tmp_path / "toy.html")
+    page = out.read_text(encoding="utf-8")
+    # one file: no src=, href= or url() that a browser would fetch; a CSP forbids fetching anyway
+    assert not re.search(r"""\b(src|href)\s*=\s*["']?(https?:|//|[\w./-]+\.(js|css))""", page)
+    assert not re.search(r"url\(\s*['\"]?(https?:|//)", page)
+    assert "default-src 'none'" in page
+    # markup in names never reaches the HTML as markup: only inside the JSON block, with "</" escaped
+    assert EVIL_MODULE not in page.replace(json.dumps(EVIL_MODULE)[1:-1], "")
+    assert page.count("</script>") == 2
+    data = _data_block(page)
+    assert EVIL_MODULE in data["tree"]["names"] and data["header"]["model_class"] == "Toy"
+
+
+def test_report_budget_15k_nodes(tmp_path):
+    r = llama_like_result()
+    out = r.to_html(tmp_path / "llama.html")
+    size = out.stat().st_size
+    print(f"\nreport of {len(r.nodes):,} nodes / {len(r.modules):,} modules: {size / 1e6:.2f} MB")
+    assert size <= 2_000_000
+
+
+def test_report_keeps_metrics_and_warnings(tmp_path):
+    data = _data_block(with_metrics(small_result()).to_html(tmp_path / "m.html").read_text(encoding="utf-8"))
+    assert set(data["metrics"]) == {"latency", "divergence"}
+    assert data["metrics"]["latency"]["by_op_type"]["MatMul"] == 2.5
+    assert data["metrics"]["divergence"]["first_divergent"] == "encoder.layer.1.<b>x</b>"
+    assert data["header"]["warnings"][0].startswith("output 0 differs")
+
+
+def test_cli_report(tmp_path, capfd):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)).eval()
+    onnx_path = tmp_path / "mlp.onnx"
+    hierx_nb.export(model, (torch.randn(1, 4),), output=onnx_path)
+    assert cli.main(["report", str(onnx_path)]) == 0
+    out, err = capfd.readouterr()
+    html_path = tmp_path / "mlp.html"
+    assert f"wrote {html_path}" in out and html_path.is_file()
+    data = _data_block(html_path.read_text(encoding="utf-8"))
+    assert data["header"]["model_class"] == "Sequential" and {"0", "1", "2"} <= set(data["tree"]["names"])
+    # -o elsewhere; bad input is one line, and an existing target is left alone on failure
+    assert cli.main(["report", str(onnx_path), "-o", str(tmp_path / "r.html")]) == 0
+    capfd.readouterr()
+    code = cli.main(["report", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "x.html")])
+    out, err = capfd.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "no such file" in err and not (tmp_path / "x.html").exists()
+    code = cli.main(["report", str(onnx_path), "-o", str(tmp_path / "nope" / "r.html")])
+    out, err = capfd.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "does not exist" in err
+
+
+def test_figures():
+    r = small_result()
+    cov = r.figure("coverage")
+    assert isinstance(cov, go.Figure)
+    by_source = {t.name: dict(zip(t.x, t.y)) for t in cov.data}
+    assert by_source["exact"] == {"MatMul": 1, "Add": 0, "Relu": 0, "Gemm": 1, "x::<b>C</b>&": 0}
+    assert sum(by_source["inferred"].values()) == 2 and sum(by_source["untagged"].values()) == 1
+    assert sum(r.figure("confidence").data[0].y) == 5  # the untagged node has no confidence
+    with pytest.raises(ValueError, match=r"no latency yet: call result.profile\(\) first"):
+        r.figure("latency")
+    with pytest.raises(ValueError, match="choose one of coverage, confidence, latency, divergence"):
+        r.figure("speed")
+    r = with_metrics(r)
+    lat = r.figure("latency")
+    assert list(lat.data[0].y)[-1] == "encoder.layer.0" and list(lat.data[0].x)[-1] == 2.0  # largest self time on top
+    div = r.figure("divergence")
+    assert list(div.data[0].x) == ["encoder.layer.0", "encoder.layer.1", "encoder.layer.1.<b>x</b>", "head"]
+    assert "first divergent: encoder.layer.1.<b>x</b>" in div.layout.title.text
