@@ -59,8 +59,10 @@ def _free_port() -> int:
 
 
 class Lab:
-    def __init__(self, root: Path, base: Path):
-        self.root, self.base = root, base
+    """A local Jupyter server: JupyterLab, or Notebook 7 with ``app="notebook"`` (same settings)."""
+
+    def __init__(self, root: Path, base: Path, app: str = "jupyterlab"):
+        self.root, self.base, self.app = root, base, app
         self.port = _free_port()
         self.token = secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -70,7 +72,8 @@ class Lab:
 
     def start(self) -> None:
         settings = self.base / "settings"
-        for rel, value in LAB_SETTINGS.items():
+        # Notebook 7 fails on settings of plugins it lacks: it gets JupyterLab's defaults.
+        for rel, value in (LAB_SETTINGS if self.app == "jupyterlab" else {}).items():
             f = settings / rel
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(json.dumps(value))
@@ -91,12 +94,15 @@ class Lab:
                    HIERX_GIANT_LAYERS=str(GIANT_LAYERS),
                    PYDEVD_DISABLE_FILE_VALIDATION="1")
         env.pop("JUPYTER_TOKEN", None)
-        cmd = [sys.executable, "-m", "jupyterlab", "--no-browser",
+        cmd = [sys.executable, "-m", self.app, "--no-browser",
                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
                f"--ServerApp.root_dir={self.root}", f"--IdentityProvider.token={self.token}",
-               "--ServerApp.open_browser=False", "--LabApp.expose_app_in_browser=True",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-               "--LabApp.extension_manager=readonly", "--ServerApp.terminals_enabled=False"]
+               "--ServerApp.open_browser=False", "--ServerApp.terminals_enabled=False"]
+        if self.app == "jupyterlab":
+            cmd += ["--LabApp.expose_app_in_browser=True", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                    "--LabApp.extension_manager=readonly"]
+        else:  # Notebook 7
+            cmd += ["--JupyterNotebookApp.expose_app_in_browser=True"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
             cmd.append("--allow-root")
         self.logf = open(self.log, "w")
@@ -104,7 +110,7 @@ class Lab:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(f"{self.app} exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=2) as r:
                     if r.status == 200:

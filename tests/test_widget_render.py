@@ -199,6 +199,8 @@ def test_metric_selector(open_report):
     assert _count(page) == 2 and page.get_by_test_id("hierx-node-row").count() == 2
     by_mod = _chart(page, "hierx-confidence-chart")
     assert by_mod["categories"] == ["1 (own)", "<b>x</b>"] and by_mod["series"]["time"] == [1.0, 0.5]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report_latency.png"), full_page=True)
 
     metric.select_option("divergence")
     heads = root.locator(".hx-tree-head span").all_text_contents()
@@ -218,7 +220,7 @@ def test_metric_selector(open_report):
     assert page.get_by_test_id("hierx-warnings").count() == 0
     assert root.locator("b").count() == 0
     assert page.errors == []
-    page.screenshot(path=str(ARTIFACTS / "report_metrics.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "report_metrics_cleared.png"), full_page=True)
 
 
 def test_bad_payload_shows_an_error(open_report):

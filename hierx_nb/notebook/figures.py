@@ -35,7 +35,7 @@ def _sources(nodes: pd.DataFrame) -> pd.Series:
 
 
 def _layout(fig, title: str, **kw):
-    fig.update_layout(title=title, template="plotly_white", margin=dict(l=60, r=20, t=50, b=60), **kw)
+    fig.update_layout(title=title, template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 60}, **kw)
     return fig
 
 
@@ -56,7 +56,7 @@ def _confidence(result, go):
     fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=0.048, marker_color=_COLORS["exact"]))
     missing = int(result.nodes["confidence"].isna().sum())
     return _layout(fig, "Tag confidence" + (f" ({missing} nodes without)" if missing else ""),
-                   xaxis=dict(title="confidence", range=[0, 1]), yaxis_title="nodes")
+                   xaxis={"title": "confidence", "range": [0, 1]}, yaxis_title="nodes")
 
 
 def _needs(result, attr: str, how: str) -> pd.DataFrame:
@@ -87,4 +87,4 @@ def _divergence(result, go):
     fig = go.Figure(go.Bar(x=labels, y=df["max_abs_diff"].tolist(), marker_color=colors))
     first = df.attrs.get("first_divergent") or getattr(result.divergence, "attrs", {}).get("first_divergent")
     title = "Max abs diff by module (execution order)" + (f"; first divergent: {first}" if first else "")
-    return _layout(fig, title, yaxis=dict(title="max abs diff", type="log"), xaxis_title="module")
+    return _layout(fig, title, yaxis={"title": "max abs diff", "type": "log"}, xaxis_title="module")

@@ -59,7 +59,7 @@ class HierxExplorer(anywidget.AnyWidget):
         super().__init__(**kwargs)
 
     @classmethod
-    def from_result(cls, result: Any, selected: str = "") -> "HierxExplorer":
+    def from_result(cls, result: Any, selected: str = "") -> HierxExplorer:
         return cls(**payload(result, selected))
 
     def refresh_metrics(self, result: Any) -> None:

@@ -1,12 +1,12 @@
 // Bar charts drawn as SVG: stacked columns (op types, confidence bins) and horizontal bars
 // (modules). Labels are SVG text nodes (textContent), so any name shows literally; colours are
-// CSS classes over the theme's variables (style.css), so a theme switch needs no redraw. The SVG
-// scales with its container through its viewBox. Each chart keeps what it shows in `el.hxData`
+// CSS classes over the theme's variables (style.css), so a theme switch needs no redraw. Drawn at
+// its pane's width in pixels (text keeps its size); resize() redraws. Each chart keeps what it shows in `el.hxData`
 // ({categories, series: {name: values}}) for tests and tools.
 import { ticks } from "d3-array";
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 420; // viewBox width; the SVG is drawn at 100% of its pane
+const MIN_W = 260, FALLBACK_W = 420; // px: before the pane is laid out, its width is unknown
 const LABEL_MAX = 16;
 
 /**
@@ -49,8 +49,14 @@ export function createChart(testid) {
   el.className = "hx-chart";
   el.setAttribute("data-testid", testid);
 
+  /** @type {ChartSpec | null} */
+  let last = null;
+  let drawnW = 0;
+
   /** @param {ChartSpec} spec */
   function draw(spec) {
+    last = spec;
+    const W = drawnW = Math.max(MIN_W, el.clientWidth || FALLBACK_W);
     const series = spec.series.filter((x) => x.values.some((v) => v > 0));
     const cats = spec.categories;
     /** @type {any} */ (el).hxData = { categories: cats.slice(), series: Object.fromEntries(spec.series.map((x) => [x.name, x.values.slice()])) };
@@ -59,18 +65,20 @@ export function createChart(testid) {
     const fmt = spec.fmt || ((v) => String(v));
     const unit = spec.unit ? ` ${spec.unit}` : "";
     const horizontal = !!spec.horizontal;
-    const H = horizontal ? Math.max(90, 34 + cats.length * 16) : 220;
-    const m = horizontal ? { l: 130, r: 44, t: 24, b: 18 } : { l: 40, r: 6, t: 24, b: 58 };
+    const legend = series.length > 1 || (series.length === 1 && spec.series.length > 1);
+    const t = legend ? 40 : 24; // the legend gets its own line under the title
+    const H = horizontal ? Math.max(90, t + 10 + cats.length * 16) : 216 + t;
+    const m = horizontal ? { l: Math.min(170, W * 0.35), r: 44, t, b: 18 } : { l: 40, r: 6, t, b: 58 };
     const pw = W - m.l - m.r, ph = H - m.t - m.b;
-    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", class: "hx-svg" });
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", class: "hx-svg" });
     svg.append(s("text", { x: 2, y: 13, class: "hx-chart-title" }, spec.title));
-    if (series.length > 1 || (series.length === 1 && spec.series.length > 1)) {
+    if (legend) {
       let x = W - 4;
       const items = [];
       for (const ser of series.slice().reverse()) { // right-aligned: laid out from the right
-        const t = s("text", { x: x, y: 13, "text-anchor": "end", class: "hx-legend" }, ser.name);
-        x -= ser.name.length * 5.6 + 4;
-        items.unshift(s("rect", { x: x - 9, y: 5, width: 9, height: 9, class: `hx-s-${ser.name}` }), t);
+        const label = s("text", { x: x, y: 29, "text-anchor": "end", class: "hx-legend" }, ser.name);
+        x -= ser.name.length * 6 + 4;
+        items.unshift(s("rect", { x: x - 9, y: 21, width: 9, height: 9, class: `hx-s-${ser.name}` }), label);
         x -= 18;
       }
       svg.append(...items); // in reading order
@@ -138,5 +146,11 @@ export function createChart(testid) {
     el.replaceChildren(svg);
   }
 
-  return { el, draw };
+  // Redraw when the pane's width changed (first layout, window or sidebar resized).
+  function resize() {
+    const w = Math.max(MIN_W, el.clientWidth || FALLBACK_W);
+    if (last && Math.abs(w - drawnW) >= 8) draw(last);
+  }
+
+  return { el, draw, resize };
 }

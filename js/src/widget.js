@@ -313,14 +313,12 @@ function render({ model, el }) {
 
   build();
 
-  // The virtualized tree needs its measured height: re-window once attached and on resizes.
-  let lastH = 0, raf = 0;
+  // Charts are drawn at their measured width and the virtualized tree needs its measured height:
+  // both follow once attached and on resizes.
+  let raf = 0;
   const ro = new ResizeObserver(() => {
-    const hgt = root.clientHeight;
-    if (!hgt || Math.abs(hgt - lastH) < 8) return;
-    lastH = hgt;
     cancelAnimationFrame(raf);
-    raf = requestAnimationFrame(() => tree && tree.refresh());
+    raf = requestAnimationFrame(() => { if (data) { tree.refresh(); chartA.resize(); chartB.resize(); } });
   });
   ro.observe(root);
 
