@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up .venv (and Chromium for the browser tests, when missing), then run every test.
+# Set up .venv (and Chromium for the browser tests, when missing), type-check the front end, then run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,4 +12,6 @@ if [ ! -x /usr/bin/chromium ]; then
     exit 1
   fi
 fi
+echo "test: type-checking the front end (js/: tsc --noEmit over its JSDoc types)"
+(cd js && npm run --silent check)
 exec .venv/bin/python -m pytest "$@"
