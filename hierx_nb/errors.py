@@ -6,17 +6,21 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Attempt:
-    """One strategy's try: ``ok`` with the seconds it took, or the reason it failed or was skipped."""
+    """One strategy's try: ``ok`` with the seconds it took, or the reason it failed or was skipped.
+
+    ``switched``: model settings changed for the duration of the try (hf_switches), one line each.
+    """
 
     name: str
     ok: bool
     reason: str = ""
     seconds: float = 0.0
     skipped: bool = False
+    switched: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         return {"name": self.name, "ok": self.ok, "reason": self.reason,
-                "seconds": round(self.seconds, 4), "skipped": self.skipped}
+                "seconds": round(self.seconds, 4), "skipped": self.skipped, "switched": list(self.switched)}
 
 
 class ExportError(Exception):

@@ -17,6 +17,7 @@ from .attribution import complete
 from .errors import Attempt, ExportError, InputError, first_line
 from .files import check_output, publish, staging
 from .hf import example_inputs, is_hf_model
+from .hf_switches import exportable
 from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree
 from .inputs import named_tensor_inputs, normalize
 from .result import ExportResult
@@ -124,19 +125,20 @@ def _run_strategies(ctx: ExportContext, names, auto: bool) -> tuple[StrategyOutp
             attempts.append(Attempt(name, False, f"it failed on an earlier {type(ctx.model).__name__} "
                                                   f"in this process ({known})", 0.0, skipped=True))
             continue
-        t0 = time.perf_counter()
+        t0, switched = time.perf_counter(), ()
         try:
-            with _executed_modules(ctx.model, ctx.tree) as executed:
+            # HF kernels that cannot export (MoE grouped_mm, flash attention) are switched for the try.
+            with _executed_modules(ctx.model, ctx.tree) as executed, exportable(ctx.model) as switched:
                 out = STRATEGIES[name](ctx)
         except StrategyFailed as e:
             reason = str(e)
         except Exception as e:  # a strategy bug must not hide the others' chance
             reason = f"unexpected {type(e).__name__}: {first_line(str(e))}"
         else:
-            attempts.append(Attempt(name, True, "", time.perf_counter() - t0))
+            attempts.append(Attempt(name, True, "", time.perf_counter() - t0, switched=tuple(switched)))
             _remember_failures(cls, config, attempts, auto)
             return out, name, attempts, executed
-        attempts.append(Attempt(name, False, reason, time.perf_counter() - t0))
+        attempts.append(Attempt(name, False, reason, time.perf_counter() - t0, switched=tuple(switched)))
     if not ctx.structure_only:
         _check_runs(ctx.model, ctx.args, ctx.kwargs)  # every strategy failed: blame the inputs if they are at fault
     _remember_failures(cls, config, attempts, auto)

@@ -59,7 +59,7 @@ def load(path: str | PathLike) -> ExportResult:
                  for i in range(len(m["module"]))]
         cls_of = dict(zip(m["module"], m["module_class"]))
         nodes["module_class"] = nodes["module"].map(cls_of).astype("category")
-        attempts = [Attempt(**a) for a in side.get("attempts", [])]
+        attempts = [Attempt(**{**a, "switched": tuple(a.get("switched", ()))}) for a in side.get("attempts", [])]
         model_class, seconds = side["model_class"], float(side.get("seconds", 0.0))
     else:
         infos = _infos_from_tags(nodes, classes)
