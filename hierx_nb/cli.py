@@ -258,6 +258,9 @@ def _print_summary(result) -> None:
         if not attempt.ok:
             state = "skipped" if attempt.skipped else "failed"
             print(f"  {attempt.name} {state}: {first_line(attempt.reason, 200)}")
+        else:
+            for change in attempt.switched:
+                print(f"  switched {change}")
     print(f"  nodes    {s['nodes']} ONNX nodes, {s['coverage_pct']:.1f}% tagged with their module")
     print(f"  output   {s['onnx_path']}")
     print(f"  sidecar  {s['sidecar_path']}")

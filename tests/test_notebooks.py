@@ -25,6 +25,8 @@ KERNEL_NAME = "hierx-test-python"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # Full size unless the caller asks otherwise (e.g. HIERX_GIANT_LAYERS=8 for a quick local run).
 GIANT_LAYERS = os.environ.get("HIERX_GIANT_LAYERS", "80")
+# DeepSeek-V3's 61 layers take minutes: 5 (3 dense, 2 MoE) show the same structure unless asked otherwise.
+MOE_LAYERS = os.environ.get("HIERX_MOE_LAYERS", "5")
 
 
 def write_kernelspec(share: Path, name: str = KERNEL_NAME) -> Path:
@@ -49,7 +51,7 @@ def kernel_share(tmp_path_factory) -> Path:
 
 def test_notebooks_exist():
     names = {p.name for p in NOTEBOOKS}
-    assert {"quickstart.ipynb", "tour.ipynb", "strategies.ipynb", "giant_structure.ipynb"} <= names
+    assert {"quickstart.ipynb", "tour.ipynb", "strategies.ipynb", "giant_structure.ipynb", "moe_structure.ipynb"} <= names
 
 
 def _errors(nb) -> list[str]:
@@ -71,6 +73,7 @@ def test_notebook_runs(path: Path, kernel_share: Path, tmp_path: Path, monkeypat
     monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join(filter(None, [str(kernel_share), os.environ.get("JUPYTER_PATH")])))
     monkeypatch.setenv("HIERX_OUT", str(out))
     monkeypatch.setenv("HIERX_GIANT_LAYERS", GIANT_LAYERS)
+    monkeypatch.setenv("HIERX_MOE_LAYERS", MOE_LAYERS)
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     monkeypatch.setenv("MPLBACKEND", "agg")
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiet debugpy's frozen-modules note

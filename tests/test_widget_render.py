@@ -17,6 +17,7 @@ import pytest
 
 from test_widget_payload import EVIL_MODULE, llama_like_result, small_result, with_metrics
 
+from hierx_nb.errors import Attempt
 from hierx_nb.notebook import report
 
 pytestmark = pytest.mark.browser
@@ -170,6 +171,16 @@ def test_small_report(open_report):
     assert page.dialogs == [] and page.errors == []
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report_small.png"), full_page=True)
+
+
+def test_switched_settings_are_shown_as_text(open_report):
+    result = small_result()
+    assert open_report(result, "plain").get_by_test_id("hierx-switched").count() == 0  # nothing switched
+    change = "experts_implementation: grouped_mm -> batched_mm (<b>no</b> ONNX op)"
+    result.attempts[-1] = Attempt("dynamo", True, "", 0.75, switched=(change,))
+    page = open_report(result, "switched")
+    assert page.get_by_test_id("hierx-switched").text_content() == f"switched for the export: {change}"
+    assert page.get_by_test_id("hierx-header").locator("b").count() == 0
 
 
 def test_metric_selector(open_report):

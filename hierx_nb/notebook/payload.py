@@ -241,7 +241,7 @@ def build_header(result: Any, n_nodes: int, n_modules: int, n_tagged: int) -> di
         d = a.as_dict() if hasattr(a, "as_dict") else dict(a)
         attempts.append({"name": str(d.get("name", "")), "ok": bool(d.get("ok")),
                          "reason": str(d.get("reason") or ""), "seconds": _float(d.get("seconds")),
-                         "skipped": bool(d.get("skipped"))})
+                         "skipped": bool(d.get("skipped")), "switched": [str(x) for x in d.get("switched") or []]})
     onnx_path = getattr(result, "onnx_path", None)
     return {
         "model_class": str(getattr(result, "model_class", "") or ""),

@@ -11,6 +11,7 @@
  * @property {string} reason
  * @property {number | null} seconds
  * @property {boolean} skipped
+ * @property {string[]} [switched]  model settings hierx changed for this try (hf_switches)
  */
 
 /**

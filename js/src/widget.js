@@ -50,6 +50,12 @@ function renderHeader(hd, firstDivergent) {
         h("span", { class: "hx-attempt-state", text: a.ok ? `ok (${fmtSeconds(a.seconds)})` : a.skipped ? "skipped" : "failed" }),
         a.reason ? h("pre", { class: "hx-reason", text: a.reason }) : null))));
   }
+  // Model settings hierx changed for the export (e.g. MoE experts to batched_mm): said, never hidden.
+  const used = attempts.find((a) => a.ok);
+  if (used && used.switched && used.switched.length) {
+    parts.push(h("div", { class: "hx-switched", "data-testid": "hierx-switched",
+      text: `switched for the export: ${used.switched.join("; ")}` }));
+  }
   return h("div", { class: "hx-header", "data-testid": "hierx-header" }, ...parts);
 }
 
