@@ -169,7 +169,7 @@ def test_header():
     assert abs(h["coverage_pct"] - 100 * 5 / 6) < 1e-6 and h["seconds"] == 1.25
     failed = [a for a in h["attempts"] if not a["ok"]]
     assert failed == [{"name": "hooks", "ok": False, "reason": "cannot trace <dynamic> control flow & stuff",
-                       "seconds": 0.5, "skipped": False}]
+                       "seconds": 0.5, "skipped": False, "switched": []}]
     assert h["onnx_path"] is None and h["structure_only"] is False
     import json
     json.dumps(h)  # plain JSON
