@@ -209,6 +209,7 @@ def _cmd_analyze(ns) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print(_headline(result))
+        _print_warnings(result)
         print("\n".join(_tree_lines(result.modules, ns.depth)))
     return 0
 
@@ -264,6 +265,7 @@ def _print_summary(result) -> None:
     print(f"  nodes    {s['nodes']} ONNX nodes, {s['coverage_pct']:.1f}% tagged with their module")
     print(f"  output   {s['onnx_path']}")
     print(f"  sidecar  {s['sidecar_path']}")
+    _print_warnings(result)
     by_depth = result.modules.groupby("depth").agg(
         modules=("module", "size"), executed=("executed", "sum"),
         own_nodes=("own_nodes", "sum"), subtree_nodes=("total_nodes", "sum"))
@@ -282,6 +284,11 @@ def _print_validation(report: pd.DataFrame) -> None:
     if len(bad):
         raise ExportError(f"validation failed: ONNX Runtime output {bad.iloc[0].output!r} differs from PyTorch's "
                           f"(max abs diff {bad.iloc[0].max_abs_diff:.3g}); the files were written")
+
+
+def _print_warnings(result) -> None:
+    for warning in result.warnings:
+        print(f"  warning  {warning}")
 
 
 def _headline(result) -> str:

@@ -19,7 +19,7 @@ from .files import check_output, publish, staging
 from .hf import example_inputs, is_hf_model
 from .hf_switches import exportable
 from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree
-from .inputs import named_tensor_inputs, normalize
+from .inputs import normalize
 from .result import ExportResult
 from .strategies import ORDER, STRATEGIES
 from .strategies.base import ExportContext, StrategyFailed, StrategyOutput
@@ -30,6 +30,10 @@ from .version import __version__
 # Weights above this go to ``<file>.onnx.data``: protobuf cannot hold 2 GiB, and writing raw weight
 # bytes is several times faster than serializing them into the protobuf (as torch.onnx does).
 EXTERNAL_DATA_THRESHOLD = 64 * 1024**2
+
+# Exports with more weights than this are not run in ONNX Runtime after export (time and memory);
+# the warning says so.
+CHECK_LIMIT_BYTES = 1024**3
 
 # Strategies that failed for a kind of model in this process (class -> {(config, strategy): reason}):
 # auto skips them for the next instance. Keyed by the class object, so a class redefined in a
@@ -95,9 +99,11 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
                           modules=modules, coverage=coverage, coverage_pct=coverage_pct, seconds=0.0,
                           structure_only=structure_only, onnx_model=output_.model)
     if not structure_only:
-        from .validation import make_validator
+        from .validation import Reference
 
-        result.validate_fn = make_validator(model, args, kwargs, named_tensor_inputs(model, args, kwargs))
+        result.reference = Reference(model, args, kwargs)
+        say("checking the file against PyTorch in ONNX Runtime", 0.92)
+        result.warnings += check(result, _weight_bytes(output_.model))
     if out_path is not None:
         say(f"writing {out_path.name} and its sidecar", 0.95)
         extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
@@ -105,6 +111,34 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
         _write(result, out_path, extra, external_data_threshold)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def check(result: ExportResult, weight_bytes: int) -> list[str]:
+    """Warnings from running the export once in ONNX Runtime on its inputs (empty when all is well).
+
+    On a mismatch, the per-module comparison names the first divergent module (and is kept as
+    ``result.divergence``). Skipped, saying so, above ``CHECK_LIMIT_BYTES`` of weights.
+    """
+    if weight_bytes > CHECK_LIMIT_BYTES:
+        return [f"not checked against PyTorch: {weight_bytes / 2**30:.1f} GiB of weights is above the "
+                f"{CHECK_LIMIT_BYTES / 2**30:.0f} GiB the export checks; run result.validate() to check it"]
+    from .validation import mismatch_line
+
+    try:
+        report = result.validate(raise_on_mismatch=False)
+        if report["ok"].all():
+            return []
+        line = mismatch_line(report) + " on the export's inputs"
+        blame = result.validate(per_module=True, raise_on_mismatch=False).attrs["first_divergent"]
+    except ExportError as e:
+        return [f"not checked against PyTorch: {e.one_line()}"]
+    except Exception as e:  # ONNX Runtime rejecting the graph is itself the finding
+        return [f"not checked against PyTorch: ONNX Runtime failed: {first_line(f'{type(e).__name__}: {e}')}"]
+    if blame is None:
+        return [f"{line}; no single module could be blamed (see result.validate(per_module=True))"]
+    cls = result.modules.set_index("module")["module_class"].get(blame, "")
+    where = "the model's own forward" if blame == "" else f"module {blame!r} ({cls})"
+    return [f"{line}; first divergent: {where}"]
 
 
 def _empty(args) -> bool:
@@ -249,7 +283,8 @@ def _write(result: ExportResult, out_path: Path, module_extra: dict, external_da
             onnx_file=out_path.name, model_class=result.model_class, strategy=result.strategy,
             structure_only=result.structure_only, seconds=result.seconds, version=__version__,
             attempts=[a.as_dict() for a in result.attempts], coverage=result.coverage,
-            coverage_pct=result.coverage_pct, modules=result.modules, module_extra=module_extra, nodes=result.nodes)
+            coverage_pct=result.coverage_pct, modules=result.modules, module_extra=module_extra, nodes=result.nodes,
+            warnings=result.warnings)
         sidecar.write(doc, tmp / side_path.name)
         staged.append((tmp / side_path.name, side_path))
         publish(staged)

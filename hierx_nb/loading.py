@@ -61,16 +61,17 @@ def load(path: str | PathLike) -> ExportResult:
         nodes["module_class"] = nodes["module"].map(cls_of).astype("category")
         attempts = [Attempt(**{**a, "switched": tuple(a.get("switched", ()))}) for a in side.get("attempts", [])]
         model_class, seconds = side["model_class"], float(side.get("seconds", 0.0))
+        warnings = [str(w) for w in side.get("warnings", [])]
     else:
         infos = _infos_from_tags(nodes, classes)
-        attempts, seconds = [], 0.0
+        attempts, seconds, warnings = [], 0.0, []
         model_class = classes.get("", "model")
     modules = modules_frame(infos, nodes)
     coverage, pct = coverage_frame(nodes)
     return ExportResult(model_class=model_class, strategy=model_meta.get(STRATEGY_KEY, "unknown"), attempts=attempts,
                         nodes=nodes, modules=modules, coverage=coverage, coverage_pct=pct, seconds=seconds,
                         onnx_path=path, sidecar_path=side_path if side is not None else None,
-                        structure_only=model_meta.get(STRUCTURE_ONLY_KEY) == "true")
+                        structure_only=model_meta.get(STRUCTURE_ONLY_KEY) == "true", warnings=warnings)
 
 
 def _walk(graph, functions):

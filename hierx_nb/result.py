@@ -44,7 +44,7 @@ class ExportResult:
     sidecar_path: Path | None = None
     structure_only: bool = False
     onnx_model: Any = None  # onnx_ir.Model, tagged; None for a result loaded without its graph
-    validate_fn: Any = field(default=None, repr=False)  # set by export(): runs ORT against torch
+    reference: Any = field(default=None, repr=False)  # set by export(): the model and inputs to validate against
     # Problems that still let a file out (outputs that differ from PyTorch's, checks skipped): plain strings.
     warnings: list[str] = field(default_factory=list)
     # Per-module answers, filled by profile() and validate(per_module=True); None until asked for.
@@ -68,20 +68,77 @@ class ExportResult:
         return self.mapping(selected)
 
     # -- validation ---------------------------------------------------------------------------
-    def validate(self, atol: float = 1e-4, rtol: float = 1e-3, raise_on_mismatch: bool = True) -> pd.DataFrame:
-        """Run the ONNX model in ONNX Runtime (CPU) on the export's inputs and compare with PyTorch.
+    def validate(self, model=None, args=None, kwargs: dict | None = None, *, per_module: bool = False,
+                 atol: float | None = None, rtol: float | None = None, raise_on_mismatch: bool = True) -> pd.DataFrame:
+        """Run the ONNX model in ONNX Runtime (CPU) and compare it with PyTorch.
 
-        Returns one row per output: ``output, shape, max_abs_diff, max_rel_diff, ok``. Raises
-        ``ExportError`` on a mismatch when ``raise_on_mismatch``, and always when the model cannot be
-        run (structure-only export, or a result loaded from a file without the PyTorch model).
+        Against the export's own model and inputs, or ``model`` with ``args``/``kwargs`` (needed for a
+        result of ``hierx_nb.load``; an HF model without inputs gets them from its config).
+        ``atol``/``rtol`` default by dtype (fp32 1e-4/1e-3, fp16 1e-2/1e-2, bf16 5e-2/5e-2).
+
+        Returns one row per output: ``output, shape, max_abs_diff, max_rel_diff, ok``; with
+        ``per_module`` one row per executed module (``module, module_class, outputs, max_abs_diff,
+        max_rel_diff, ok, inputs_ok, note``) with ``attrs["first_divergent"]``, also kept as
+        ``self.divergence``. Raises ``ExportError`` on a mismatch when ``raise_on_mismatch``, and
+        always when the model cannot be run.
         """
+        from .validation import compare_outputs, mismatch_line
+
+        ref = self._reference_for(model, args, kwargs)
+        if not per_module:
+            report = compare_outputs(self, ref, atol, rtol)
+            if raise_on_mismatch and not report["ok"].all():
+                raise ExportError(mismatch_line(report))
+            return report
+        from .divergence import compare_modules
+
+        report = compare_modules(self, ref, atol, rtol)
+        self.divergence = report
+        self._metrics_changed()
+        first = report.attrs["first_divergent"]
+        if raise_on_mismatch and first is not None:
+            raise ExportError(f"module {first!r} is the first whose ONNX outputs differ from PyTorch's "
+                              f"(see result.divergence)")
+        return report
+
+    def _reference_for(self, model, args, kwargs):
+        from .validation import Reference
+
         if self.structure_only:
             raise ExportError("cannot validate a structure-only export: it has no weights, so ONNX Runtime "
                               "cannot run it; export with weights (structure_only=False) to validate")
-        if self.validate_fn is None:
-            raise ExportError("cannot validate: this result has no PyTorch model to compare with "
-                              "(it was loaded from a file); use the result of hierx_nb.export(...)")
-        return self.validate_fn(self, atol=atol, rtol=rtol, raise_on_mismatch=raise_on_mismatch)
+        if model is None:
+            if self.reference is None:
+                raise ExportError("cannot validate: this result has no PyTorch model to compare with (it was "
+                                  "loaded from a file); pass it: result.validate(model, args, kwargs)")
+            if args is None and kwargs is None:
+                return self.reference
+            model = self.reference.model
+        if args is None and not kwargs:
+            from .hf import example_inputs, is_hf_model
+
+            if is_hf_model(model):
+                args, kwargs = example_inputs(model)
+        return Reference(model, args, kwargs)
+
+    # -- latency ------------------------------------------------------------------------------
+    def profile(self, runs: int = 20, warmup: int = 3, optimization: str = "all", threads: int | None = None,
+                inputs=None) -> pd.DataFrame:
+        """Kernel time per module in ONNX Runtime (CPU), with ORT's profiler, warm-up runs excluded.
+
+        ``optimization``: ``all`` (ORT's default), ``extended``, ``basic`` or ``none``. Inputs: the
+        export's own, else ``inputs`` (an ``--inputs`` SPEC string or {name: array}), else made from
+        the graph's input types. Returns one row per module: ``module, module_class, nodes`` (kernels
+        of the optimized graph it owns), ``self_ms``, ``total_ms`` (its subtree), ``share`` (of all
+        kernel time), in ms per run; ``attrs``: ``kernel_ms``, ``unattributed_ms`` (self_ms sums
+        with it to kernel_ms), ``by_op_type`` ({op type: ms}). Also kept as ``self.latency``.
+        """
+        from .profiling import profile
+
+        self.latency = profile(self, runs=runs, warmup=warmup, optimization=optimization, threads=threads,
+                               inputs=inputs)
+        self._metrics_changed()
+        return self.latency
 
     def _metrics_changed(self) -> None:
         """Call after ``latency``, ``divergence`` or ``warnings`` change: an explorer on screen follows."""

@@ -2,7 +2,7 @@
 
 Schema ``hierx_nb.sidecar`` version 1: an object with ``schema``, ``version``, ``hierx_version``,
 ``onnx_file``, ``model_class``, ``strategy``, ``structure_only``, ``seconds``, ``attempts`` (list of
-{name, ok, reason, seconds, skipped}), ``coverage`` ({pct, by_op_type: columnar}), ``modules``
+{name, ok, reason, seconds, skipped}), ``warnings`` (list of strings), ``coverage`` ({pct, by_op_type: columnar}), ``modules``
 (columnar: module, module_class, class_path, parent, depth, params, executed, signature, own_nodes,
 total_nodes) and ``nodes`` (columnar: node, op_type, module, tag, confidence, source). Columnar
 means {column: [values...]}, all lists of equal length.
@@ -36,7 +36,7 @@ def columnar(df: pd.DataFrame) -> dict[str, list]:
 
 def build(*, onnx_file: str, model_class: str, strategy: str, structure_only: bool, seconds: float, version: str,
           attempts: list[dict], coverage: pd.DataFrame, coverage_pct: float, modules: pd.DataFrame,
-          module_extra: dict[str, dict], nodes: pd.DataFrame) -> dict:
+          module_extra: dict[str, dict], nodes: pd.DataFrame, warnings: list[str]) -> dict:
     mods = modules.copy()
     mods["class_path"] = [module_extra.get(m, {}).get("class_path", "") for m in mods["module"]]
     mods["signature"] = [module_extra.get(m, {}).get("signature", "") for m in mods["module"]]
@@ -50,6 +50,7 @@ def build(*, onnx_file: str, model_class: str, strategy: str, structure_only: bo
         "structure_only": structure_only,
         "seconds": round(seconds, 4),
         "attempts": attempts,
+        "warnings": list(warnings),
         "coverage": {"pct": round(coverage_pct, 4), "by_op_type": columnar(coverage)},
         "modules": columnar(mods),
         "nodes": columnar(nodes.drop(columns=["module_class"])),

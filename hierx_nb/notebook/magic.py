@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import keyword
 import re
+import sys
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
@@ -160,6 +161,8 @@ class HierxMagics(Magics):
             raise HierexportError(f"cannot write{where}: {e.strerror or e}") from None
         finally:
             progress.close()
+        for warning in result.warnings:
+            print(f"{MAGIC}: warning: {warning}", file=sys.stderr)
         if opts.validate:
             _show_validation(report, opts.result)
         return result
@@ -304,7 +307,9 @@ def _generated_inputs(model, progress) -> tuple[tuple, dict]:
 def _validate(result):
     """The ONNX Runtime vs PyTorch report; ``HierexportError`` when ONNX Runtime cannot run the model."""
     try:
-        return result.validate(raise_on_mismatch=False)
+        report = result.validate(raise_on_mismatch=False)
+        result.validate(per_module=True, raise_on_mismatch=False)  # fills result.divergence for the explorer
+        return report
     except ImportError:
         raise HierexportError("--validate needs onnxruntime: pip install onnxruntime") from None
     except ExportError as e:

@@ -1,0 +1,249 @@
+"""Per-module latency: ONNX Runtime's profile of the *optimized* graph, mapped back to modules.
+
+ORT profiles the nodes of the graph it optimized: fused nodes get new names and no metadata.
+ORT saves that graph (``optimized_model_filepath``) for the same session, and its nodes are placed:
+
+- a node with the name, op type and outputs of an exported node is that node: its module;
+- any other node replaced the exported nodes that computed its *anchors* (its outputs that are
+  values of the exported graph, and the exported node or value its name is made from: ORT names
+  fusions ``node_MatMul_7/MatMulAddFusion``, ``relu_3_nchwc``) from values the optimized graph
+  still has, found by walking the exported graph back from the anchors. Its time goes to their
+  module, or to the common ancestor of their modules when a fusion spans several (a
+  SkipLayerNormalization holding BertOutput's residual Add and its LayerNorm counts for
+  BertOutput): splitting a fused kernel's time by node counts would be a guess;
+- a node that replaced nothing (the Reshapes ORT wraps a Gemm in, layout reorders) works for the
+  nodes it feeds: their module, else that of the nodes feeding it. What is still unplaced is
+  ``unattributed_ms``.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pandas as pd
+
+from .divergence import ancestors
+from .errors import ExportError, InputError
+from .tagging import MODULE_KEY
+from .validation import ort_session, session_feeds
+
+LATENCY_COLUMNS = ["module", "module_class", "nodes", "self_ms", "total_ms", "share"]
+_KERNEL = "_kernel_time"
+
+
+def common_ancestor(names) -> str:
+    names = list(names)
+    common = ancestors(names[0])
+    for n in names[1:]:
+        mine = set(ancestors(n))
+        common = [a for a in common if a in mine]
+    return common[0] if common else ""
+
+
+def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto) -> dict[str, str]:
+    """Optimized node name -> qualified module name, for every node that can be placed."""
+    g0 = original.graph
+    module_of = {n.name: dict((p.key, p.value) for p in n.metadata_props).get(MODULE_KEY) for n in g0.node}
+    producer = {out: n for n in g0.node for out in n.output if out}
+    by_name = {n.name: n for n in g0.node}
+    g1 = optimized.graph
+    present = {i.name for i in g1.initializer} | {i.name for i in g1.input}
+    present |= {out for n in g1.node for out in n.output if out}
+    original_values = set(producer) | {i.name for i in g0.initializer} | {i.name for i in g0.input}
+
+    def stem_values(name: str) -> set[str]:
+        """Exported values a new node's name points at: ORT names fused nodes after the node or
+        value they replace (``node_MatMul_7/MatMulAddFusion``, ``relu_3_nchwc``, ``fused node_Gemm_9``)."""
+        for text in (name, name.partition(" ")[2]):
+            while text:
+                if text in by_name:
+                    return set(by_name[text].output)
+                if text in producer:
+                    return {text}
+                cut = max(text.rfind("/"), text.rfind("_"))
+                text = text[:cut] if cut > 0 else ""
+        return set()
+
+    placed: dict[str, str] = {}
+    loose = []
+    for n in g1.node:
+        twin = by_name.get(n.name)
+        if twin is not None and twin.op_type == n.op_type and list(twin.output) == list(n.output):
+            module = module_of.get(n.name)
+            if module is not None:
+                placed[n.name] = module
+            continue
+        anchors = {o for o in n.output if o in producer} | stem_values(n.name)
+        modules = {module_of.get(p) for p in _replaced(anchors, producer, present)} - {None}
+        if modules:
+            placed[n.name] = common_ancestor(modules)
+        else:
+            loose.append(n)
+    # Nodes that replaced nothing of the exported graph (Reshapes around a Gemm, layout reorders)
+    # work for the nodes they feed: their module, else that of the nodes feeding them.
+    makers = {out: n.name for n in g1.node for out in n.output if out}
+    users = defaultdict(list)
+    for n in g1.node:
+        for v in n.input:
+            users[v].append(n.name)
+    changed = True
+    while changed and loose:
+        changed, waiting = False, []
+        for n in loose:
+            after = {placed[u] for o in n.output for u in users.get(o, []) if u in placed}
+            before = {placed[makers[v]] for v in n.input if v in makers and makers[v] in placed}
+            modules = after or before
+            if modules:
+                placed[n.name] = common_ancestor(modules)
+                changed = True
+            else:
+                waiting.append(n)
+        loose = waiting
+    return placed
+
+
+def _replaced(outputs: set[str], producer: dict, present: set[str]) -> set[str]:
+    """Names of the exported nodes that computed ``outputs`` from values the optimized graph still has."""
+    seen: set[str] = set()
+    stack = [producer[o] for o in outputs if o in producer]
+    while stack:
+        node = stack.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        for v in node.input:
+            if v and v not in present and v in producer:
+                stack.append(producer[v])
+    return seen
+
+
+def kernel_times(profile: list[dict], warmup: int) -> tuple[dict[str, float], dict[str, str], int]:
+    """Per node of the optimized graph: its kernel µs per run (the median over the measured runs:
+    on a shared machine the OS preempts a kernel now and then, and one such run would otherwise
+    count for 20), its op type; and the number of measured runs."""
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in profile if e.get("cat") == "Session" and e.get("name") == "model_run")
+    measured = runs[warmup:]
+    starts = [a for a, _ in measured]
+    per_run: dict[str, np.ndarray] = {}
+    op: dict[str, str] = {}
+    for e in profile:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith(_KERNEL):
+            continue
+        i = int(np.searchsorted(starts, e["ts"], side="right")) - 1
+        if i < 0 or e["ts"] > measured[i][1]:
+            continue  # a warm-up run
+        name = e["name"][: -len(_KERNEL)]
+        if name not in per_run:
+            per_run[name] = np.zeros(len(measured))
+            op[name] = e.get("args", {}).get("op_name", "")
+        per_run[name][i] += float(e["dur"])
+    return {k: float(np.median(v)) for k, v in per_run.items()}, op, len(measured)
+
+
+def profile(result, runs: int = 20, warmup: int = 3, optimization: str = "all", threads: int | None = None,
+            inputs=None) -> pd.DataFrame:
+    """See ``ExportResult.profile``."""
+    if result.structure_only:
+        raise ExportError("cannot profile a structure-only export: it has no weights, so ONNX Runtime cannot run it")
+    if runs < 1 or warmup < 0:
+        raise InputError(f"runs must be at least 1 and warmup at least 0 (got runs={runs}, warmup={warmup})")
+    with tempfile.TemporaryDirectory(prefix="hierx-profile-") as tmp:
+        optimized_path = str(Path(tmp) / "optimized.onnx")
+        with ort_session(result, optimization=optimization, profile_prefix=str(Path(tmp) / "profile"),
+                         optimized_path=optimized_path, threads=threads) as (session, _):
+            feeds = session_feeds(session, feeds_for(result, session, inputs))
+            for _ in range(warmup + runs):
+                session.run(None, feeds)
+            trace = json.loads(Path(session.end_profiling()).read_text())
+        optimized = onnx.load(optimized_path, load_external_data=False)
+    original = _original_proto(result)
+    placed = place_optimized_nodes(original, optimized)
+    totals, ops, measured = kernel_times(trace, warmup)
+    return latency_frame(result, placed, totals, ops, measured)
+
+
+def _original_proto(result) -> onnx.ModelProto:
+    if result.onnx_path is not None:
+        return onnx.load(str(result.onnx_path), load_external_data=False)
+    import onnx_ir as ir
+
+    from .validation import graph_of
+
+    model = graph_of(result)
+    # Only the graph's structure is needed: drop weight data from the copy being serialized.
+    proto = ir.serde.serialize_model(model)
+    for init in proto.graph.initializer:
+        init.ClearField("raw_data")
+    return proto
+
+
+def feeds_for(result, session, inputs) -> list[tuple[str, np.ndarray]]:
+    """Named arrays to run on: ``inputs`` (a ``--inputs`` SPEC or {name: array}), else the export's
+    own inputs, else generated from the graph's input types (symbolic dimensions 1, integers 0)."""
+    from .model_ref import parse_inputs
+    from .validation import to_numpy
+
+    if inputs is None and result.reference is not None:
+        return result.reference.named_inputs
+    if inputs is None:
+        items = []
+        for i in session.get_inputs():
+            dims = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape] or [1]
+            dtype = i.type[len("tensor("):-1]
+            dtype = {"float": "float32", "double": "float64"}.get(dtype, dtype)
+            rng = "[0,1)" if dtype.startswith(("int", "uint")) else ""
+            items.append(f"{i.name}={'x'.join(map(str, dims))}:{dtype}{rng}")
+        inputs = ",".join(items)
+    if isinstance(inputs, str):
+        args, kwargs = parse_inputs(inputs)
+        named = [(f"input_{k}", t) for k, t in enumerate(args)] + list(kwargs.items())
+        return [(n, to_numpy(t)) for n, t in named]
+    if isinstance(inputs, dict):
+        return [(str(k), to_numpy(v) if hasattr(v, "detach") else np.asarray(v)) for k, v in inputs.items()]
+    raise InputError(f"inputs must be an --inputs SPEC string or a dict of arrays, got {type(inputs).__name__}")
+
+
+def latency_frame(result, placed: dict[str, str], totals: dict[str, float], ops: dict[str, str],
+                  runs: int) -> pd.DataFrame:
+    """One row per module of ``result.modules`` (``LATENCY_COLUMNS``), ms per run; attrs
+    ``kernel_ms``, ``unattributed_ms``, ``by_op_type``, ``runs``, ``kernels``."""
+    modules = result.modules
+    known = set(modules["module"].astype(str))
+    self_us: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    unattributed = 0.0
+    by_op: dict[str, float] = defaultdict(float)
+    for name, us in totals.items():
+        by_op[ops.get(name, "")] += us
+        module = placed.get(name)
+        while module is not None and module not in known and module:
+            module = module.rpartition(".")[0]  # a module the tree does not list: its nearest listed ancestor
+        if module is None:
+            unattributed += us
+        else:
+            self_us[module] += us
+            count[module] += 1
+    total_us: dict[str, float] = defaultdict(float)
+    for module, us in self_us.items():
+        for a in ancestors(module):
+            total_us[a] += us
+    kernel_us = sum(totals.values())
+    per_run = 1000.0  # µs per run -> ms per run
+    df = pd.DataFrame({
+        "module": modules["module"].astype(str),
+        "module_class": modules["module_class"],
+        "nodes": [count.get(m, 0) for m in modules["module"]],
+        "self_ms": [self_us.get(m, 0.0) / per_run for m in modules["module"]],
+        "total_ms": [total_us.get(m, 0.0) / per_run for m in modules["module"]],
+    })
+    df["share"] = df["total_ms"] / (kernel_us / per_run) if kernel_us else 0.0
+    df.attrs["kernel_ms"] = kernel_us / per_run
+    df.attrs["unattributed_ms"] = unattributed / per_run
+    df.attrs["by_op_type"] = {k: v / per_run for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}
+    df.attrs["runs"] = runs
+    df.attrs["kernels"] = len(totals)
+    return df
