@@ -4,19 +4,22 @@ ORT profiles the nodes of the graph it optimized: fused nodes get new names and 
 ORT saves that graph (``optimized_model_filepath``) for the same session, and its nodes are placed:
 
 - a node with the name, op type and outputs of an exported node is that node: its module;
-- any other node replaced the exported nodes that computed its *anchors* (its outputs that are
+- any other node stands for the exported nodes that made its *anchors* (its outputs that are
   values of the exported graph, and the exported node or value its name is made from: ORT names
-  fusions ``node_MatMul_7/MatMulAddFusion``, ``relu_3_nchwc``) from values the optimized graph
-  still has, found by walking the exported graph back from the anchors. Its time goes to their
-  module, or to the common ancestor of their modules when a fusion spans several (a
-  SkipLayerNormalization holding BertOutput's residual Add and its LayerNorm counts for
-  BertOutput): splitting a fused kernel's time by node counts would be a guess;
+  fusions ``node_MatMul_7/MatMulAddFusion``, ``relu_3_nchwc``, ``fused node_Gemm_9``) and, walking
+  the exported graph back from them, the nodes whose values fed only nodes already found (a value
+  used elsewhere too was a real tensor, made by some other kernel). Its time goes to their module,
+  or to the common ancestor of their modules when a fusion spans several (Conv, BatchNorm and ReLU
+  fused into one kernel count for the block holding all three; a SkipLayerNormalization with
+  BertOutput's residual Add for BertOutput): splitting a fused kernel's time by node counts would
+  be a guess;
 - a node that replaced nothing (the Reshapes ORT wraps a Gemm in, layout reorders) works for the
   nodes it feeds: their module, else that of the nodes feeding it. What is still unplaced is
   ``unattributed_ms``.
 """
 from __future__ import annotations
 
+import heapq
 import json
 import tempfile
 from collections import defaultdict
@@ -69,16 +72,25 @@ def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto)
         return set()
 
     placed: dict[str, str] = {}
-    loose = []
+    anchored = []
     for n in g1.node:
         twin = by_name.get(n.name)
         if twin is not None and twin.op_type == n.op_type and list(twin.output) == list(n.output):
-            module = module_of.get(n.name)
-            if module is not None:
-                placed[n.name] = module
+            if module_of.get(n.name) is not None:
+                placed[n.name] = module_of[n.name]
             continue
-        anchors = {o for o in n.output if o in producer} | stem_values(n.name)
-        modules = {module_of.get(p) for p in _replaced(anchors, producer, present)} - {None}
+        anchored.append((n, {o for o in n.output if o in producer} | stem_values(n.name)))
+    # The walk back stops at values the optimized graph has or another node stands for.
+    cut = present.union(*(anchors for _, anchors in anchored))
+    order = {n.name: i for i, n in enumerate(g0.node)}
+    consumers = defaultdict(set)
+    for n in g0.node:
+        for v in n.input:
+            consumers[v].add(n.name)
+    loose = []
+    for n, anchors in anchored:
+        replaced = _replaced(anchors, producer, cut, order, consumers)
+        modules = {module_of.get(p) for p in replaced} - {None}
         if modules:
             placed[n.name] = common_ancestor(modules)
         else:
@@ -106,18 +118,25 @@ def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto)
     return placed
 
 
-def _replaced(outputs: set[str], producer: dict, present: set[str]) -> set[str]:
-    """Names of the exported nodes that computed ``outputs`` from values the optimized graph still has."""
+def _replaced(anchors: set[str], producer: dict, cut: set[str], order: dict, consumers: dict) -> set[str]:
+    """Exported nodes a fused node stands for: those that made its anchors, and, walking back, the
+    nodes whose values only fed nodes already found (a value used elsewhere too was a real tensor,
+    made by another kernel), up to values in ``cut``."""
+    heap = [(-order[producer[a].name], producer[a].name, producer[a]) for a in anchors if a in producer]
+    heapq.heapify(heap)
     seen: set[str] = set()
-    stack = [producer[o] for o in outputs if o in producer]
-    while stack:
-        node = stack.pop()
-        if node.name in seen:
+    first = {name for _, name, _ in heap}
+    while heap:
+        _, name, node = heapq.heappop(heap)
+        if name in seen:
             continue
-        seen.add(node.name)
+        if name not in first and not all(consumers[o] <= seen for o in node.output if o):
+            continue
+        seen.add(name)
         for v in node.input:
-            if v and v not in present and v in producer:
-                stack.append(producer[v])
+            if v and v not in cut and v in producer:
+                p = producer[v]
+                heapq.heappush(heap, (-order[p.name], p.name, p))
     return seen
 
 
