@@ -1,4 +1,4 @@
-"""The ``hierx`` command (also ``python -m hierx_nb``): ``export``, ``analyze`` and ``demo``.
+"""The ``hierx`` command (also ``python -m hierx_nb``): ``export``, ``analyze``, ``profile``, ``extract`` and ``demo``.
 
 stdout carries the report (summary, tree, tables); progress and errors go to stderr. An error is
 exactly one line, ``hierx: error: ...``, with exit code 2 for bad input (arguments, model
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ns = parser.parse_args(argv)
         if ns.command is None:
-            parser.error("choose a command: export, analyze or demo")
+            parser.error("choose a command: export, analyze, report, profile, extract or demo")
     except SystemExit as e:  # --help / --version (0) or a usage error already reported (2)
         return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
     try:
@@ -119,6 +119,25 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("-o", "--output", metavar="FILE.html", help="the HTML file (default: FILE.html beside FILE.onnx)")
     rep.set_defaults(run=_cmd_report)
 
+    prof = sub.add_parser("profile", help="time each module of a tagged ONNX file in ONNX Runtime",
+                          description="Run FILE.onnx in ONNX Runtime (CPU) with its profiler and print the "
+                                      "module tree with each module's own and subtree kernel time per run "
+                                      "(fused kernels of the optimized graph mapped back to modules).")
+    prof.add_argument("file", metavar="FILE.onnx")
+    prof.add_argument("--runs", type=_positive, default=20, metavar="N", help="measured runs (default 20)")
+    prof.add_argument("--warmup", type=_non_negative, default=3, metavar="N",
+                      help="runs before measuring, not counted (default 3)")
+    prof.add_argument("--optimization", default="all", choices=["all", "extended", "basic", "none"],
+                      help="ONNX Runtime's graph optimization level (default all, ORT's default)")
+    prof.add_argument("--threads", type=_positive, metavar="N", help="intra-op threads (default: ORT's)")
+    prof.add_argument("--inputs", metavar="SPEC",
+                      help="inputs as for export --inputs (default: from the graph's input types, symbolic "
+                           "dimensions 1 and integers 0)")
+    prof.add_argument("--format", default="text", choices=["text", "json", "csv"],
+                      help="text: indented tree (default); json: totals, time by op type and modules; csv: modules")
+    prof.add_argument("--depth", type=_non_negative, metavar="N", help="show modules down to depth N only")
+    prof.set_defaults(run=_cmd_profile)
+
     demo = sub.add_parser("demo", help="export and validate a tiny built-in BERT (no download)",
                           description="Export a tiny BERT built from a config (no download), validate it "
                                       "with ONNX Runtime and print its summary and module tree.")
@@ -127,6 +146,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     demo.set_defaults(run=_cmd_demo)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
 
 
 def _non_negative(text: str) -> int:
@@ -214,6 +240,33 @@ def _cmd_analyze(ns) -> int:
     return 0
 
 
+def _cmd_profile(ns) -> int:
+    result = _load_input(ns.file)
+    with _libraries_muted(True):
+        df = result.profile(runs=ns.runs, warmup=ns.warmup, optimization=ns.optimization, threads=ns.threads,
+                            inputs=ns.inputs)
+    table = result.modules.merge(df[["module", "nodes", "self_ms", "total_ms", "share"]], on="module", how="left",
+                                 suffixes=("", "_kernels")).rename(columns={"nodes": "kernels"})
+    if ns.depth is not None:
+        table = table[table["depth"] <= ns.depth]
+    kernel, lost = df.attrs["kernel_ms"], df.attrs["unattributed_ms"]
+    columns = ["module", "module_class", "depth", "kernels", "self_ms", "total_ms", "share"]
+    if ns.format == "csv":
+        table[columns].to_csv(sys.stdout, index=False)
+    elif ns.format == "json":
+        doc = {"file": str(result.onnx_path), "runs": ns.runs, "optimization": ns.optimization,
+               "kernel_ms": kernel, "unattributed_ms": lost, "by_op_type": df.attrs["by_op_type"],
+               "modules": _records(table[columns])}
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"{_headline(result)}\n{kernel:.3f} ms of kernel time per run (median of {ns.runs} runs, "
+              f"optimization {ns.optimization}); unattributed {lost:.3f} ms "
+              f"({100 * lost / kernel if kernel else 0:.1f}%)")
+        cells = {r.module: (f"{r.self_ms:9.3f}", f"{r.total_ms:9.3f}", f"{100 * r.share:5.1f}%") for r in df.itertuples()}
+        print("\n".join(_tree_lines(result.modules, ns.depth, ("self ms", "total ms", "share"), cells)))
+    return 0
+
+
 def _cmd_demo(ns) -> int:
     from . import hf
     from .exporter import export
@@ -298,8 +351,10 @@ def _headline(result) -> str:
             f"exported with {s['strategy']}{kind}")
 
 
-def _tree_lines(modules: pd.DataFrame, max_depth: int | None) -> list[str]:
-    """The module tree, children under their parent in table order, with own/total node counts."""
+def _tree_lines(modules: pd.DataFrame, max_depth: int | None, headers: tuple[str, ...] = ("own", "total"),
+                cells: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+    """The module tree, children under their parent in table order, with own/total node counts
+    (or ``cells[module]`` under ``headers``)."""
     children: dict[str, list] = {}
     root = None
     for row in modules.itertuples(index=False):
@@ -323,11 +378,16 @@ def _tree_lines(modules: pd.DataFrame, max_depth: int | None) -> list[str]:
         visit(root, "(model)", 0)
     width = min(max((len(label) for label, _ in rows), default=6), 60)
     cls_width = min(max((len(str(r.module_class)) for _, r in rows), default=5), 40)
-    lines = [f"{'module':<{width}}  {'class':<{cls_width}}  {'own':>6}  {'total':>6}"]
+    if cells is None:
+        cells = {r.module: (str(r.own_nodes), str(r.total_nodes)) for _, r in rows}
+    widths = [max([len(h)] + [len(c[i]) for c in cells.values()]) for i, h in enumerate(headers)]
+    lines = [f"{'module':<{width}}  {'class':<{cls_width}}  " + "  ".join(f"{h:>{w}}" for h, w in zip(headers, widths))]
     for label, r in rows:
         # Containers such as ModuleList are never called themselves; only an empty subtree never ran.
         note = "  (not executed)" if not r.executed and r.total_nodes == 0 else ""
-        lines.append(f"{label:<{width}}  {str(r.module_class):<{cls_width}}  {r.own_nodes:>6}  {r.total_nodes:>6}{note}")
+        values = cells.get(r.module, ("",) * len(headers))
+        lines.append(f"{label:<{width}}  {str(r.module_class):<{cls_width}}  "
+                     + "  ".join(f"{v:>{w}}" for v, w in zip(values, widths)) + note)
     if hidden:
         lines.append(f"... {hidden} deeper modules not shown (raise --depth to see them)")
     return lines

@@ -174,7 +174,10 @@ def profile(result, runs: int = 20, warmup: int = 3, optimization: str = "all", 
         optimized_path = str(Path(tmp) / "optimized.onnx")
         with ort_session(result, optimization=optimization, profile_prefix=str(Path(tmp) / "profile"),
                          optimized_path=optimized_path, threads=threads) as (session, _):
-            feeds = session_feeds(session, feeds_for(result, session, inputs))
+            try:
+                feeds = session_feeds(session, feeds_for(result, session, inputs))
+            except ExportError as e:
+                raise (InputError(e.message) if inputs is not None else e) from None
             for _ in range(warmup + runs):
                 session.run(None, feeds)
             trace = json.loads(Path(session.end_profiling()).read_text())

@@ -66,7 +66,7 @@ def session_feeds(session, named: list[tuple[str, "np.ndarray"]]) -> dict:
         return {n: by_name[n] for n in wanted}
     if len(wanted) == len(named):
         return {n: v for n, (_, v) in zip(wanted, named)}
-    raise ExportError(f"cannot match the ONNX inputs {wanted} to the export's inputs {[n for n, _ in named]}")
+    raise ExportError(f"cannot match the ONNX inputs {wanted} to the inputs given {[n for n, _ in named]}")
 
 
 @contextlib.contextmanager

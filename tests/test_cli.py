@@ -374,3 +374,35 @@ def test_parse_inputs_errors(spec, fragment):
     with pytest.raises(InputError) as info:
         parse_inputs(spec)
     assert fragment in str(info.value)
+
+
+def test_profile_prints_the_tree_with_times(bert_dir, tmp_path, capfd):
+    out = tmp_path / "bert.onnx"
+    assert run_inline(capfd, "export", bert_dir, "-o", out, "-q")[0] == 0
+    code, stdout, err = run_inline(capfd, "profile", out, "--runs", "3", "--warmup", "1", "--depth", "3")
+    assert code == 0, err
+    assert "ms of kernel time per run (median of 3 runs, optimization all)" in stdout
+    assert "self ms" in stdout and "total ms" in stdout and "BertLayer" in stdout
+    code, stdout, err = run_inline(capfd, "profile", out, "--runs", "2", "--format", "json", "--optimization", "basic")
+    doc = json.loads(stdout)
+    assert doc["kernel_ms"] > 0 and doc["optimization"] == "basic" and doc["by_op_type"]
+    root = next(m for m in doc["modules"] if m["module"] == "")
+    assert root["total_ms"] == pytest.approx(doc["kernel_ms"] - doc["unattributed_ms"], rel=1e-6)
+    code, _, err = run_inline(capfd, "profile", out, "--inputs", "1x3")
+    assert code == 2
+    assert_one_error_line(err, "cannot match the ONNX inputs")
+    code, _, err = run_inline(capfd, "profile", tmp_path / "missing.onnx")
+    assert code == 2
+    assert_one_error_line(err, "no such file")
+
+
+def test_export_prints_warnings(tmp_path, capfd, monkeypatch):
+    from hierx_nb import exporter
+
+    monkeypatch.setattr(exporter, "CHECK_LIMIT_BYTES", 10)
+    out = tmp_path / "mlp.onnx"
+    code, stdout, err = run_inline(capfd, "export", "cli_models:mlp", "-o", out, "-q")
+    assert code == 0, err
+    assert "  warning  not checked against PyTorch" in stdout
+    code, stdout, _ = run_inline(capfd, "analyze", out)
+    assert "  warning  not checked against PyTorch" in stdout  # kept in the sidecar

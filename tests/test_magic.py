@@ -273,3 +273,23 @@ def test_progress_prints_to_stderr_in_a_terminal(capsys):
     progress = Progress(SimpleNamespace())
     progress("htp: tracing")
     assert "hierexport:" in capsys.readouterr().err and progress.step == "htp: tracing"
+
+
+def test_profile_and_validate_fill_the_explorer_metrics(shell):
+    res, out = run(shell, "%hierexport bert (ids, mask) --validate --profile -r answered --no-widget")
+    assert res.success, out
+    result = shell.user_ns["answered"]
+    assert result.latency is not None and result.latency.attrs["kernel_ms"] > 0
+    assert result.divergence is not None and result.divergence.attrs["first_divergent"] is None
+    assert result.divergence["ok"].dropna().all() and result.divergence["outputs"].gt(0).any()
+    res, out = run(shell, "%hierexport bert --profile --structure-only")
+    assert isinstance(res.error_in_exec, magic.HierexportError) and "--profile needs weights" in out
+
+
+def test_warnings_are_printed(shell, monkeypatch):
+    from hierx_nb import exporter
+
+    monkeypatch.setattr(exporter, "CHECK_LIMIT_BYTES", 10)
+    res, out = run(shell, "%hierexport mlp x --no-widget")
+    assert res.success, out
+    assert "hierexport: warning: not checked against PyTorch" in out

@@ -19,7 +19,7 @@ from .progress import Progress
 
 MAGIC = "hierexport"
 
-USAGE = ("%(prog)s MODEL [ARGS] [-o OUTPUT] [-s STRATEGY] [-k KWARGS] [--validate] [--no-widget] [-r NAME] "
+USAGE = ("%(prog)s MODEL [ARGS] [-o OUTPUT] [-s STRATEGY] [-k KWARGS] [--validate] [--profile] [--no-widget] [-r NAME] "
          "[--structure-only] [--torch-nn-filter]")
 
 # One table feeds both the parser (help, checks) and the line scanner, which must know which options
@@ -36,7 +36,11 @@ _OPTIONS = (
         "-k \"dict(input_ids=ids)\" (quote it if it has spaces outside brackets)")}),
     (("--validate",), {"action": "store_true", "help": (
         "run the ONNX model in ONNX Runtime on the same inputs and show how its outputs compare with "
-        "PyTorch's; a mismatch fails the cell (after -r has bound the result)")}),
+        "PyTorch's, per output and per module (the explorer's divergence view); a mismatch fails the "
+        "cell (after -r has bound the result)")}),
+    (("--profile",), {"action": "store_true", "help": (
+        "time each module in ONNX Runtime (result.profile(): kernel ms per run, fused kernels mapped "
+        "back to modules) for the explorer's latency view")}),
     (("--no-widget",), {"action": "store_true", "help": (
         "the returned ExportResult displays as a static HTML summary instead of the explorer widget "
         "(result.widget still builds the explorer on request)")}),
@@ -124,8 +128,9 @@ class HierxMagics(Magics):
         from .. import export
 
         opts = _parse(line, self.hierexport.parser)
-        if opts.validate and opts.structure_only:
-            raise HierexportError("--validate needs weights: it cannot be combined with --structure-only")
+        for flag in ("validate", "profile"):
+            if getattr(opts, flag) and opts.structure_only:
+                raise HierexportError(f"--{flag} needs weights: it cannot be combined with --structure-only")
         if opts.result is not None and (not opts.result.isidentifier() or keyword.iskeyword(opts.result)):
             raise HierexportError(f"-r {opts.result!r} is not a Python variable name")
         user_ns = self.shell.user_ns
@@ -151,6 +156,9 @@ class HierxMagics(Magics):
             if opts.validate:
                 progress("validating with ONNX Runtime")
                 report = _validate(result)
+            if opts.profile:
+                progress("profiling with ONNX Runtime")
+                result.profile()
         except KeyboardInterrupt:
             where = f" during '{progress.step}'" if progress.step else ""
             raise HierexportInterrupted(f"interrupted{where} after {progress.elapsed:.1f} s") from None
