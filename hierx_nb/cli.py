@@ -138,6 +138,15 @@ def _parser() -> argparse.ArgumentParser:
     prof.add_argument("--depth", type=_non_negative, metavar="N", help="show modules down to depth N only")
     prof.set_defaults(run=_cmd_profile)
 
+    ext = sub.add_parser("extract", help="write one module's subtree as a runnable ONNX model",
+                         description="Write MODULE's subtree of a tagged FILE.onnx as an ONNX model of its own: "
+                                     "its inputs are the values the module takes from outside, its outputs "
+                                     "those it hands outside; weights and tags come along.")
+    ext.add_argument("file", metavar="FILE.onnx")
+    ext.add_argument("module", metavar="MODULE", help="qualified name as in model.named_modules(), e.g. encoder.layer.0")
+    ext.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    ext.set_defaults(run=_cmd_extract)
+
     demo = sub.add_parser("demo", help="export and validate a tiny built-in BERT (no download)",
                           description="Export a tiny BERT built from a config (no download), validate it "
                                       "with ONNX Runtime and print its summary and module tree.")
@@ -264,6 +273,23 @@ def _cmd_profile(ns) -> int:
               f"({100 * lost / kernel if kernel else 0:.1f}%)")
         cells = {r.module: (f"{r.self_ms:9.3f}", f"{r.total_ms:9.3f}", f"{100 * r.share:5.1f}%") for r in df.itertuples()}
         print("\n".join(_tree_lines(result.modules, ns.depth, ("self ms", "total ms", "share"), cells)))
+    return 0
+
+
+def _cmd_extract(ns) -> int:
+    result = _loaded(ns.file)
+    from .files import check_output
+
+    check_output(ns.output)
+    with _libraries_muted(True):
+        piece = result.extract(ns.module, ns.output)
+    import onnx
+
+    graph = onnx.load(str(piece.onnx_path), load_external_data=False).graph
+    print(f"{ns.module or '(model)'}: {len(piece.nodes)} ONNX nodes -> {piece.onnx_path}")
+    print(f"  inputs   {', '.join(i.name for i in graph.input)}")
+    print(f"  outputs  {', '.join(o.name for o in graph.output)}")
+    _print_warnings(piece)
     return 0
 
 

@@ -15,7 +15,7 @@ import torch
 from . import sidecar
 from .attribution import complete
 from .errors import Attempt, ExportError, InputError, first_line
-from .files import check_output, publish, staging
+from .files import check_output, publish, stage_model, staging, weight_bytes
 from .hf import example_inputs, is_hf_model
 from .hf_switches import exportable
 from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree
@@ -103,7 +103,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
 
         result.reference = Reference(model, args, kwargs)
         say("checking the file against PyTorch in ONNX Runtime", 0.92)
-        result.warnings += check(result, _weight_bytes(output_.model))
+        result.warnings += check(result)
     if out_path is not None:
         say(f"writing {out_path.name} and its sidecar", 0.95)
         extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
@@ -113,15 +113,16 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     return result
 
 
-def check(result: ExportResult, weight_bytes: int) -> list[str]:
+def check(result: ExportResult) -> list[str]:
     """Warnings from running the export once in ONNX Runtime on its inputs (empty when all is well).
 
     On a mismatch, the per-module comparison names the first divergent module (and is kept as
     ``result.divergence``). Skipped, saying so, above ``CHECK_LIMIT_BYTES`` of weights.
     """
-    if weight_bytes > CHECK_LIMIT_BYTES:
-        return [f"not checked against PyTorch: {weight_bytes / 2**30:.1f} GiB of weights is above the "
-                f"{CHECK_LIMIT_BYTES / 2**30:.0f} GiB the export checks; run result.validate() to check it"]
+    size = weight_bytes(result.onnx_model)
+    if size > CHECK_LIMIT_BYTES:
+        return [f"not checked against PyTorch: {size / 2**20:.0f} MiB of weights is above the "
+                f"{CHECK_LIMIT_BYTES / 2**20:.0f} MiB the export checks; run result.validate() to check it"]
     from .validation import mismatch_line
 
     try:
@@ -237,10 +238,6 @@ def _to_meta(model, args, kwargs):
     return model, tuple(meta(a) for a in args), {k: meta(v) for k, v in kwargs.items()}
 
 
-def _weight_bytes(model: ir.Model) -> int:
-    return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
-
-
 @contextlib.contextmanager
 def weights_as_inputs(model: ir.Model):
     """Within the block, weights are typed graph inputs without data: a valid ONNX file that holds
@@ -268,17 +265,13 @@ def _on_meta(tensor) -> bool:
 def _write(result: ExportResult, out_path: Path, module_extra: dict, external_data_threshold: int) -> None:
     model = result.onnx_model
     side_path = sidecar.sidecar_path_for(out_path)
-    data_name = out_path.name + ".data"
     with staging(out_path.parent) as tmp:
-        staged = [(tmp / out_path.name, out_path)]
         if result.structure_only:
+            staged = [(tmp / out_path.name, out_path)]
             with weights_as_inputs(model):
                 ir.save(model, staged[0][0])
-        elif _weight_bytes(model) > external_data_threshold:
-            ir.save(model, staged[0][0], external_data=data_name)
-            staged.append((tmp / data_name, out_path.with_name(data_name)))
         else:
-            ir.save(model, staged[0][0])
+            staged = stage_model(model, tmp, out_path, external_data_threshold)
         doc = sidecar.build(
             onnx_file=out_path.name, model_class=result.model_class, strategy=result.strategy,
             structure_only=result.structure_only, seconds=result.seconds, version=__version__,

@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import onnx_ir as ir
+
 from .errors import InputError
 
 
@@ -41,3 +43,20 @@ def publish(staged: list[tuple[Path, Path]]) -> None:
     """Move each staged file onto its target; targets not in the list are never touched."""
     for src, dst in staged:
         os.replace(src, dst)
+
+
+def weight_bytes(model: ir.Model) -> int:
+    return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+
+
+def stage_model(model: ir.Model, tmp: Path, out_path: Path, external_data_threshold: int) -> list[tuple[Path, Path]]:
+    """Save ``model`` into ``tmp`` for ``out_path``; weights go to ``<name>.onnx.data`` beside it
+    above ``external_data_threshold`` bytes. The (staged, target) pairs for ``publish``."""
+    staged = [(tmp / out_path.name, out_path)]
+    if weight_bytes(model) > external_data_threshold:
+        data_name = out_path.name + ".data"
+        ir.save(model, staged[0][0], external_data=data_name)
+        staged.append((tmp / data_name, out_path.with_name(data_name)))
+    else:
+        ir.save(model, staged[0][0])
+    return staged

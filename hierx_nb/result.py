@@ -121,6 +121,20 @@ class ExportResult:
                 args, kwargs = example_inputs(model)
         return Reference(model, args, kwargs)
 
+    # -- module subgraphs ----------------------------------------------------------------------
+    def extract(self, module: str, output, model=None, args=None, kwargs=None) -> "ExportResult":
+        """Write ``module``'s subtree as a runnable ONNX model to ``output`` and return it (loaded).
+
+        Its inputs are the values the module's nodes take from outside, its outputs those they hand
+        outside or return; the weights they read come along (external data when large), tags kept.
+        With a PyTorch model (the export's, or ``model`` with ``args``/``kwargs``) its inputs are named
+        and its outputs ordered like the module's forward, and ``piece.validate()`` compares it with
+        the module's own forward on the inputs it received in that model's run.
+        """
+        from .extraction import extract
+
+        return extract(self, module, output, model=model, args=args, kwargs=kwargs)
+
     # -- latency ------------------------------------------------------------------------------
     def profile(self, runs: int = 20, warmup: int = 3, optimization: str = "all", threads: int | None = None,
                 inputs=None) -> pd.DataFrame:

@@ -133,6 +133,7 @@ class Reference:
         self.model = model
         self.args, self.kwargs = normalize(model, args, kwargs)
         self.named_inputs = [(n, to_numpy(t)) for n, t in named_tensor_inputs(model, self.args, self.kwargs)]
+        self.output_names: list[str] | None = None  # the ONNX outputs to compare, in order (None: all)
 
     @contextlib.contextmanager
     def evaluating(self):
@@ -155,8 +156,8 @@ def compare_outputs(result, ref: Reference, atol: float | None, rtol: float | No
     """One row per model output: ``output, shape, max_abs_diff, max_rel_diff, ok`` (ONNX Runtime vs PyTorch)."""
     expected = ref.outputs()
     with ort_session(result) as (session, _):
-        outputs = session.run(None, session_feeds(session, ref.named_inputs))
-        names = [o.name for o in session.get_outputs()]
+        outputs = session.run(ref.output_names, session_feeds(session, ref.named_inputs))
+        names = ref.output_names or [o.name for o in session.get_outputs()]
     if len(outputs) != len(expected):
         raise ExportError(f"ONNX model has {len(outputs)} outputs, PyTorch gave {len(expected)} tensors")
     rows = []

@@ -406,3 +406,18 @@ def test_export_prints_warnings(tmp_path, capfd, monkeypatch):
     assert "  warning  not checked against PyTorch" in stdout
     code, stdout, _ = run_inline(capfd, "analyze", out)
     assert "  warning  not checked against PyTorch" in stdout  # kept in the sidecar
+
+
+def test_extract_writes_a_runnable_piece(bert_dir, tmp_path, capfd):
+    out = tmp_path / "bert.onnx"
+    assert run_inline(capfd, "export", bert_dir, "-o", out, "-q")[0] == 0
+    piece = tmp_path / "layer1.onnx"
+    code, stdout, err = run_inline(capfd, "extract", out, "encoder.layer.1", "-o", piece)
+    assert code == 0, err
+    assert f"encoder.layer.1: " in stdout and str(piece) in stdout and "  inputs   " in stdout
+    session = ort.InferenceSession(str(piece), providers=["CPUExecutionProvider"])
+    assert len(session.get_inputs()) >= 1
+    code, _, err = run_inline(capfd, "extract", out, "encoder.layer.9", "-o", tmp_path / "x.onnx")
+    assert code == 2
+    assert_one_error_line(err, "no module named 'encoder.layer.9'")
+    assert not (tmp_path / "x.onnx").exists()
