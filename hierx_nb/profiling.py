@@ -47,8 +47,11 @@ def common_ancestor(names) -> str:
     return common[0] if common else ""
 
 
-def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto) -> dict[str, str]:
-    """Optimized node name -> qualified module name, for every node that can be placed."""
+def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto) -> tuple[dict[str, str], dict[str, str]]:
+    """For every optimized node that can be placed: its module, and the exported node that carries
+    its time in per-node views (itself when unchanged; for a fusion, the first in graph order of
+    the exported nodes it stands for, e.g. the Conv of Conv+BatchNorm+ReLU; for a helper node, the
+    carrier of the node it works for)."""
     g0 = original.graph
     module_of = {n.name: dict((p.key, p.value) for p in n.metadata_props).get(MODULE_KEY) for n in g0.node}
     producer = {out: n for n in g0.node for out in n.output if out}
@@ -72,12 +75,14 @@ def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto)
         return set()
 
     placed: dict[str, str] = {}
+    carrier: dict[str, str] = {}
     anchored = []
     for n in g1.node:
         twin = by_name.get(n.name)
         if twin is not None and twin.op_type == n.op_type and list(twin.output) == list(n.output):
             if module_of.get(n.name) is not None:
                 placed[n.name] = module_of[n.name]
+                carrier[n.name] = n.name
             continue
         anchored.append((n, {o for o in n.output if o in producer} | stem_values(n.name)))
     # The walk back stops at values the optimized graph has or another node stands for.
@@ -93,6 +98,7 @@ def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto)
         modules = {module_of.get(p) for p in replaced} - {None}
         if modules:
             placed[n.name] = common_ancestor(modules)
+            carrier[n.name] = min(replaced, key=order.__getitem__)
         else:
             loose.append(n)
     # Nodes that replaced nothing of the exported graph (Reshapes around a Gemm, layout reorders)
@@ -106,16 +112,17 @@ def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto)
     while changed and loose:
         changed, waiting = False, []
         for n in loose:
-            after = {placed[u] for o in n.output for u in users.get(o, []) if u in placed}
-            before = {placed[makers[v]] for v in n.input if v in makers and makers[v] in placed}
-            modules = after or before
-            if modules:
-                placed[n.name] = common_ancestor(modules)
+            after = [u for o in n.output for u in users.get(o, []) if u in placed]
+            before = [makers[v] for v in n.input if v in makers and makers[v] in placed]
+            neighbours = after or before
+            if neighbours:
+                placed[n.name] = common_ancestor({placed[x] for x in neighbours})
+                carrier[n.name] = carrier[neighbours[0]]
                 changed = True
             else:
                 waiting.append(n)
         loose = waiting
-    return placed
+    return placed, carrier
 
 
 def _replaced(anchors: set[str], producer: dict, cut: set[str], order: dict, consumers: dict) -> set[str]:
@@ -183,9 +190,15 @@ def profile(result, runs: int = 20, warmup: int = 3, optimization: str = "all", 
             trace = json.loads(Path(session.end_profiling()).read_text())
         optimized = onnx.load(optimized_path, load_external_data=False)
     original = _original_proto(result)
-    placed = place_optimized_nodes(original, optimized)
+    placed, carrier = place_optimized_nodes(original, optimized)
     totals, ops, measured = kernel_times(trace, warmup)
-    return latency_frame(result, placed, totals, ops, measured)
+    df = latency_frame(result, placed, totals, ops, measured)
+    by_node: dict[str, float] = defaultdict(float)
+    for name, us in totals.items():
+        if name in carrier:
+            by_node[carrier[name]] += us / 1000.0
+    df.attrs["by_node"] = dict(by_node)
+    return df
 
 
 def _original_proto(result) -> onnx.ModelProto:
@@ -232,7 +245,8 @@ def feeds_for(result, session, inputs) -> list[tuple[str, np.ndarray]]:
 def latency_frame(result, placed: dict[str, str], totals: dict[str, float], ops: dict[str, str],
                   runs: int) -> pd.DataFrame:
     """One row per module of ``result.modules`` (``LATENCY_COLUMNS``), ms per run; attrs
-    ``kernel_ms``, ``unattributed_ms``, ``by_op_type``, ``runs``, ``kernels``."""
+    ``kernel_ms``, ``unattributed_ms``, ``by_op_type``, ``runs``, ``kernels`` (``profile`` adds
+    ``by_node``: ms per exported node that carries kernel time)."""
     modules = result.modules
     known = set(modules["module"].astype(str))
     self_us: dict[str, float] = defaultdict(float)

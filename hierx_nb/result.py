@@ -154,6 +154,13 @@ class ExportResult:
         self._metrics_changed()
         return self.latency
 
+    def model_explorer_overlay(self, metric: str, path) -> dict:
+        """Write Google Model Explorer node data for ``metric`` (``latency`` or ``divergence``) to
+        ``path`` (JSON keyed by node name: load it in Model Explorer's "node data" panel); returns it."""
+        from .model_explorer import write_overlay
+
+        return write_overlay(self, metric, path)
+
     def _metrics_changed(self) -> None:
         """Call after ``latency``, ``divergence`` or ``warnings`` change: an explorer on screen follows."""
         if self._widget is not None:
