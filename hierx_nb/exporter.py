@@ -102,13 +102,14 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
         from .validation import Reference
 
         result.reference = Reference(model, args, kwargs)
-        say("checking the file against PyTorch in ONNX Runtime", 0.92)
-        result.warnings += check(result)
+        if out_path is None:
+            say("checking the model against PyTorch in ONNX Runtime", 0.92)
+            result.warnings += check(result)
     if out_path is not None:
-        say(f"writing {out_path.name} and its sidecar", 0.95)
+        say(f"writing {out_path.name} and its sidecar", 0.93)
         extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
         result.seconds = time.perf_counter() - started
-        _write(result, out_path, extra, external_data_threshold)
+        _write(result, out_path, extra, external_data_threshold, say)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -262,7 +263,9 @@ def _on_meta(tensor) -> bool:
     return isinstance(raw, torch.Tensor) and raw.device.type == "meta"
 
 
-def _write(result: ExportResult, out_path: Path, module_extra: dict, external_data_threshold: int) -> None:
+def _write(result: ExportResult, out_path: Path, module_extra: dict, external_data_threshold: int, say) -> None:
+    """Stage the ONNX file, check the staged file in ONNX Runtime (its warnings go into the sidecar:
+    the weights are written once), stage the sidecar, then move both into place."""
     model = result.onnx_model
     side_path = sidecar.sidecar_path_for(out_path)
     with staging(out_path.parent) as tmp:
@@ -272,6 +275,12 @@ def _write(result: ExportResult, out_path: Path, module_extra: dict, external_da
                 ir.save(model, staged[0][0])
         else:
             staged = stage_model(model, tmp, out_path, external_data_threshold)
+            say("checking the file against PyTorch in ONNX Runtime", 0.95)
+            result.onnx_path = staged[0][0]
+            try:
+                result.warnings += check(result)
+            finally:
+                result.onnx_path = None
         doc = sidecar.build(
             onnx_file=out_path.name, model_class=result.model_class, strategy=result.strategy,
             structure_only=result.structure_only, seconds=result.seconds, version=__version__,
