@@ -172,7 +172,7 @@ class HierxMagics(Magics):
         for warning in result.warnings:
             print(f"{MAGIC}: warning: {warning}", file=sys.stderr)
         if opts.validate:
-            _show_validation(report, opts.result)
+            _show_validation(report, opts.result, result)
         return result
 
 
@@ -327,16 +327,20 @@ def _validate(result):
                               f"{type(e).__name__}: {first_line(str(e))}") from None
 
 
-def _show_validation(report, bound: str | None) -> None:
-    """Display the report; ``HierexportError`` after it when an output differs from PyTorch's."""
+def _show_validation(report, bound: str | None, result=None) -> None:
+    """Display the report; ``HierexportError`` after it when an output differs from PyTorch's,
+    naming the first divergent module when the per-module comparison found one."""
     from IPython.display import display
 
     display(report)
     bad = report[~report["ok"]]
     if len(bad):
         kept = f"; the result is in {bound}" if bound else ""
+        divergence = getattr(result, "divergence", None)
+        first = divergence.attrs.get("first_divergent") if divergence is not None else None
+        blame = f"; first divergent module {first!r}" if first is not None else ""
         raise HierexportError(f"validation failed: ONNX Runtime output {bad.iloc[0].output!r} differs from "
-                              f"PyTorch's (max abs diff {bad.iloc[0].max_abs_diff:.3g}){kept}")
+                              f"PyTorch's (max abs diff {bad.iloc[0].max_abs_diff:.3g}){blame}{kept}")
 
 
 def load_ipython_extension(shell) -> None:
