@@ -277,7 +277,7 @@ def _cmd_profile(ns) -> int:
 
 
 def _cmd_extract(ns) -> int:
-    result = _loaded(ns.file)
+    result = _load_input(ns.file)
     from .files import check_output
 
     check_output(ns.output)

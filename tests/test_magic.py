@@ -282,6 +282,9 @@ def test_profile_and_validate_fill_the_explorer_metrics(shell):
     assert result.latency is not None and result.latency.attrs["kernel_ms"] > 0
     assert result.divergence is not None and result.divergence.attrs["first_divergent"] is None
     assert result.divergence["ok"].dropna().all() and result.divergence["outputs"].gt(0).any()
+    metrics = result.widget.metrics  # the explorer's payload contract is checked when it is set
+    assert metrics["latency"]["kernel_ms"] > 0 and metrics["latency"]["by_op_type"]
+    assert metrics["divergence"]["first_divergent"] is None
     res, out = run(shell, "%hierexport bert --profile --structure-only")
     assert isinstance(res.error_in_exec, magic.HierexportError) and "--profile needs weights" in out
 
