@@ -141,12 +141,12 @@ def pair(tensors: list[tuple[np.ndarray, str]], values: list[ir.Value], got: dic
     return pairs, unpaired
 
 
-def _folded(pairings: dict[str, list]) -> set[str]:
+def _folded(pairings) -> set[str]:
     """ONNX values paired with PyTorch tensors that differ from each other: an optimizer folded one
     module into its neighbour (BatchNorm into Conv), so the value is no one module's output."""
     seen: dict[str, np.ndarray] = {}
     folded = set()
-    for pairs in pairings.values():
+    for pairs in pairings:
         for name, _, torch_arr, _ in pairs:
             first = seen.setdefault(name, torch_arr)
             if first is not torch_arr and not np.array_equal(first, torch_arr, equal_nan=torch_arr.dtype.kind == "f"):
@@ -186,7 +186,7 @@ def compare_modules(result, ref: Reference, atol: float | None, rtol: float | No
     for name in recorder.called:
         out_pairs[name], unpaired[name] = pair(recorder.outputs.get(name, []), outs.get(name, []), got)
         in_pairs[name], _ = pair(recorder.inputs.get(name, []), ins.get(name, []), got)
-    folded = _folded({**{f"o{k}": v for k, v in out_pairs.items()}, **{f"i{k}": v for k, v in in_pairs.items()}})
+    folded = _folded([*out_pairs.values(), *in_pairs.values()])
 
     rows, bad_values, per_module = [], set(), {}
     for name in recorder.called:

@@ -36,7 +36,7 @@ def extract(result, module: str, output: str | PathLike, model=None, args=None, 
     if module not in set(result.modules["module"].astype(str)):
         raise InputError(f"no module named {module!r} in this model (see result.modules['module'])")
     if result.structure_only:
-        raise ExportError("cannot extract from a structure-only export: it has no weights to run")
+        raise InputError("cannot extract from a structure-only export: it has no weights to run; export with weights")
     out_path = check_output(output)
     full = graph_of(result)
     outs, ins = boundaries(full)

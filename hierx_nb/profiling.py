@@ -59,7 +59,6 @@ def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto)
     g1 = optimized.graph
     present = {i.name for i in g1.initializer} | {i.name for i in g1.input}
     present |= {out for n in g1.node for out in n.output if out}
-    original_values = set(producer) | {i.name for i in g0.initializer} | {i.name for i in g0.input}
 
     def stem_values(name: str) -> set[str]:
         """Exported values a new node's name points at: ORT names fused nodes after the node or
@@ -174,7 +173,8 @@ def profile(result, runs: int = 20, warmup: int = 3, optimization: str = "all", 
             inputs=None) -> pd.DataFrame:
     """See ``ExportResult.profile``."""
     if result.structure_only:
-        raise ExportError("cannot profile a structure-only export: it has no weights, so ONNX Runtime cannot run it")
+        raise InputError("cannot profile a structure-only export: it has no weights, so ONNX Runtime cannot run it; "
+                         "export with weights to profile")
     if runs < 1 or warmup < 0:
         raise InputError(f"runs must be at least 1 and warmup at least 0 (got runs={runs}, warmup={warmup})")
     with tempfile.TemporaryDirectory(prefix="hierx-profile-") as tmp:

@@ -414,7 +414,7 @@ def test_extract_writes_a_runnable_piece(bert_dir, tmp_path, capfd):
     piece = tmp_path / "layer1.onnx"
     code, stdout, err = run_inline(capfd, "extract", out, "encoder.layer.1", "-o", piece)
     assert code == 0, err
-    assert f"encoder.layer.1: " in stdout and str(piece) in stdout and "  inputs   " in stdout
+    assert "encoder.layer.1: " in stdout and str(piece) in stdout and "  inputs   " in stdout
     session = ort.InferenceSession(str(piece), providers=["CPUExecutionProvider"])
     assert len(session.get_inputs()) >= 1
     code, _, err = run_inline(capfd, "extract", out, "encoder.layer.9", "-o", tmp_path / "x.onnx")

@@ -26,7 +26,7 @@ class _Odd(nn.Module):
 @pytest.mark.parametrize("strategy", ["dynamo", "htp", "fx"])
 def test_every_node_has_the_module_namespace(tmp_path, strategy):
     torch.manual_seed(0)
-    result = hierx_nb.export(_Odd().eval(), (torch.randn(2, 8),), output=tmp_path / "m.onnx", strategy=strategy)
+    hierx_nb.export(_Odd().eval(), (torch.randn(2, 8),), output=tmp_path / "m.onnx", strategy=strategy)
     proto = onnx.load(str(tmp_path / "m.onnx"))
     assert len(proto.graph.node) > 0
     for node in proto.graph.node:
