@@ -281,6 +281,7 @@ def _write(result: ExportResult, out_path: Path, module_extra: dict, external_da
                 result.warnings += check(result)
             finally:
                 result.onnx_path = None
+            say(f"writing {out_path.name} and its sidecar", 0.97)
         doc = sidecar.build(
             onnx_file=out_path.name, model_class=result.model_class, strategy=result.strategy,
             structure_only=result.structure_only, seconds=result.seconds, version=__version__,
