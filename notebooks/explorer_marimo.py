@@ -48,15 +48,15 @@ def _(OUT, hierx_nb, model, torch):
 def _(mo, result):
     # The same anywidget explorer as in Jupyter; marimo wraps it as a UI element.
     explorer = mo.ui.anywidget(result.widget)
-    explorer
+    explorer  # noqa: B018 (marimo shows a cell's last expression)
     return (explorer,)
 
 
 @app.cell
 def _(explorer, result):
     # Re-runs when the selection changes in the explorer above.
-    explorer.value
-    result.selection
+    explorer.value  # noqa: B018 (a dependency: this cell re-runs when the selection changes)
+    result.selection  # noqa: B018
     return
 
 

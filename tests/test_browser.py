@@ -29,7 +29,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from test_notebooks import write_kernelspec
 
 import hierx_nb
@@ -214,6 +213,7 @@ TABLE_AND_CHARTS = """(root) => {
     pageInfo: root.querySelector('[data-testid=hierx-page-info]').textContent,
     covOps: cov.categories,
     covTagged: sum(['exact', 'pattern', 'inferred', 'unknown']), covUntagged: sum(['untagged']),
+    bySource: Object.fromEntries(['exact', 'pattern', 'inferred'].map((n) => [n, cov.series[n].reduce((a, v) => a + v, 0)])),
     hist: conf.series.nodes,
     crumbs: [...root.querySelectorAll('[data-testid=hierx-breadcrumbs] button')].map((b) => b.textContent),
   };
@@ -313,8 +313,10 @@ def expected(result, module: str) -> dict:
     """What the explorer should show for `module`'s subtree, from the exported tables."""
     sub = result.nodes[in_subtree(result.nodes["module"], module)]
     conf = sub["confidence"].astype(float)
+    tagged = sub[sub["module"].notna()]
     return {"count": len(sub), "ops": set(sub["op_type"].astype(str)),
-            "tagged": int(sub["module"].notna().sum()), "with_conf": int(conf.notna().sum())}
+            "tagged": len(tagged), "with_conf": int(conf.notna().sum()),
+            "by_source": {s: int((tagged["source"] == s).sum()) for s in ("exact", "pattern", "inferred")}}
 
 
 def check_selection(root, result, module: str) -> dict:
@@ -328,6 +330,7 @@ def check_selection(root, result, module: str) -> dict:
         assert set(got["covOps"]) == exp["ops"]
     assert sum(got["covTagged"]) + sum(got["covUntagged"]) == exp["count"]
     assert sum(got["covTagged"]) == exp["tagged"]
+    assert got["bySource"] == exp["by_source"], (got["bySource"], exp["by_source"])
     assert sum(got["hist"]) == exp["with_conf"]
     return got
 
@@ -573,3 +576,4 @@ def test_saved_notebook_is_light_and_reopens(lab, browser, monkeypatch):
     page.screenshot(path=str(ARTIFACTS / "lab_five_explorers_reopened.png"), full_page=False)
     assert page.errors == [], page.errors
     page.close()
+

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from test_browser import ARTIFACTS, Lab, _free_port, dismiss_dialogs, kernel_eval
 
 ROOT = Path(__file__).resolve().parent.parent

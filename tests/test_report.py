@@ -11,11 +11,10 @@ import re
 import plotly.graph_objects as go
 import pytest
 import torch
+from test_widget_payload import EVIL_MODULE, llama_like_result, small_result, with_metrics
 
 import hierx_nb
 from hierx_nb import cli
-
-from test_widget_payload import EVIL_MODULE, llama_like_result, small_result, with_metrics
 
 
 def _data_block(page: str) -> dict:
@@ -93,3 +92,4 @@ def test_figures():
     div = r.figure("divergence")
     assert list(div.data[0].x) == ["encoder.layer.0", "encoder.layer.1", "encoder.layer.1.<b>x</b>", "head"]
     assert "first divergent: encoder.layer.1.<b>x</b>" in div.layout.title.text
+

@@ -5,14 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import traitlets
-
-from hierx_nb.errors import Attempt
-from hierx_nb.result import ExportResult
-
 from anywidget._file_contents import FileContents
 
 import hierx_nb.notebook.widget as widget_mod
+from hierx_nb.errors import Attempt
 from hierx_nb.notebook.payload import SOURCES
+from hierx_nb.result import ExportResult
 
 HierxExplorer = widget_mod.HierxExplorer
 

@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-
 from test_widget_payload import EVIL_MODULE, llama_like_result, small_result, with_metrics
 
 from hierx_nb.errors import Attempt
@@ -307,3 +306,39 @@ def test_100k_nodes_timings(open_report):
     over = {k: round(t[k], 1) for k, limit in targets.items() if t[k] > 2 * limit}
     assert not over, f"over target x2: {over} (targets {targets})"
     assert page.errors == []
+
+
+def test_cli_report_offline(open_report, tmp_path):
+    """`hierx report FILE.onnx` of a real export, opened from disk with the network off: tree, charts
+    and node table; clicks work; a module named with markup is literal text and runs no script."""
+    import torch
+
+    import hierx_nb
+    from hierx_nb import cli
+
+    class Scorer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 32))
+            self.add_module(EVIL_MODULE, torch.nn.Linear(32, 4))
+
+        def forward(self, x):
+            return getattr(self, EVIL_MODULE)(self.body(x)).softmax(-1)
+
+    onnx_path = tmp_path / "scorer.onnx"
+    hierx_nb.export(Scorer().eval(), (torch.randn(2, 16),), output=onnx_path)
+    assert cli.main(["report", str(onnx_path), "-o", str(tmp_path / "cli.html")]) == 0
+    result = hierx_nb.load(onnx_path)
+    page = open_report(html=(tmp_path / "cli.html").read_text(encoding="utf-8"), name="cli")
+    assert _modules(page)[:2] == ["", "body"] and EVIL_MODULE in _modules(page)
+    assert _count(page) == len(result.nodes)
+    assert page.get_by_test_id("hierx-node-row").count() == len(result.nodes)
+    assert sum(sum(v) for v in _chart(page)["series"].values()) == len(result.nodes)
+    _row(page, EVIL_MODULE).click()
+    mine = result.mapping(EVIL_MODULE)
+    assert _count(page) == len(mine) >= 1
+    assert [r.locator("td").nth(2).text_content() for r in page.get_by_test_id("hierx-node-row").all()] == [EVIL_MODULE] * len(mine)
+    assert sorted(_chart(page)["categories"]) == sorted(set(mine["op_type"]))
+    assert _row(page, EVIL_MODULE).locator(".hx-name").text_content() == EVIL_MODULE
+    assert page.locator("img, b").count() == 0 and page.dialogs == [] and page.errors == []
+    page.screenshot(path=str(ARTIFACTS / "report_cli.png"), full_page=True)

@@ -106,7 +106,7 @@ export function createChart(testid) {
     }
     svg.append(axis);
     const band = (horizontal ? ph : pw) / cats.length;
-    const bw = Math.max(1, band * 0.82);
+    const bw = Math.max(1, Math.min(horizontal ? 14 : 48, band * 0.82)); // few bars stay bars, not slabs
     cats.forEach((cat, k) => {
       const g = s("g", { class: "hx-bar" + (k === spec.highlight ? " hx-bar-on" : ""), "data-k": k });
       let acc = 0;

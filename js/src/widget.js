@@ -2,7 +2,7 @@
 // synced `selected` trait (Python is the source of truth). Data contract: hierx_nb/notebook/payload.py
 // (types in types.js). Styles come from style.css through anywidget's `_css` (or the report's <style>).
 import { decode, decodeMetrics, subtreeStats, h, fmtInt, fmtParams, fmtSeconds, fmtMs, fmtDiff, lastComponent,
-  PayloadError, SOURCES, HIST_BINS } from "./data.js";
+  PayloadError, HIST_BINS } from "./data.js";
 import { createTree } from "./tree.js";
 import { createTable } from "./table.js";
 import { createChart } from "./charts.js";
@@ -86,7 +86,6 @@ function render({ model, el }) {
   }
 
   const rootName = () => model.get("header")?.model_class || "model";
-  const moduleLabel = (i) => (i === 0 ? rootName() : data.tree.names[i]);
 
   function renderCrumbs() {
     const items = [];
