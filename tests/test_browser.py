@@ -577,3 +577,72 @@ def test_saved_notebook_is_light_and_reopens(lab, browser, monkeypatch):
     assert page.errors == [], page.errors
     page.close()
 
+
+LATENCY_NOTEBOOK = [
+    "%load_ext hierx_nb",
+    "import os\nfrom pathlib import Path\nimport torch\nfrom transformers import BertConfig, BertModel\n"
+    "OUT = Path(os.environ['HIERX_OUT'])\ntorch.manual_seed(0)\n"
+    "config = BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,\n"
+    "                    intermediate_size=128, max_position_embeddings=128)\n"
+    "model = BertModel(config).eval()",
+    "%hierexport model -o {OUT}/latency_bert.onnx -r result",
+    "latency = result.profile(runs=5, warmup=1)  # the explorer above follows",
+]
+
+
+def test_latency_metric_in_jupyterlab(lab, browser):
+    """Issue #10: profile() after the export; switch the explorer to latency: the tree shows times,
+    a click updates the table and the charts (compared with result.latency from the kernel)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in LATENCY_NOTEBOOK],
+                                  metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nbformat.write(nb, lab.root / "latency.ipynb")
+    page = open_notebook(browser, lab, "latency.ipynb")
+    run_all(page, timeout_s=240)
+    (cell,) = hierexport_cells(page)
+    root = widget_root(page, cell)
+    root.scroll_into_view_if_needed()
+    metric = root.get_by_test_id("hierx-metric")
+    assert "latency (ms)" in metric.locator("option").all_text_contents()  # profile() reached the view
+    lat = json.loads(kernel_eval(page, "print(latency.assign(module=latency.module.astype(str))"
+                                       "[['module', 'self_ms', 'total_ms', 'share']].to_json(orient='records'))"))
+    by = {r["module"]: r for r in lat}
+    by_op = json.loads(kernel_eval(page, "import json; print(json.dumps(latency.attrs['by_op_type']))"))
+
+    t0 = time.perf_counter()
+    metric.select_option("latency")
+    switch_ms = (time.perf_counter() - t0) * 1000
+    assert root.locator(".hx-tree-head span").all_text_contents()[2:] == ["self ms", "total ms", "share"]
+    enc = row(root, "encoder").locator(".hx-num").all_text_contents()
+    share = by["encoder"]["share"]
+    assert enc[2] == f"{share * 100:.1f}%", (enc, by["encoder"])
+    assert float(enc[1]) == pytest.approx(by["encoder"]["total_ms"], rel=0.01, abs=0.01)
+    charts = root.evaluate("""(r) => [r.querySelector('[data-testid=hierx-coverage-chart]').hxData,
+                                      r.querySelector('[data-testid=hierx-confidence-chart]').hxData]""")
+    top_ops = sorted(by_op, key=lambda k: -by_op[k])[:30]
+    assert charts[0]["categories"] == top_ops
+    assert charts[0]["series"]["time"] == pytest.approx([by_op[k] for k in top_ops])
+
+    row(root, "encoder").click()  # (depth 1: already open)
+    root.evaluate(TIMED_CLICK, '[data-module="encoder.layer"] .hx-caret')
+    t = root.evaluate(TIMED_CLICK, '[data-testid="hierx-tree-row"][data-module="encoder.layer.0"]')
+    check_selection_counts = expected(hierx_nb.load(lab.out / "latency_bert.onnx"), "encoder.layer.0")["count"]
+    assert int(root.get_by_test_id("hierx-selection-count").text_content()) == check_selection_counts
+    assert root.get_by_test_id("hierx-node-row").count() == min(100, check_selection_counts)
+    by_module = root.evaluate("(r) => r.querySelector('[data-testid=hierx-confidence-chart]').hxData")
+    children = {n: by[n]["total_ms"] for n in by if n.startswith("encoder.layer.0.") and n.count(".") == 3
+                and by[n]["total_ms"] > 0}
+    own = by.get("encoder.layer.0", {}).get("self_ms") or 0
+    want = sorted([(n.rsplit(".", 1)[1], v) for n, v in children.items()] + ([("0 (own)", own)] if own > 0 else []),
+                  key=lambda kv: -kv[1])
+    assert by_module["categories"] == [k for k, _ in want], (by_module, want)
+    assert by_module["series"]["time"] == pytest.approx([v for _, v in want])
+    page.screenshot(path=str(ARTIFACTS / "lab_latency.png"), full_page=False)
+    report("latency metric (tiny BERT, profile(runs=5)) in JupyterLab:",
+           {"switch to latency (select, round trip)": switch_ms,
+            "click encoder.layer.0 -> table + charts (sync)": t["sync"]},
+           {"click encoder.layer.0 -> table + charts (sync)": 100})
+    assert page.errors == [], page.errors
+    page.close()

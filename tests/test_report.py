@@ -93,3 +93,18 @@ def test_figures():
     assert list(div.data[0].x) == ["encoder.layer.0", "encoder.layer.1", "encoder.layer.1.<b>x</b>", "head"]
     assert "first divergent: encoder.layer.1.<b>x</b>" in div.layout.title.text
 
+
+def test_figures_of_a_real_profile_and_validation(tmp_path):
+    """figure("latency") and figure("divergence") show the tables profile() and validate(per_module=True) return."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8)).eval()
+    r = hierx_nb.export(model, (torch.randn(4, 16),), output=tmp_path / "m.onnx")
+    lat = r.profile(runs=3, warmup=1)
+    bars = r.figure("latency").data[0]
+    top = lat.dropna(subset=["self_ms"]).sort_values("self_ms", ascending=False).head(30)
+    assert list(bars.x)[::-1] == pytest.approx(list(top["self_ms"]))
+    assert list(bars.y)[::-1] == [m or "(root)" for m in top["module"].astype(str)]
+    div = r.validate(per_module=True)
+    bars = r.figure("divergence").data[0]
+    compared = div.dropna(subset=["max_abs_diff"])
+    assert len(compared) >= 3 and list(bars.y) == pytest.approx(list(compared["max_abs_diff"]))
