@@ -342,3 +342,27 @@ def test_cli_report_offline(open_report, tmp_path):
     assert _row(page, EVIL_MODULE).locator(".hx-name").text_content() == EVIL_MODULE
     assert page.locator("img, b").count() == 0 and page.dialogs == [] and page.errors == []
     page.screenshot(path=str(ARTIFACTS / "report_cli.png"), full_page=True)
+
+
+def test_real_divergence_in_report(open_report, tmp_path):
+    """validate(per_module=True) on a real export: the divergence metric shows its table in the tree."""
+    import torch
+
+    import hierx_nb
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+    r = hierx_nb.export(model, (torch.randn(2, 8),), output=tmp_path / "m.onnx")
+    div = r.validate(per_module=True)
+    page = open_report(r, "divergence")
+    page.get_by_test_id("hierx-metric").select_option("divergence")
+    assert page.get_by_test_id("hierx-root").get_attribute("data-metric") == "divergence"
+    compared = div.dropna(subset=["max_abs_diff"])
+    assert len(compared) >= 3
+    for rec in compared.itertuples():
+        cells = _row(page, str(rec.module)).locator(".hx-num").all_text_contents()
+        shown = float(cells[1]) if cells[1] not in ("0", "–") else 0.0
+        assert shown == pytest.approx(rec.max_abs_diff, rel=0.06, abs=1e-12), (rec.module, cells, rec.max_abs_diff)
+        ok = None if rec.ok is None or rec.ok != rec.ok else bool(rec.ok)
+        assert cells[2] == {True: "✓", False: "✗", None: "–"}[ok]
+    assert page.errors == []
