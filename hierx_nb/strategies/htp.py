@@ -14,6 +14,7 @@ from ..attribution import all_nodes, from_record
 from ..errors import first_line
 from ..inputs import CallWithInputs
 from ..quiet import quiet
+from ..translations import torchscript_symbolics
 from .base import ExportContext, StrategyFailed, StrategyOutput
 
 NAME = "htp"
@@ -28,7 +29,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
     with tempfile.TemporaryDirectory(prefix="hierx-htp-") as tmp:
         path = Path(tmp) / "model.onnx"
         try:
-            with quiet(), torch.no_grad():
+            with quiet(), torch.no_grad(), torchscript_symbolics():
                 torch.onnx.export(wrapper, wrapper.flat_inputs, str(path), dynamo=False,
                                   input_names=wrapper.input_names, opset_version=ctx.opset or 18,
                                   do_constant_folding=True)
