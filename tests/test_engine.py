@@ -74,7 +74,7 @@ def test_zoo_exports_with_auto(name, tmp_path):
     c = case(name)
     out = tmp_path / f"{name}.onnx"
     result = hierx_nb.export(c.model, c.args, c.kwargs, output=out, strategy="auto")
-    assert result.strategy == ("dynamo" if c.dynamo_ok or name == "randperm_shuffle" else "htp")
+    assert result.strategy == ("dynamo" if c.hierx_dynamo else "htp")
     assert result.onnx_path == out and out.is_file()
     assert result.coverage_pct == 100.0
     assert result.nodes["module"].notna().all()
@@ -406,3 +406,16 @@ def test_fx_progress_only_moves_forward():
     fractions = []
     hierx_nb.export(c.model, c.args, output=None, strategy="fx", progress=lambda s, f=None: fractions.append(f))
     assert fractions == sorted(fractions) and len(fractions) >= 4
+
+
+@pytest.mark.parametrize("name", ["hf_swin", "hf_sam"])
+def test_window_attention_exports_exactly_with_dynamo(name):
+    """Plain torch.onnx (dynamo) fails on these ("Cannot view a tensor ... as ..."); hierx's dynamo
+    strategy exports them, so auto takes the exact path and every node is exact."""
+    c = case(name)
+    assert not c.dynamo_ok
+    result = hierx_nb.export(c.model, c.args, c.kwargs, output=None, strategy="auto")
+    assert result.strategy == "dynamo" and [a.name for a in result.attempts] == ["dynamo"]
+    exact = float((result.nodes["source"] == "exact").mean())
+    assert exact == 1.0, f"{name}: {exact:.1%} of nodes exact"
+    assert result.validate(atol=1e-4)["ok"].all()

@@ -9,6 +9,9 @@ model in ``eval()`` mode plus its example inputs. The ``fx_traceable`` and
 * ``dynamo_ok``: ``torch.onnx.export(model, args, kwargs=kwargs, dynamo=True)``
   succeeds.
 
+``hierx_dynamo`` is what hierx's own dynamo strategy should do, which also exports
+some models plain torch.onnx cannot (its translation table, its attention fix).
+
 Nothing here downloads anything: HuggingFace models are built from tiny configs.
 """
 
@@ -33,12 +36,15 @@ class Case:
     # Extra (not required by callers): does torch.onnx.export(dynamo=False) of a wrapper
     # ``forward(*args) -> model(*args, **kwargs)`` succeed? Only False for randperm.
     torchscript_ok: bool = True
+    # hierx's dynamo strategy exports it (True wherever plain dynamo does).
+    hierx_dynamo: bool = True
 
 
 ZOO: dict[str, Callable[[], Case]] = {}
 
 
-def _register(name: str, *, fx: bool, dynamo: bool, family: str, torchscript: bool = True):
+def _register(name: str, *, fx: bool, dynamo: bool, family: str, torchscript: bool = True,
+              hierx_dynamo: bool | None = None):
     def deco(build: Callable[[], tuple]):
         def factory() -> Case:
             torch.manual_seed(0)
@@ -46,7 +52,8 @@ def _register(name: str, *, fx: bool, dynamo: bool, family: str, torchscript: bo
             model.eval()
             return Case(name=name, model=model, args=args, kwargs=kwargs,
                         fx_traceable=fx, dynamo_ok=dynamo, family=family,
-                        torchscript_ok=torchscript)
+                        torchscript_ok=torchscript,
+                        hierx_dynamo=dynamo if hierx_dynamo is None else hierx_dynamo)
         factory.__name__ = f"case_{name}"
         factory.__doc__ = build.__doc__
         ZOO[name] = factory
@@ -477,8 +484,8 @@ def _graph_mlp_eye():
 
 
 # No ONNX lowering for aten::randperm: dynamo fails at step 3/3 (conversion) and the
-# TorchScript exporter raises UnsupportedOperatorError. fx traces fine.
-@_register("randperm_shuffle", fx=True, dynamo=False, family="failing", torchscript=False)
+# TorchScript exporter raises UnsupportedOperatorError. fx traces fine; hierx translates it.
+@_register("randperm_shuffle", fx=True, dynamo=False, family="failing", torchscript=False, hierx_dynamo=True)
 def _randperm_shuffle():
     return RandpermShuffle(), (_randn(2, 7, 8),), {}
 
@@ -595,7 +602,8 @@ def _hf_llama():
 
 # Two HF models whose decompositions torch.onnx's dynamo path cannot translate ("Cannot view a
 # tensor ... as a tensor with shape ...", window attention reshapes): the seed's Swin/SAM failures.
-@_register("hf_swin", fx=False, dynamo=False, family="hf")
+# hierx's dynamo strategy exports them (it captures attention with the math kernel).
+@_register("hf_swin", fx=False, dynamo=False, family="hf", hierx_dynamo=True)
 def _hf_swin():
     from transformers import SwinConfig, SwinModel
 
@@ -603,7 +611,7 @@ def _hf_swin():
     return SwinModel(cfg), (), {"pixel_values": _randn(1, 3, 32, 32)}
 
 
-@_register("hf_sam", fx=False, dynamo=False, family="hf")
+@_register("hf_sam", fx=False, dynamo=False, family="hf", hierx_dynamo=True)
 def _hf_sam():
     from transformers import (SamConfig, SamMaskDecoderConfig, SamModel, SamPromptEncoderConfig,
                               SamVisionConfig)

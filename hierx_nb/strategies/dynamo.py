@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..attribution import all_nodes, from_record
 from ..errors import first_line
@@ -33,7 +34,11 @@ def run(ctx: ExportContext) -> StrategyOutput:
     ctx.progress("dynamo: exporting with torch.onnx (dynamo=True)", 0.0)
     try:
         # verbose=None: torch.onnx prints one line per step, relayed as progress.
-        with quiet(on_line=relay):
+        # The math attention kernel at capture: torch.export otherwise records the strides of the CPU
+        # flash kernel's output and turns reshapes after it into views, which torch.onnx's later
+        # passes (they run attention as math) cannot apply: "Cannot view a tensor with shape ... and
+        # strides ... as ..." (window attention in Swin, SAM). The ONNX graph is the same either way.
+        with quiet(on_line=relay), sdpa_kernel(SDPBackend.MATH):
             program = torch.onnx.export(
                 ctx.model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=None, report=False,
                 # Constant folding needs real weights; a structure-only graph is kept as captured.
