@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 import onnx_ir as ir
 import torch
 
-from . import sidecar
+from . import shapes, sidecar
 from .attribution import complete
 from .errors import Attempt, ExportError, InputError, first_line
 from .files import check_output, publish, stage_model, staging, weight_bytes
@@ -43,7 +43,8 @@ _FAILED_FOR_CLASS: "weakref.WeakKeyDictionary[type, dict[tuple[str, str], str]]"
 
 def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: str | PathLike | None = "model.onnx",
            strategy: str = "auto", *, structure_only: bool = False, opset: int | None = None,
-           torch_nn_filter: bool = False, torch_nn_exceptions: Iterable[str] = DEFAULT_TORCH_NN_EXCEPTIONS,
+           dynamic_shapes=None, dynamic_axes: dict | None = None, input_names: list[str] | None = None,
+           output_names: list[str] | None = None, optimize: bool = True, torch_nn_filter: bool = False, torch_nn_exceptions: Iterable[str] = DEFAULT_TORCH_NN_EXCEPTIONS,
            external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
            progress: Callable[[str, float | None], None] | None = None) -> ExportResult:
     """Export ``model`` to ONNX with every node tagged by the module that produced it.
@@ -54,7 +55,15 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     everything in memory. ``structure_only``: the model is (or is moved to) the ``meta`` device and
     the file holds the graph and tags without weights — for analysis only, it cannot run.
     ``torch_nn_filter`` folds torch.nn leaves (other than ``torch_nn_exceptions``) into their
-    parent in the readable ``hierx.tag``; ``hierx.module`` is always exact. ``progress(step, fraction)``
+    parent in the readable ``hierx.tag``; ``hierx.module`` is always exact.
+
+    torch.onnx.export's options, honoured by every strategy (one that cannot fails with the reason):
+    ``dynamic_shapes`` (torch.export's format; strings name the dimension: ``{"input_ids": {0: "batch",
+    1: "seq"}}``) or ``dynamic_axes`` (``{input_name: {axis: name} | [axes]}``, outputs too); the file's
+    dimensions carry those names. ``input_names``/``output_names`` name the graph's inputs and outputs,
+    ``opset`` the ONNX opset, ``optimize`` runs the exporter's graph optimisation (constant folding).
+
+    ``progress(step, fraction)``
     is called at each step with what is happening and an estimate in [0, 1] of how far the
     current strategy's export is (None when unknown); a fallback to the next strategy starts over.
 
@@ -68,8 +77,11 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
         raise InputError(f"unknown strategy {strategy!r}: choose one of auto, {', '.join(ORDER)}")
     out_path = check_output(output) if output is not None else None
     if _empty(args) and not kwargs and is_hf_model(model):
-        args, kwargs = example_inputs(model)  # HF models: inputs generated from their config
+        # HF models: inputs generated from their config; a batch of 2 when dimensions are to be dynamic
+        # (torch.export fixes a dimension whose example size is 1).
+        args, kwargs = example_inputs(model, batch=2 if dynamic_shapes or dynamic_axes else 1)
     args, kwargs = normalize(model, args, kwargs)
+    dynamic = shapes.resolve(model, args, kwargs, dynamic_shapes, dynamic_axes, input_names, output_names)
     if structure_only:
         model, args, kwargs = _to_meta(model, args, kwargs)
 
@@ -78,7 +90,9 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     try:
         tree = ModuleTree(model)
         ctx = ExportContext(model=model, args=args, kwargs=kwargs, tree=tree, structure_only=structure_only,
-                            opset=opset, progress=say)
+                            opset=opset, dynamic=dynamic, input_names=list(input_names) if input_names else None,
+                            output_names=list(output_names) if output_names else None, optimize=optimize,
+                            progress=say)
         output_, used, attempts, executed = _run_strategies(ctx, names, auto=strategy == "auto")
     finally:
         model.train(was_training)
@@ -97,7 +111,8 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
 
     result = ExportResult(model_class=type(model).__name__, strategy=used, attempts=attempts, nodes=nodes,
                           modules=modules, coverage=coverage, coverage_pct=coverage_pct, seconds=0.0,
-                          structure_only=structure_only, onnx_model=output_.model)
+                          structure_only=structure_only, onnx_model=output_.model,
+                          warnings=list(output_.notes.get("warnings", ())))
     if not structure_only:
         from .validation import Reference
 
@@ -166,6 +181,11 @@ def _run_strategies(ctx: ExportContext, names, auto: bool) -> tuple[StrategyOutp
             # HF kernels that cannot export (MoE grouped_mm, flash attention) are switched for the try.
             with _executed_modules(ctx.model, ctx.tree) as executed, exportable(ctx.model) as switched:
                 out = STRATEGIES[name](ctx)
+            if ctx.dynamic is not None:  # the user's names; fails on sizes fixed in the file
+                shapes.apply(out.model, ctx.dynamic, name)
+                if not ctx.structure_only:
+                    out.notes["warnings"] = shapes.check_other_sizes(out.model, ctx.dynamic, ctx.model, ctx.args,
+                                                                     ctx.kwargs, name)
         except StrategyFailed as e:
             reason = str(e)
         except Exception as e:  # a strategy bug must not hide the others' chance

@@ -156,7 +156,11 @@ def compare_outputs(result, ref: Reference, atol: float | None, rtol: float | No
     """One row per model output: ``output, shape, max_abs_diff, max_rel_diff, ok`` (ONNX Runtime vs PyTorch)."""
     expected = ref.outputs()
     with ort_session(result) as (session, _):
-        outputs = session.run(ref.output_names, session_feeds(session, ref.named_inputs))
+        feeds = session_feeds(session, ref.named_inputs)
+        try:
+            outputs = session.run(ref.output_names, feeds)
+        except Exception as e:  # e.g. inputs of other sizes for a file with fixed shapes
+            raise ExportError(f"ONNX Runtime cannot run the model on these inputs: {first_line(str(e))}") from None
         names = ref.output_names or [o.name for o in session.get_outputs()]
     if len(outputs) != len(expected):
         raise ExportError(f"ONNX model has {len(outputs)} outputs, PyTorch gave {len(expected)} tensors")

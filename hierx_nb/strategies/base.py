@@ -9,6 +9,7 @@ import torch
 
 from ..attribution import NodeAttribution
 from ..hierarchy import ModuleTree
+from ..shapes import DynamicSpec
 
 
 @dataclass
@@ -21,6 +22,11 @@ class ExportContext:
     tree: ModuleTree
     structure_only: bool = False
     opset: int | None = None
+    # torch.onnx.export's options: every strategy honours them or fails saying why.
+    dynamic: DynamicSpec | None = None  # dynamic axes and their names (hierx_nb/shapes.py)
+    input_names: list[str] | None = None
+    output_names: list[str] | None = None
+    optimize: bool = True
     progress: Callable[[str, float | None], None] = lambda step, fraction=None: None
 
 

@@ -42,8 +42,9 @@ def run(ctx: ExportContext) -> StrategyOutput:
             program = torch.onnx.export(
                 ctx.model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=None, report=False,
                 # Constant folding needs real weights; a structure-only graph is kept as captured.
-                optimize=not ctx.structure_only, opset_version=ctx.opset,
-                custom_translation_table=TABLE)
+                optimize=ctx.optimize and not ctx.structure_only, opset_version=ctx.opset,
+                custom_translation_table=TABLE, input_names=ctx.input_names, output_names=ctx.output_names,
+                dynamic_shapes=ctx.dynamic.dynamic_shapes(ctx.model, ctx.args, ctx.kwargs) if ctx.dynamic else None)
     except Exception as e:  # torch.export's failure modes are many; the first line says which
         raise StrategyFailed(f"{_step(e)}: {_reason(e)}") from e
     model = program.model

@@ -31,8 +31,9 @@ def run(ctx: ExportContext) -> StrategyOutput:
         try:
             with quiet(), torch.no_grad(), torchscript_symbolics():
                 torch.onnx.export(wrapper, wrapper.flat_inputs, str(path), dynamo=False,
-                                  input_names=wrapper.input_names, opset_version=ctx.opset or 18,
-                                  do_constant_folding=True)
+                                  input_names=ctx.input_names or wrapper.input_names, output_names=ctx.output_names,
+                                  dynamic_axes=ctx.dynamic.dynamic_axes() if ctx.dynamic else None,
+                                  opset_version=ctx.opset or 18, do_constant_folding=ctx.optimize)
         except Exception as e:
             raise StrategyFailed(f"TorchScript tracing failed: {first_line(f'{type(e).__name__}: {e}')}") from e
         model = ir.load(path)

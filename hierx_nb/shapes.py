@@ -1,0 +1,289 @@
+"""Dynamic dimensions: the user's request in either of torch.onnx's styles, one form for every strategy,
+the names written into the file, and the check that no strategy wrote a requested dimension as fixed.
+
+``dynamic_shapes`` is torch.export's format (per forward parameter: ``{axis: Dim | "name" | None}``
+or a per-axis list; a tuple in input order), with strings as names. ``dynamic_axes`` is the
+TorchScript style (``{input_name: {axis: "name"} | [axes]}``, output names allowed). Both become a
+``DynamicSpec``: for each flat tensor input, its dynamic axes and their names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx_ir as ir
+import torch
+from torch.utils import _pytree as pytree
+
+from .errors import InputError, first_line
+from .inputs import forward_params, named_tensor_inputs
+
+
+@dataclass
+class DynamicSpec:
+    """Dynamic axes by flat input (``inputs[i]`` is ``{axis: name}`` for the i-th tensor input, named
+    ``names[i]``) and by output name; ``dims`` keeps the user's ``torch.export.Dim`` objects (ranges)."""
+
+    names: list[str]
+    inputs: list[dict[int, str]]
+    outputs: dict[str, dict[int, str]] = field(default_factory=dict)
+    dims: dict[str, object] = field(default_factory=dict)
+
+    def dynamic_shapes(self, model: torch.nn.Module, args: tuple, kwargs: dict) -> dict:
+        """torch.export's ``dynamic_shapes``, keyed by forward parameter, names as strings (or the user's Dim)."""
+        flat = iter(self.inputs)
+        params = [p.name for p in forward_params(model).values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        out = {}
+        for key, value in [*((params[i] if i < len(params) else f"input_{i}", a) for i, a in enumerate(args)),
+                           *kwargs.items()]:
+            leaves, spec = pytree.tree_flatten(value)
+            axes = [{a: self.dims.get(n, n) for a, n in next(flat).items()} if isinstance(leaf, torch.Tensor) else None
+                    for leaf in leaves]
+            out[key] = axes[0] if isinstance(value, torch.Tensor) else pytree.tree_unflatten(axes, spec)
+        return out
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """TorchScript's ``dynamic_axes``: by input name, then the requested output axes."""
+        axes = {n: dict(a) for n, a in zip(self.names, self.inputs) if a}
+        axes.update(self.outputs)
+        return axes
+
+    def describe(self) -> str:
+        return ", ".join(f"{n}={','.join(f'{a}:{d}' for a, d in sorted(axes.items()))}"
+                         for n, axes in zip(self.names, self.inputs) if axes)
+
+
+def resolve(model: torch.nn.Module, args: tuple, kwargs: dict, dynamic_shapes=None, dynamic_axes=None,
+            input_names=None, output_names=None) -> DynamicSpec | None:
+    """The request as a ``DynamicSpec`` (None when nothing is dynamic); ``InputError`` when it does not
+    fit the inputs. Input names in ``dynamic_axes`` are ``input_names`` if given, else the forward's."""
+    named = named_tensor_inputs(model, args, kwargs)
+    names = _names(named, input_names)
+    if output_names is not None and (isinstance(output_names, str) or not all(isinstance(n, str) for n in output_names)):
+        raise InputError("output_names must be a list of strings")
+    if dynamic_shapes is not None and dynamic_axes is not None:
+        raise InputError("give dynamic_shapes or dynamic_axes, not both")
+    if dynamic_shapes is not None:
+        spec = _from_dynamic_shapes(model, args, kwargs, dynamic_shapes, names)
+    elif dynamic_axes is not None:
+        spec = _from_dynamic_axes(dynamic_axes, names, list(output_names or ()))
+    else:
+        return None
+    for (name, tensor), axes in zip(named, spec.inputs):
+        for axis, dim in axes.items():
+            if not -tensor.dim() <= axis < tensor.dim():
+                raise InputError(f"dynamic axis {axis} ({dim}) of {name!r} is out of range: it has {tensor.dim()} dimensions")
+    spec.inputs = [{a % t.dim(): d for a, d in axes.items()} for (_, t), axes in zip(named, spec.inputs)]
+    return spec if any(spec.inputs) or spec.outputs else None
+
+
+def _names(named, input_names) -> list[str]:
+    if input_names is None:
+        return [n for n, _ in named]
+    if isinstance(input_names, str) or not all(isinstance(n, str) for n in input_names):
+        raise InputError("input_names must be a list of strings")
+    if len(input_names) != len(named):
+        raise InputError(f"input_names has {len(input_names)} names but the model gets {len(named)} tensor inputs "
+                         f"({', '.join(n for n, _ in named)})")
+    return list(input_names)
+
+
+def _axes(value, where: str, auto_name: str) -> dict[int, object]:
+    """One tensor's axes spec -> {axis: name or Dim}; None and ints (static) are left out."""
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        items = list(enumerate(value))
+    else:
+        raise InputError(f"dynamic shape of {where} must be a dict {{axis: name}} or a list with one entry per axis, "
+                         f"got {type(value).__name__}")
+    out = {}
+    for axis, dim in items:
+        if not isinstance(axis, int) or isinstance(axis, bool):
+            raise InputError(f"axes of {where} must be integers, got {axis!r}")
+        if dim is None or isinstance(dim, int):
+            continue
+        if isinstance(dim, str):
+            if not dim:
+                raise InputError(f"axis {axis} of {where} has an empty name")
+            out[axis] = dim
+        elif isinstance(dim, torch.export.Dim):
+            out[axis] = dim
+        elif type(dim).__name__ == "_DimHint":  # Dim.DYNAMIC / Dim.AUTO: dynamic without a name
+            out[axis] = f"{auto_name}_{axis}"
+        else:
+            raise InputError(f"axis {axis} of {where}: expected a name, a torch.export.Dim or None, got {dim!r}")
+    return out
+
+
+def _from_dynamic_shapes(model, args, kwargs, dynamic_shapes, names) -> DynamicSpec:
+    params = [p.name for p in forward_params(model).values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    given = [*((params[i] if i < len(params) else f"input_{i}", a) for i, a in enumerate(args)), *kwargs.items()]
+    if isinstance(dynamic_shapes, dict):
+        unknown = sorted(set(dynamic_shapes) - {k for k, _ in given})
+        if unknown:
+            raise InputError(f"dynamic_shapes names {', '.join(map(repr, unknown))}, which the model is not given; "
+                             f"its inputs are {', '.join(k for k, _ in given)}")
+        per_input = [dynamic_shapes.get(k) for k, _ in given]
+    elif isinstance(dynamic_shapes, (list, tuple)):
+        if len(dynamic_shapes) != len(given):
+            raise InputError(f"dynamic_shapes has {len(dynamic_shapes)} entries but the model is given "
+                             f"{len(given)} inputs ({', '.join(k for k, _ in given)})")
+        per_input = list(dynamic_shapes)
+    else:
+        raise InputError(f"dynamic_shapes must be a dict by input name or a tuple in input order, "
+                         f"got {type(dynamic_shapes).__name__}")
+    inputs, dims = [], {}
+    flat_names = iter(names)
+    for (key, value), shape in zip(given, per_input):
+        leaves = [x for x in pytree.tree_leaves(value) if isinstance(x, torch.Tensor)]
+        if isinstance(value, torch.Tensor):
+            shapes = [shape]
+        elif shape is None:
+            shapes = [None] * len(leaves)
+        else:
+            shapes = pytree.tree_flatten(shape, is_leaf=lambda s: s is None or _is_axes(s))[0]
+            if len(shapes) != len(leaves):
+                raise InputError(f"dynamic shape of {key!r} does not follow its structure: {len(shapes)} entries "
+                                 f"for {len(leaves)} tensors")
+        for s in shapes:
+            name = next(flat_names)
+            axes = {} if s is None else _axes(s, repr(name), name)
+            for axis, dim in list(axes.items()):
+                if isinstance(dim, torch.export.Dim):
+                    dims[dim.__name__] = dim
+                    axes[axis] = dim.__name__
+            inputs.append(axes)
+    return DynamicSpec(names=names, inputs=inputs, dims=dims)
+
+
+def _is_axes(s) -> bool:
+    if isinstance(s, dict):
+        return all(isinstance(k, int) for k in s)
+    return isinstance(s, (list, tuple)) and all(
+        v is None or isinstance(v, (int, str, torch.export.Dim)) or type(v).__name__ == "_DimHint" for v in s)
+
+
+def _from_dynamic_axes(dynamic_axes, names, output_names) -> DynamicSpec:
+    if not isinstance(dynamic_axes, dict):
+        raise InputError(f"dynamic_axes must be a dict {{input_name: {{axis: name}}}}, got {type(dynamic_axes).__name__}")
+    unknown = sorted(set(dynamic_axes) - set(names) - set(output_names))
+    if unknown:
+        outputs = f"; outputs: {', '.join(output_names)}" if output_names else " (name outputs with output_names)"
+        raise InputError(f"dynamic_axes names {', '.join(map(repr, unknown))}, which is no input or output; "
+                         f"inputs: {', '.join(names)}{outputs}")
+
+    def axes(key):
+        value = dynamic_axes.get(key)
+        if value is None:
+            return {}
+        if isinstance(value, (list, tuple)):  # [axes]: named after the tensor and axis
+            value = {a: f"{key}_{a}" for a in value}
+        return {a: str(d) for a, d in _axes(value, repr(key), key).items()}
+
+    outputs = {o: axes(o) for o in output_names if o in dynamic_axes}
+    return DynamicSpec(names=names, inputs=[axes(n) for n in names], outputs=outputs)
+
+
+def apply(model: ir.Model, spec: DynamicSpec, strategy: str) -> None:
+    """Give the requested axes the user's names throughout ``model`` (torch names them ``s72``), or
+    fail with the reason if a strategy wrote one of them as a fixed size."""
+    from .strategies.base import StrategyFailed
+
+    inputs = _match_inputs(model, spec)
+    rename: dict[str, str] = {}
+    fixed = []
+    for value, axes in inputs:
+        for axis, name in axes.items():
+            dim = value.shape[axis] if value.shape is not None and axis < len(value.shape) else None
+            if isinstance(dim, int):
+                fixed.append(f"{value.name} axis {axis} ({name}) is fixed at {dim}")
+            elif isinstance(dim, ir.SymbolicDim) and dim.value is not None and dim.value != name:
+                rename.setdefault(dim.value, name)
+    if fixed:
+        raise StrategyFailed(f"{strategy} wrote fixed sizes where dynamic ones were asked for: {'; '.join(fixed)}")
+    if rename:
+        _rename_dims(model, rename)
+
+
+def _match_inputs(model: ir.Model, spec: DynamicSpec) -> list[tuple[ir.Value, dict[int, str]]]:
+    """Graph inputs with the axes asked for them: by name, else by position (exporters may rename)."""
+    graph_inputs = [v for v in model.graph.inputs if v.name not in model.graph.initializers]
+    by_name = {v.name: v for v in graph_inputs}
+    wanted = [(n, a) for n, a in zip(spec.names, spec.inputs) if a]
+    if all(n in by_name for n, _ in wanted):
+        return [(by_name[n], a) for n, a in wanted]
+    if len(graph_inputs) == len(spec.names):
+        return [(v, a) for v, a in zip(graph_inputs, spec.inputs) if a]
+    from .strategies.base import StrategyFailed
+
+    missing = [n for n, _ in wanted if n not in by_name]
+    raise StrategyFailed(f"the exported graph has no input {missing[0]!r} to make dynamic (its inputs: "
+                     f"{', '.join(by_name)}); an input the model does not use cannot have dynamic axes")
+
+
+def _rename_dims(model: ir.Model, rename: dict[str, str]) -> None:
+    """Rename symbolic dims (whole symbols, also inside expressions such as ``2*s72``) on every value."""
+    import re
+
+    pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(rename, key=len, reverse=True)) + r")\b")
+
+    def fix(value: ir.Value) -> None:
+        shape = value.shape
+        if shape is None or not any(isinstance(d, ir.SymbolicDim) and d.value for d in shape):
+            return
+        dims = [ir.SymbolicDim(pattern.sub(lambda m: rename[m.group(1)], d.value))
+                if isinstance(d, ir.SymbolicDim) and d.value else d for d in shape]
+        value.shape = ir.Shape(dims)
+
+    from .attribution import all_nodes
+
+    for v in [*model.graph.inputs, *model.graph.outputs]:
+        fix(v)
+    for node in all_nodes(model):
+        for v in node.outputs:
+            fix(v)
+
+
+def check_other_sizes(model: ir.Model, spec: DynamicSpec, torch_model: torch.nn.Module, args: tuple, kwargs: dict,
+                      strategy: str) -> list[str]:
+    """Run the file at other sizes (every dynamic input dimension doubled, by repeating the inputs) against PyTorch.
+
+    A file that cannot run there, or gives other shapes than PyTorch, has a dimension fixed inside its
+    graph (a traced constant): the strategy fails. Other numbers are returned as warnings. Nothing is
+    checked when PyTorch itself cannot run at those sizes.
+    """
+    from types import SimpleNamespace
+
+    from .strategies.base import StrategyFailed
+    from .validation import Reference, compare_outputs, mismatch_line
+
+    leaves, tree = pytree.tree_flatten((args, kwargs))
+    flat = iter(spec.inputs)
+    resized = []
+    for leaf in leaves:
+        if isinstance(leaf, torch.Tensor):
+            for axis in next(flat):
+                leaf = torch.cat([leaf, leaf], dim=axis)
+        resized.append(leaf)
+    new_args, new_kwargs = pytree.tree_unflatten(resized, tree)
+    ref = Reference(torch_model, new_args, new_kwargs)
+    try:
+        ref.outputs()
+    except Exception:
+        return []  # PyTorch cannot run there either (a fixed-size table, a divisibility rule): nothing to say
+    sizes = ", ".join(f"{n} {'x'.join(map(str, a.shape))}" for n, a in ref.named_inputs)
+    try:
+        report = compare_outputs(SimpleNamespace(onnx_model=model, onnx_path=None), ref, None, None)
+    except Exception as e:
+        raise StrategyFailed(f"{strategy} fixed a dynamic dimension inside the graph: its file does not run at other "
+                             f"sizes ({sizes}): {first_line(str(e))}") from None
+    bad_shapes = report[report["max_abs_diff"] == float("inf")]
+    if len(bad_shapes):
+        raise StrategyFailed(f"{strategy} fixed a dynamic dimension inside the graph: at other sizes ({sizes}) "
+                             f"output {bad_shapes.iloc[0].output!r} has another shape than PyTorch's (or non-finite "
+                             "values where PyTorch has numbers)")
+    if not report["ok"].all():
+        return [f"{mismatch_line(report)} at other sizes than the export's ({sizes})"]
+    return []
