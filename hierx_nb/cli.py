@@ -71,6 +71,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     from .model_ref import INPUTS_GRAMMAR
+    from .shapes import DYNAMIC_GRAMMAR
 
     parser = _Parser(prog="hierx", description="Hierarchy-preserving PyTorch -> ONNX export: every ONNX node "
                                                "tagged with the nn.Module it came from.")
@@ -97,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="fold torch.nn leaf modules into their parent in the readable hierx.tag")
     exp.add_argument("--validate", action="store_true",
                      help="run the ONNX file in ONNX Runtime and compare its outputs with PyTorch's")
+    exp.add_argument("--dynamic", action="append", metavar="SPEC",
+                     help="dynamic dimensions, named in the file: " + DYNAMIC_GRAMMAR)
     exp.add_argument("--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's)")
     exp.add_argument("-q", "--quiet", action="store_true",
                      help="no progress on stderr (and no library warnings); errors are still reported")
@@ -180,12 +183,14 @@ def _cmd_export(ns) -> int:
     from .exporter import export
     from .files import check_output
     from .model_ref import parse_inputs, resolve_model
+    from .shapes import parse_dynamic
 
     if ns.validate and ns.structure_only:
         raise InputError("--validate needs weights: it cannot be combined with --structure-only")
     # Cheap checks first: a wrong -o or --inputs must not cost minutes of model loading.
     check_output(ns.output)
     given = parse_inputs(ns.inputs) if ns.inputs is not None else None
+    dynamic = parse_dynamic(ns.dynamic) if ns.dynamic else None
     say = _progress(ns.quiet)
     with _libraries_muted(ns.quiet):
         say(f"loading {ns.model}")
@@ -193,10 +198,10 @@ def _cmd_export(ns) -> int:
         if given is not None:
             args, kwargs = given
         elif args is None and kwargs is None:
-            args, kwargs = _generated_inputs(model, description, say)
+            args, kwargs = _generated_inputs(model, description, say, dynamic=dynamic is not None)
         result = export(model, args, kwargs, output=ns.output, strategy=ns.strategy,
                         structure_only=ns.structure_only, opset=ns.opset, torch_nn_filter=ns.torch_nn_filter,
-                        progress=say)
+                        dynamic_shapes=dynamic, progress=say)
     _print_summary(result)
     if ns.validate:
         with _libraries_muted(ns.quiet):
@@ -206,14 +211,14 @@ def _cmd_export(ns) -> int:
     return 0
 
 
-def _generated_inputs(model, description: str, say):
+def _generated_inputs(model, description: str, say, dynamic: bool):
     from . import hf
 
     if not hf.is_hf_model(model):
         raise InputError(f"{description} came without inputs: give them with --inputs SPEC (e.g. --inputs "
                          "1x3x224x224) or return (model, args) from the factory")
     say("generating example inputs from the model's config")
-    return hf.example_inputs(model)
+    return hf.example_inputs(model, dynamic=dynamic)
 
 
 def _load_input(file: str):

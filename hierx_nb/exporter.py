@@ -77,9 +77,8 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
         raise InputError(f"unknown strategy {strategy!r}: choose one of auto, {', '.join(ORDER)}")
     out_path = check_output(output) if output is not None else None
     if _empty(args) and not kwargs and is_hf_model(model):
-        # HF models: inputs generated from their config; a batch of 2 when dimensions are to be dynamic
-        # (torch.export fixes a dimension whose example size is 1).
-        args, kwargs = example_inputs(model, batch=2 if dynamic_shapes or dynamic_axes else 1)
+        # HF models: inputs generated from their config
+        args, kwargs = example_inputs(model, dynamic=bool(dynamic_shapes or dynamic_axes))
     args, kwargs = normalize(model, args, kwargs)
     dynamic = shapes.resolve(model, args, kwargs, dynamic_shapes, dynamic_axes, input_names, output_names)
     if structure_only:

@@ -28,14 +28,17 @@ def is_hf_model(model) -> bool:
     return isinstance(getattr(model, "config", None), transformers.PretrainedConfig)
 
 
-def example_inputs(model: torch.nn.Module, batch: int = 1, seq: int = 16) -> tuple[tuple, dict]:
+def example_inputs(model: torch.nn.Module, batch: int = 1, seq: int = 16, *, dynamic: bool = False) -> tuple[tuple, dict]:
     """``(args, kwargs)`` for ``model`` made from its config: token ids or pixel values, seeded.
 
     Text models get ``input_ids`` in ``[0, vocab_size)`` (plus an all-ones ``attention_mask`` and,
     for encoder-decoders, ``decoder_input_ids`` when ``forward`` takes them), ``seq`` capped at
     the model's maximum length; vision models get ``pixel_values`` of shape
     ``(batch, num_channels, H, W)``. ``InputError`` when the model's input kind is unknown.
+    ``dynamic``: examples for an export with dynamic dimensions, so a batch of at least 2
+    (torch.export fixes a dimension whose example size is 1).
     """
+    batch = max(batch, 2) if dynamic else batch
     if not is_hf_model(model):
         raise InputError(f"{type(model).__name__} is not a HuggingFace model (no transformers config): "
                          "give its inputs explicitly (args/kwargs, or --inputs SPEC on the command line)")

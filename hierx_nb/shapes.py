@@ -30,17 +30,8 @@ class DynamicSpec:
 
     def dynamic_shapes(self, model: torch.nn.Module, args: tuple, kwargs: dict) -> dict:
         """torch.export's ``dynamic_shapes``, keyed by forward parameter, names as strings (or the user's Dim)."""
-        flat = iter(self.inputs)
-        params = [p.name for p in forward_params(model).values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        out = {}
-        for key, value in [*((params[i] if i < len(params) else f"input_{i}", a) for i, a in enumerate(args)),
-                           *kwargs.items()]:
-            leaves, spec = pytree.tree_flatten(value)
-            axes = [{a: self.dims.get(n, n) for a, n in next(flat).items()} if isinstance(leaf, torch.Tensor) else None
-                    for leaf in leaves]
-            out[key] = axes[0] if isinstance(value, torch.Tensor) else pytree.tree_unflatten(axes, spec)
-        return out
+        return _per_parameter(model, args, kwargs, [{a: self.dims.get(n, n) for a, n in axes.items()}
+                                                    for axes in self.inputs])
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         """TorchScript's ``dynamic_axes``: by input name, then the requested output axes."""
@@ -48,16 +39,68 @@ class DynamicSpec:
         axes.update(self.outputs)
         return axes
 
-    def describe(self) -> str:
-        return ", ".join(f"{n}={','.join(f'{a}:{d}' for a, d in sorted(axes.items()))}"
-                         for n, axes in zip(self.names, self.inputs) if axes)
+
+SHORT_FORMS = ("batch", "seq")
+DYNAMIC_GRAMMAR = ("NAME=AXIS:DIM[,AXIS:DIM...] (e.g. input_ids=0:batch,1:seq; repeat it or separate inputs "
+                   "with ';'), or the short form 'batch' or 'batch,seq': axis 0 of every input is 'batch', "
+                   "axis 1 of token inputs (integer ids and masks) 'seq' ('decoder_seq' for decoder_*)")
+
+
+def parse_dynamic(items: list[str] | str) -> dict | str:
+    """``--dynamic`` values as ``dynamic_shapes``: ``{name: {axis: dim}}``, or a short form string."""
+    parts = [p.strip() for item in ([items] if isinstance(items, str) else items) for p in item.split(";") if p.strip()]
+    if not parts:
+        raise InputError(f"--dynamic needs a value: {DYNAMIC_GRAMMAR}")
+    if all("=" not in p for p in parts):
+        return _short_form(",".join(parts))
+    shapes: dict[str, dict[int, str]] = {}
+    for part in parts:
+        name, eq, axes = part.partition("=")
+        name = name.strip()
+        if not eq or not name.isidentifier():
+            raise InputError(f"--dynamic {part!r}: expected {DYNAMIC_GRAMMAR}")
+        for item in axes.split(","):
+            axis, colon, dim = item.strip().partition(":")
+            try:
+                axis_number = int(axis)
+            except ValueError:
+                axis_number = None
+            if axis_number is None or not colon or not dim.strip():
+                raise InputError(f"--dynamic {part!r}: {item.strip()!r} is not AXIS:DIM (e.g. 0:batch)")
+            shapes.setdefault(name, {})[axis_number] = dim.strip()
+    return shapes
+
+
+def _short_form(text: str) -> str:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SHORT_FORMS]
+    if unknown or not names:
+        raise InputError(f"dynamic short form {text!r}: use 'batch' or 'batch,seq' (or {DYNAMIC_GRAMMAR.split(' (')[0]})")
+    return ",".join(names)
+
+
+def _standard_axes(model, args, kwargs, short: str) -> list[dict[int, str]]:
+    """The short form on these inputs: batch on axis 0 of every tensor, seq on axis 1 of integer ones."""
+    wanted = set(_short_form(short).split(","))
+    shapes = []
+    for name, tensor in named_tensor_inputs(model, args, kwargs):
+        axes = {}
+        if "batch" in wanted and tensor.dim() >= 1:
+            axes[0] = "batch"
+        if "seq" in wanted and tensor.dim() >= 2 and not tensor.is_floating_point():
+            axes[1] = "decoder_seq" if name.startswith("decoder_") else "seq"
+        shapes.append(axes)
+    return shapes
 
 
 def resolve(model: torch.nn.Module, args: tuple, kwargs: dict, dynamic_shapes=None, dynamic_axes=None,
             input_names=None, output_names=None) -> DynamicSpec | None:
     """The request as a ``DynamicSpec`` (None when nothing is dynamic); ``InputError`` when it does not
-    fit the inputs. Input names in ``dynamic_axes`` are ``input_names`` if given, else the forward's."""
+    fit the inputs. Input names in ``dynamic_axes`` are ``input_names`` if given, else the forward's.
+    ``dynamic_shapes`` may also be a short form, ``"batch"`` or ``"batch,seq"``."""
     named = named_tensor_inputs(model, args, kwargs)
+    if isinstance(dynamic_shapes, str):
+        dynamic_shapes = _per_parameter(model, args, kwargs, _standard_axes(model, args, kwargs, dynamic_shapes))
     names = _names(named, input_names)
     if output_names is not None and (isinstance(output_names, str) or not all(isinstance(n, str) for n in output_names)):
         raise InputError("output_names must be a list of strings")
@@ -75,6 +118,23 @@ def resolve(model: torch.nn.Module, args: tuple, kwargs: dict, dynamic_shapes=No
                 raise InputError(f"dynamic axis {axis} ({dim}) of {name!r} is out of range: it has {tensor.dim()} dimensions")
     spec.inputs = [{a % t.dim(): d for a, d in axes.items()} for (_, t), axes in zip(named, spec.inputs)]
     return spec if any(spec.inputs) or spec.outputs else None
+
+
+def _given(model, args, kwargs) -> list[tuple[str, object]]:
+    """The inputs as (forward parameter name, value), positional ones first."""
+    params = [p.name for p in forward_params(model).values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [*((params[i] if i < len(params) else f"input_{i}", a) for i, a in enumerate(args)), *kwargs.items()]
+
+
+def _per_parameter(model, args, kwargs, flat_axes: list) -> dict:
+    """Axes given per flat tensor input, in torch.export's structure: by parameter, nested like the input."""
+    flat = iter(flat_axes)
+    out = {}
+    for key, value in _given(model, args, kwargs):
+        leaves, spec = pytree.tree_flatten(value)
+        axes = [next(flat) if isinstance(leaf, torch.Tensor) else None for leaf in leaves]
+        out[key] = axes[0] if isinstance(value, torch.Tensor) else pytree.tree_unflatten(axes, spec)
+    return out
 
 
 def _names(named, input_names) -> list[str]:
@@ -117,9 +177,7 @@ def _axes(value, where: str, auto_name: str) -> dict[int, object]:
 
 
 def _from_dynamic_shapes(model, args, kwargs, dynamic_shapes, names) -> DynamicSpec:
-    params = [p.name for p in forward_params(model).values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    given = [*((params[i] if i < len(params) else f"input_{i}", a) for i, a in enumerate(args)), *kwargs.items()]
+    given = _given(model, args, kwargs)
     if isinstance(dynamic_shapes, dict):
         unknown = sorted(set(dynamic_shapes) - {k for k, _ in given})
         if unknown:
@@ -202,7 +260,9 @@ def apply(model: ir.Model, spec: DynamicSpec, strategy: str) -> None:
             elif isinstance(dim, ir.SymbolicDim) and dim.value is not None and dim.value != name:
                 rename.setdefault(dim.value, name)
     if fixed:
-        raise StrategyFailed(f"{strategy} wrote fixed sizes where dynamic ones were asked for: {'; '.join(fixed)}")
+        hint = (" (torch.export fixes a dimension whose example size is 0 or 1: export with a larger example)"
+                if any(s.endswith((" at 0", " at 1")) for s in fixed) else "")
+        raise StrategyFailed(f"{strategy} wrote fixed sizes where dynamic ones were asked for: {'; '.join(fixed)}{hint}")
     if rename:
         _rename_dims(model, rename)
 

@@ -156,6 +156,43 @@ def test_export_hf_folder_without_inputs(bert_dir, tmp_path, capfd):
     assert {i.name for i in session.get_inputs()} <= {"input_ids", "attention_mask"}
 
 
+@pytest.mark.parametrize("dynamic", [["batch,seq"], ["input_ids=0:batch,1:seq;attention_mask=0:batch,1:seq"],
+                                     ["input_ids=0:batch,1:seq", "attention_mask=0:batch,1:seq"]])
+def test_export_dynamic(bert_dir, tmp_path, capfd, dynamic):
+    from transformers import BertModel
+
+    out = tmp_path / "bert.onnx"
+    flags = [x for spec in dynamic for x in ("--dynamic", spec)]
+    code, stdout, err = run_inline(capfd, "export", bert_dir, "-o", out, *flags, "-q")
+    assert code == 0, err
+    model = onnx.load(out)
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    assert dims == {"input_ids": ["batch", "seq"], "attention_mask": ["batch", "seq"]}
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    bert = BertModel.from_pretrained(bert_dir).eval()
+    for batch, seq in [(1, 3), (3, 9), (5, 20)]:
+        ids = torch.randint(0, 99, (batch, seq))
+        mask = torch.ones(batch, seq, dtype=torch.long)
+        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+        with torch.no_grad():
+            want = bert(input_ids=ids, attention_mask=mask).last_hidden_state.numpy()
+        assert got.shape == want.shape and abs(got - want).max() < 1e-4
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("input_ids=batch", "'batch' is not AXIS:DIM"),
+    ("time", "dynamic short form 'time'"),
+    ("token_ids=0:batch", "dynamic_shapes names 'token_ids', which the model is not given"),
+    ("input_ids=3:x", "dynamic axis 3 (x) of 'input_ids' is out of range"),
+])
+def test_export_dynamic_bad_spec(bert_dir, tmp_path, capfd, spec, fragment):
+    target = previous_export(tmp_path)
+    code, _, err = run_inline(capfd, "export", bert_dir, "-o", target, "--dynamic", spec, "-q")
+    assert code == 2
+    assert_one_error_line(err, fragment)
+    assert_untouched(target)
+
+
 def test_export_structure_only(tmp_path, capfd):
     out = tmp_path / "mlp.onnx"
     code, stdout, err = run_inline(capfd, "export", "cli_models:mlp", "-o", out, "--structure-only", "-q")

@@ -101,6 +101,17 @@ def test_hf_model_needs_no_args(shell):
     assert "generating example inputs" in out
 
 
+def test_dynamic_short_form_names_the_dimensions(shell):
+    res, out = run(shell, "%hierexport bert --dynamic batch,seq -r dyn")
+    assert res.success, out
+    graph = res.result.onnx_model.graph
+    assert {v.name: [str(d) for d in v.shape] for v in graph.inputs} == {
+        "input_ids": ["batch", "seq"], "attention_mask": ["batch", "seq"]}
+    res, out = run(shell, "dyn.validate(kwargs=dict(input_ids=torch.randint(0, 99, (3, 13)), "
+                          "attention_mask=torch.ones(3, 13, dtype=torch.long)))['ok'].all()")
+    assert res.success and res.result, out
+
+
 def test_no_widget_returns_the_result_with_a_static_display(shell):
     res, out = run(shell, "%hierexport mlp x --no-widget -r plain")
     assert res.success, out
@@ -175,6 +186,9 @@ def test_usage_has_examples(shell):
     ("mlp x --out o.onnx", "unknown option --out"),
     ("mlp -x", "unknown option -x (see %hierexport?); put an expression that starts with '-' in parentheses"),
     ("", "give the model to export"),
+    ("mlp x --dynamic input=0", "--dynamic 'input=0': '0' is not AXIS:DIM"),
+    ("mlp x --dynamic input=0:batch,2:seq", "dynamic axis 2 (seq) of 'input' is out of range"),
+    ("mlp x --dynamic x=0:batch", "dynamic_shapes names 'x', which the model is not given; its inputs are input"),
 ])
 def test_bad_input_is_one_line_and_leaves_files_alone(shell, tmp_path, line, message):
     shell.user_ns["OUT"] = tmp_path

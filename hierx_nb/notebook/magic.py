@@ -14,13 +14,14 @@ from IPython.utils.text import DollarFormatter
 
 from .. import ExportError, ExportResult
 from ..errors import first_line
+from ..shapes import DYNAMIC_GRAMMAR, parse_dynamic
 from ..strategies import ORDER
 from .progress import Progress
 
 MAGIC = "hierexport"
 
 USAGE = ("%(prog)s MODEL [ARGS] [-o OUTPUT] [-s STRATEGY] [-k KWARGS] [--validate] [--profile] [--no-widget] [-r NAME] "
-         "[--structure-only] [--torch-nn-filter]")
+         "[--structure-only] [--dynamic SPEC] [--torch-nn-filter]")
 
 # One table feeds both the parser (help, checks) and the line scanner, which must know which options
 # take a value to tell that value from the start of MODEL or ARGS.
@@ -48,12 +49,14 @@ _OPTIONS = (
     (("--structure-only",), {"action": "store_true", "help": (
         "export on the meta device without weights: graph and tags only, for analysis (it cannot run); "
         "its weights are not copied")}),
+    (("--dynamic",), {"metavar": "SPEC", "action": "append", "help": (
+        "dynamic dimensions, named in the file: " + DYNAMIC_GRAMMAR)}),
     (("--torch-nn-filter",), {"action": "store_true", "help": (
         "fold torch.nn leaves (Linear, LayerNorm, ...) into their parent module in the readable "
         "hierx.tag; hierx.module stays exact")}),
 )
 _FLAGS = frozenset(flag for flags, _ in _OPTIONS for flag in flags)
-_VALUE_FLAGS = frozenset(flag for flags, kw in _OPTIONS if kw.get("action") != "store_true" for flag in flags)
+_VALUE_FLAGS = frozenset(flag for flags, kw in _OPTIONS if kw.get("action") in (None, "append") for flag in flags)
 _OPTION_WORD = re.compile(r"--?[A-Za-z]")
 
 
@@ -144,11 +147,12 @@ class HierxMagics(Magics):
 
         progress = Progress(self.shell, prefix=MAGIC)
         try:
+            dynamic = parse_dynamic(opts.dynamic) if opts.dynamic else None
             if opts.args is None and opts.kwargs is None:
-                args, kwargs = _generated_inputs(model, progress)
+                args, kwargs = _generated_inputs(model, progress, dynamic=dynamic is not None)
             result = export(model, args, kwargs, output=output, strategy=opts.strategy,
                             structure_only=opts.structure_only, torch_nn_filter=opts.torch_nn_filter,
-                            progress=progress)
+                            dynamic_shapes=dynamic, progress=progress)
             if opts.no_widget:
                 result.__class__ = SummaryResult  # the export's own fresh object: nobody else holds it
             if opts.result is not None:
@@ -300,7 +304,7 @@ def _short(source: str, limit: int = 60) -> str:
     return repr(source if len(source) <= limit else source[: limit - 1] + "…")
 
 
-def _generated_inputs(model, progress) -> tuple[tuple, dict]:
+def _generated_inputs(model, progress, dynamic: bool) -> tuple[tuple, dict]:
     """Inputs made from a HuggingFace model's config; ``HierexportError`` for any other model."""
     from .. import hf
 
@@ -309,7 +313,7 @@ def _generated_inputs(model, progress) -> tuple[tuple, dict]:
         raise HierexportError(f"{kind} needs inputs: give ARGS (a tensor or a tuple) or -k KWARGS; only "
                               "HuggingFace models get inputs generated from their config")
     progress("generating example inputs from the model's config")
-    return hf.example_inputs(model)
+    return hf.example_inputs(model, dynamic=dynamic)
 
 
 def _validate(result):
