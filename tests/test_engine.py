@@ -393,12 +393,38 @@ def test_hf_inputs_come_from_the_config():
 
 
 def test_failure_memory_tells_hf_configs_apart():
-    """T5 with sdpa attention fails dynamo; T5 with eager attention, the same class, must not be skipped."""
-    sdpa = case("hf_t5_sdpa")
-    assert hierx_nb.export(sdpa.model, sdpa.args, sdpa.kwargs, output=None).strategy == "htp"
-    eager = case("hf_t5")
-    result = hierx_nb.export(eager.model, eager.args, eager.kwargs, output=None)
-    assert result.strategy == "dynamo" and not result.attempts[0].skipped
+    """A config setting that makes dynamo fail (data-dependent control flow) must not get dynamo
+    skipped for a model of the same class with another config."""
+    from transformers import PretrainedConfig, PreTrainedModel
+
+    class BranchConfig(PretrainedConfig):
+        model_type = "hierx_branch_test"
+
+        def __init__(self, branchy=False, **kwargs):
+            self.branchy = branchy
+            super().__init__(**kwargs)
+
+    class BranchModel(PreTrainedModel):
+        config_class = BranchConfig
+        main_input_name = "x"
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.lin = torch.nn.Linear(4, 4)
+            self.post_init()
+
+        def forward(self, x):
+            if self.config.branchy and x.sum() > 0:  # data-dependent: torch.export cannot capture it
+                return self.lin(x)
+            return self.lin(-x)
+
+    x = torch.rand(2, 4) + 0.1
+    branchy = hierx_nb.export(BranchModel(BranchConfig(branchy=True)).eval(), (x,), output=None)
+    assert branchy.strategy == "htp" and not branchy.attempts[0].ok
+    plain = hierx_nb.export(BranchModel(BranchConfig(branchy=False)).eval(), (x,), output=None)
+    assert plain.strategy == "dynamo" and not plain.attempts[0].skipped
+    again = hierx_nb.export(BranchModel(BranchConfig(branchy=True)).eval(), (x,), output=None)
+    assert again.attempts[0].skipped and again.strategy == "htp"
 
 
 def test_fx_progress_only_moves_forward():

@@ -557,16 +557,16 @@ def _t5_case(attn_implementation: str | None):
 
 @_register("hf_t5", fx=False, dynamo=True, family="hf")
 def _hf_t5():
-    # Eager attention: with the default (sdpa) the dynamo exporter fails, see hf_t5_sdpa.
+    # Eager attention: with the default (sdpa) plain torch.onnx fails, see hf_t5_sdpa.
     return _t5_case("eager")
 
 
-@_register("hf_t5_sdpa", fx=False, dynamo=False, family="hf")
+@_register("hf_t5_sdpa", fx=False, dynamo=False, family="hf", hierx_dynamo=True)
 def _hf_t5_sdpa():
     """T5 with its default sdpa attention: torch.onnx dynamo export fails at step 2/3
     (decomposition): "Cannot view a tensor with shape torch.Size([2, 8, 4, 8]) and strides
     (256, 8, 64, 1) as a tensor with shape (2, 8, 32)!" (attn_output.reshape in
-    T5Attention.forward). A realistic HF model that only the TorchScript path handles."""
+    T5Attention.forward). hierx's dynamo strategy exports it (math attention kernel)."""
     return _t5_case(None)
 
 
@@ -602,7 +602,7 @@ def _hf_llama():
 
 # Two HF models whose decompositions torch.onnx's dynamo path cannot translate ("Cannot view a
 # tensor ... as a tensor with shape ...", window attention reshapes): the seed's Swin/SAM failures.
-# hierx's dynamo strategy exports them (it captures attention with the math kernel).
+# hierx's dynamo strategy exports them (it captures attention again with the math kernel).
 @_register("hf_swin", fx=False, dynamo=False, family="hf", hierx_dynamo=True)
 def _hf_swin():
     from transformers import SwinConfig, SwinModel

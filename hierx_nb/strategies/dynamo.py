@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..attribution import all_nodes, from_record
@@ -14,6 +15,7 @@ from .base import ExportContext, StrategyFailed, StrategyOutput
 
 NAME = "dynamo"
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+_CANNOT_VIEW = "Cannot view a tensor with shape"
 
 
 # torch.onnx's own step lines -> (what we say, how far the export is).
@@ -34,19 +36,26 @@ def run(ctx: ExportContext) -> StrategyOutput:
     ctx.progress("dynamo: exporting with torch.onnx (dynamo=True)", 0.0)
     try:
         # verbose=None: torch.onnx prints one line per step, relayed as progress.
-        # The math attention kernel at capture: torch.export otherwise records the strides of the CPU
-        # flash kernel's output and turns reshapes after it into views, which torch.onnx's later
-        # passes (they run attention as math) cannot apply: "Cannot view a tensor with shape ... and
-        # strides ... as ..." (window attention in Swin, SAM). The ONNX graph is the same either way.
-        with quiet(on_line=relay), sdpa_kernel(SDPBackend.MATH):
-            program = torch.onnx.export(
-                ctx.model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=None, report=False,
-                # Constant folding needs real weights; a structure-only graph is kept as captured.
-                optimize=ctx.optimize and not ctx.structure_only, opset_version=ctx.opset,
-                custom_translation_table=TABLE, input_names=ctx.input_names, output_names=ctx.output_names,
-                dynamic_shapes=ctx.dynamic.dynamic_shapes(ctx.model, ctx.args, ctx.kwargs) if ctx.dynamic else None)
+        with quiet(on_line=relay):
+            program = _export(ctx)
     except Exception as e:  # torch.export's failure modes are many; the first line says which
-        raise StrategyFailed(f"{_step(e)}: {_reason(e)}") from e
+        if _CANNOT_VIEW not in _reason(e):
+            raise StrategyFailed(f"{_step(e)}: {_reason(e)}") from e
+        # torch.export recorded the strides of the CPU flash attention kernel's output and turned a
+        # reshape after it into a view; torch.onnx's later passes run attention as math, whose output
+        # cannot be viewed that way (window attention in Swin, SAM; T5 with sdpa). Captured with the
+        # math kernel, the reshape stays a reshape. FakeTensorMode caches results across exports
+        # without regard to the kernel choice: cleared before, so the failed capture's strides are not
+        # reused, and after, so the user's own exports are not affected.
+        ctx.progress("dynamo: exporting again with the math attention kernel", 0.0)
+        FakeTensorMode.cache_clear()
+        try:
+            with quiet(on_line=relay), sdpa_kernel(SDPBackend.MATH):
+                program = _export(ctx)
+        except Exception as again:
+            raise StrategyFailed(f"{_step(again)}: {_reason(again)}") from again
+        finally:
+            FakeTensorMode.cache_clear()
     model = program.model
     ctx.progress("dynamo: reading nn_module_stack scopes", 0.85)
     attrs = {}
@@ -62,6 +71,15 @@ def run(ctx: ExportContext) -> StrategyOutput:
         record = scopes[-2] if len(scopes) >= 2 else ""
         attrs[node] = from_record(*ctx.tree.resolve(record), record)
     return StrategyOutput(model, attrs, {"program": program})
+
+
+def _export(ctx: ExportContext):
+    return torch.onnx.export(
+        ctx.model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=None, report=False,
+        # Constant folding needs real weights; a structure-only graph is kept as captured.
+        optimize=ctx.optimize and not ctx.structure_only, opset_version=ctx.opset,
+        custom_translation_table=TABLE, input_names=ctx.input_names, output_names=ctx.output_names,
+        dynamic_shapes=ctx.dynamic.dynamic_shapes(ctx.model, ctx.args, ctx.kwargs) if ctx.dynamic else None)
 
 
 def parse_scopes(raw: str) -> list[str]:
