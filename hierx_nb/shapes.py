@@ -259,12 +259,28 @@ def apply(model: ir.Model, spec: DynamicSpec, strategy: str) -> None:
                 fixed.append(f"{value.name} axis {axis} ({name}) is fixed at {dim}")
             elif isinstance(dim, ir.SymbolicDim) and dim.value is not None and dim.value != name:
                 rename.setdefault(dim.value, name)
+    outputs = {v.name: v for v in model.graph.outputs}
+    for name, axes in spec.outputs.items():
+        value = outputs.get(name)
+        if value is None or value.shape is None:
+            continue
+        for axis, dim_name in axes.items():
+            if axis < len(value.shape) and isinstance(value.shape[axis], int):
+                fixed.append(f"output {name} axis {axis} ({dim_name}) is fixed at {value.shape[axis]}")
     if fixed:
         hint = (" (torch.export fixes a dimension whose example size is 0 or 1: export with a larger example)"
                 if any(s.endswith((" at 0", " at 1")) for s in fixed) else "")
         raise StrategyFailed(f"{strategy} wrote fixed sizes where dynamic ones were asked for: {'; '.join(fixed)}{hint}")
     if rename:
         _rename_dims(model, rename)
+    for name, axes in spec.outputs.items():  # output axes the user named: that name on that output
+        value = outputs.get(name)
+        if value is not None and value.shape is not None:
+            dims = list(value.shape)
+            for axis, dim_name in axes.items():
+                if axis < len(dims):
+                    dims[axis] = ir.SymbolicDim(dim_name)
+            value.shape = ir.Shape(dims)
 
 
 def _match_inputs(model: ir.Model, spec: DynamicSpec) -> list[tuple[ir.Value, dict[int, str]]]:

@@ -126,3 +126,13 @@ def test_bad_dynamic_requests_are_input_errors(kwargs, message):
     c = case("mlp")
     with pytest.raises(hierx_nb.InputError, match=message):
         hierx_nb.export(c.model, c.args, output=None, **kwargs)
+
+
+def test_output_axes_take_the_names_given_in_dynamic_axes():
+    c = case("mlp")
+    (x,) = c.args
+    for strategy in ("dynamo", "htp"):
+        result = hierx_nb.export(c.model, (x,), output=None, strategy=strategy, input_names=["x"],
+                                 output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "rows"}})
+        assert _dims(result.onnx_model.graph.inputs)["x"][0] == "n"
+        assert _dims(result.onnx_model.graph.outputs)["y"][0] == "rows", strategy
