@@ -94,8 +94,9 @@ def one(model_type: str) -> dict:
         diff = float(np.nanmax(report["max_abs_diff"])) if len(report) else 0.0
         row["max_abs_diff"] = diff
         row["ok_numbers"] = bool(report["ok"].all())
-    except Exception as e:
-        row["why"] = "hierx: " + first_line(f"{type(e).__name__}: {e}", 160)
+    except Exception as e:  # every strategy's reason, on one line
+        text = e.one_line() if isinstance(e, hierx_nb.ExportError) else f"{type(e).__name__}: {e}"
+        row["why"] = "hierx: " + first_line(text, 400)
     try:
         with quiet():
             torch.onnx.export(model, args, kwargs=kwargs or None, dynamo=True, verbose=False)
