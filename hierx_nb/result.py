@@ -211,6 +211,8 @@ class ExportResult:
                  f"{s['coverage_pct']:.1f}% tagged, {s['modules']} modules, {s['seconds']:.2f} s, {where})"]
         for name, reason in s["failed"].items():
             lines.append(f"  {name} not used: {reason.splitlines()[0] if reason else ''}")
+        for change in next((a.switched for a in self.attempts if a.ok), ()):
+            lines.append(f"  switched {change}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:

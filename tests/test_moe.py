@@ -96,6 +96,7 @@ def test_moe_structure_only_is_exact_and_leaves_the_meta_model_as_it_was(tmp_pat
     result = hierx_nb.export(model, output=tmp_path / "dsv3.onnx", structure_only=True)
     assert settings(model) == before
     assert result.strategy == "dynamo" and result.attempts[-1].switched
+    assert "\n  switched experts_implementation: grouped_mm -> batched_mm" in repr(result)
     assert exact_share(result) == 1.0
     for node in result.onnx_model.graph:  # every tag is PyTorch's own record
         scopes = ast.literal_eval(node.metadata_props["pkg.torch.onnx.name_scopes"])
@@ -140,3 +141,14 @@ def test_flex_attention_is_switched_to_sdpa_and_validates():
     assert model.config._attn_implementation == "flex_attention"
     assert model.config._experts_implementation == "batched_mm"
     assert result.validate(atol=1e-4)["ok"].all()
+
+
+def test_cli_exports_a_saved_moe_folder_and_says_what_it_switched(tmp_path, capfd):
+    from test_cli import run_inline
+
+    folder = tmp_path / "tiny-qwen3-moe"
+    build("qwen3_moe").save_pretrained(folder)  # loaded back with transformers' default experts (grouped_mm)
+    code, stdout, err = run_inline(capfd, "export", folder, "-o", tmp_path / "moe.onnx", "--validate")
+    assert code == 0, err
+    assert "Qwen3MoeForCausalLM exported with dynamo" in stdout and "MISMATCH" not in stdout
+    assert "  switched experts_implementation: grouped_mm -> batched_mm" in stdout
