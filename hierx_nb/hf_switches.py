@@ -2,7 +2,7 @@
 
 transformers 5 picks kernels through config fields read at every forward:
 ``config._experts_implementation`` for mixture-of-experts layers (default ``grouped_mm``, whose
-``transformers::grouped_mm_fallback`` custom op and integer ``histc`` torch.onnx cannot translate)
+``transformers::grouped_mm_fallback`` custom op torch.onnx cannot translate)
 and ``config._attn_implementation`` (flash / flex / paged kernels have no ONNX form). Inside
 ``exportable(model)`` each config that holds a non-exportable choice is set to transformers' own
 exportable one; the user's values are restored on exit, even when the export fails.
@@ -69,7 +69,7 @@ def _switches(model: torch.nn.Module):
 
 def _experts_reason(current) -> str:
     if current in (None, "grouped_mm"):
-        return "grouped_mm's custom op and integer histc have no ONNX translation"
+        return "grouped_mm's custom op has no ONNX translation"
     if current == "eager":
         return "eager loops over the experts a batch hits, which a graph cannot capture"
     return f"{current} is a device kernel with no ONNX form"
