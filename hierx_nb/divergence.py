@@ -165,8 +165,8 @@ def compare_modules(result, ref: Reference, atol: float | None, rtol: float | No
             ref.model(*ref.args, **ref.kwargs)
     finally:
         recorder.remove()
-    with ort_session(result, extra_outputs=extra) as (session, _):
-        feeds = session_feeds(session, ref.named_inputs)
+    with ort_session(result, extra_outputs=extra) as (session, weights):
+        feeds = session_feeds(session, ref.named_inputs + weights)
         names = [o.name for o in session.get_outputs()]
         got = {n: np.asarray(v) for n, v in zip(names, session.run(None, feeds))}
     got.update(feeds)  # graph inputs: their ONNX value is what was fed

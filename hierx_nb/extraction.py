@@ -94,8 +94,10 @@ def _observe(result, ref, module: str, values: list[ir.Value]):
             sub_ref = (Reference(sub, a, kw), outs)
     from .profiling import feeds_for
 
-    with ort_session(result, extra_outputs=[v for v in values if not v.is_graph_input()]) as (session, _):
-        feeds = session_feeds(session, ref.named_inputs if ref is not None else feeds_for(result, session, None))
+    with ort_session(result, extra_outputs=[v for v in values if not v.is_graph_input()]) as (session, weights):
+        named = ref.named_inputs if ref is not None else feeds_for(result, session, None,
+                                                                    frozenset(n for n, _ in weights))
+        feeds = session_feeds(session, named + weights)
         names = [o.name for o in session.get_outputs()]
         got = {n: np.asarray(v) for n, v in zip(names, session.run(None, feeds))}
     got.update(feeds)

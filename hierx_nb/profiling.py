@@ -216,9 +216,10 @@ def _original_proto(result) -> onnx.ModelProto:
     return proto
 
 
-def feeds_for(result, session, inputs) -> list[tuple[str, np.ndarray]]:
+def feeds_for(result, session, inputs, skip: frozenset[str] = frozenset()) -> list[tuple[str, np.ndarray]]:
     """Named arrays to run on: ``inputs`` (a ``--inputs`` SPEC or {name: array}), else the export's
-    own inputs, else generated from the graph's input types (symbolic dimensions 1, integers 0)."""
+    own inputs, else generated from the graph's input types (symbolic dimensions 1, integers 0),
+    leaving out the inputs named in ``skip``."""
     from .model_ref import parse_inputs
     from .validation import to_numpy
 
@@ -227,6 +228,8 @@ def feeds_for(result, session, inputs) -> list[tuple[str, np.ndarray]]:
     if inputs is None:
         items = []
         for i in session.get_inputs():
+            if i.name in skip:  # fed otherwise (weights taken as inputs)
+                continue
             dims = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape] or [1]
             dtype = i.type[len("tensor("):-1]
             dtype = {"float": "float32", "double": "float64"}.get(dtype, dtype)

@@ -73,7 +73,9 @@ def session_feeds(session, named: list[tuple[str, "np.ndarray"]]) -> dict:
 def ort_session(result, extra_outputs: list[ir.Value] = (), optimization: str = "all", profile_prefix: str | None = None,
                 optimized_path: str | None = None, threads: int | None = None):
     """An ONNX Runtime CPU session on ``result``'s model (its file, or its in-memory graph),
-    with ``extra_outputs`` added as graph outputs of a copy. Yields ``(session, model)``."""
+    with ``extra_outputs`` added as graph outputs of a copy. Yields ``(session, weights)``:
+    ``weights`` are (name, array) inputs to feed besides the model's own (the copy with extra
+    outputs takes its weights as inputs), empty otherwise."""
     import onnxruntime as ort
 
     levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -95,16 +97,27 @@ def ort_session(result, extra_outputs: list[ir.Value] = (), optimization: str = 
                                       Path(optimized_path).name + ".data")
         opts.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
     model = graph_of(result)
+    weights: list[tuple[str, np.ndarray]] = []
     with tempfile.TemporaryDirectory(prefix="hierx-ort-") as tmp:
         if extra_outputs or result.onnx_path is None:
+            from .exporter import weights_as_inputs
+
             path = Path(tmp) / "model.onnx"
             graph = model.graph
             present = {v.name for v in graph.outputs}
             added = [v for v in dict.fromkeys(extra_outputs) if v.name not in present]
             graph.outputs.extend(added)
             try:
-                # External data: raw weight writes, no 2 GiB protobuf limit; the model itself is unchanged.
-                ir.save(model, path, external_data="model.onnx.data")
+                if extra_outputs:
+                    # A copy to look inside: its weights are fed as inputs at run time (from memory,
+                    # or mapped from the file), not written again; only the graph is saved.
+                    weights = [(v.name, v.const_value.numpy()) for v in graph.initializers.values()
+                               if v.const_value is not None]
+                    with weights_as_inputs(model):
+                        ir.save(model, path)
+                else:
+                    # External data: raw weight writes, no 2 GiB protobuf limit; the model itself is unchanged.
+                    ir.save(model, path, external_data="model.onnx.data")
             finally:
                 for _ in added:
                     graph.outputs.pop()
@@ -114,7 +127,7 @@ def ort_session(result, extra_outputs: list[ir.Value] = (), optimization: str = 
             session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:
             raise ExportError(f"ONNX Runtime cannot load the model: {first_line(str(e))}") from None
-        yield session, model
+        yield session, weights
 
 
 def graph_of(result) -> ir.Model:
