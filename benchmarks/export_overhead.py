@@ -44,7 +44,7 @@ def main() -> None:
             t0 = time.perf_counter()
             result = hierx_nb.export(model, kwargs=kwargs, output=hierx_path, strategy="auto")
             elapsed = time.perf_counter() - t0
-            assert result.strategy == "dynamo" and result.coverage_pct == 100.0
+            assert result.strategy == "dynamo"
             return elapsed
 
         plain(), ours()  # warm-up: imports, registries, caches

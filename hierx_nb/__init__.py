@@ -6,15 +6,16 @@
 
 In Jupyter: ``%load_ext hierx_nb`` then ``%hierexport model (x,)``.
 """
-from .errors import Attempt, ExportError, InputError
+from . import strategies
+from .errors import Attempt, ExportError, InputError, MissingInputs
 from .exporter import export
 from .hf import meta_model
 from .loading import load
 from .result import ExportResult
 from .version import __version__
 
-__all__ = ["export", "load", "meta_model", "ExportResult", "ExportError", "InputError", "Attempt", "__version__",
-           "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["export", "load", "meta_model", "ExportResult", "ExportError", "InputError", "MissingInputs", "Attempt",
+           "strategies", "__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython):

@@ -13,18 +13,17 @@ EXACT, INFERRED, PATTERN = "exact", "inferred", "pattern"
 
 @dataclass
 class NodeAttribution:
-    """Where one ONNX node came from. ``record`` is PyTorch's own scope for it, if it had one."""
+    """Where one ONNX node came from: its module (None: not known yet), confidence and source."""
 
     module: str | None
     confidence: float
     source: str
-    record: str | None = None
 
 
-def from_record(module: str, exact: bool, record: str) -> NodeAttribution:
+def from_record(module: str, exact: bool) -> NodeAttribution:
     """A node placed by PyTorch's own scope record; where the record named no module exactly,
     its deepest known ancestor stands in, at lower confidence."""
-    return NodeAttribution(module, 1.0 if exact else 0.7, EXACT if exact else INFERRED, record)
+    return NodeAttribution(module, 1.0 if exact else 0.7, EXACT if exact else INFERRED)
 
 
 def all_nodes(model: ir.Model) -> list[ir.Node]:

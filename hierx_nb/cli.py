@@ -1,4 +1,5 @@
-"""The ``hierx`` command (also ``python -m hierx_nb``): ``export``, ``analyze``, ``profile``, ``extract`` and ``demo``.
+"""The ``hierx`` command (also ``python -m hierx_nb``): ``export``, ``analyze``, ``report``, ``profile``,
+``extract``, ``cache`` and ``demo``.
 
 stdout carries the report (summary, tree, tables); progress and errors go to stderr. An error is
 exactly one line, ``hierx: error: ...``, with exit code 2 for bad input (arguments, model
@@ -10,17 +11,14 @@ import argparse
 import contextlib
 import io
 import json
-import logging
 import os
 import sys
-import time
 import traceback
-import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from .errors import ExportError, InputError, first_line
+from .errors import ExportError, InputError, MissingInputs, describe, first_line
 from .version import __version__
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
@@ -34,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ns = parser.parse_args(argv)
         if ns.command is None:
-            parser.error("choose a command: export, analyze, report, profile, extract or demo")
+            parser.error("choose a command: export, analyze, report, profile, extract, cache or demo")
     except SystemExit as e:  # --help / --version (0) or a usage error already reported (2)
         return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
     try:
@@ -55,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {e.filename!r}" if e.filename else ""
         return _report(f"{e.strerror or e}{where}", EXIT_FAILED)
     except Exception as e:
-        return _report(f"unexpected {type(e).__name__}: {first_line(str(e))} "
+        return _report(f"unexpected {describe(e)} "
                        "(rerun with HIERX_DEBUG=1 to see the traceback)", EXIT_FAILED)
 
 
@@ -70,6 +68,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import strategies
     from .model_ref import INPUTS_GRAMMAR
     from .shapes import DYNAMIC_GRAMMAR
 
@@ -86,8 +85,8 @@ def _parser() -> argparse.ArgumentParser:
                           "(with --structure-only) a config.json; a factory returns a model, (model, args) "
                           "or (model, args, kwargs)")
     exp.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the ONNX file to write")
-    exp.add_argument("--strategy", default="auto", choices=["auto", "dynamo", "htp", "fx"],
-                     help="auto (default) tries dynamo, then htp, then fx")
+    exp.add_argument("--strategy", default=strategies.AUTO, choices=strategies.CHOICES,
+                     help=f"auto (default) tries {strategies.describe_auto()}")
     exp.add_argument("--inputs", metavar="SPEC",
                      help=INPUTS_GRAMMAR.format(dtypes="float32, float16, bfloat16, int64, int32, bool, ...")
                      + ". Default: the factory's inputs, or inputs generated from a HuggingFace config")
@@ -150,6 +149,13 @@ def _parser() -> argparse.ArgumentParser:
     ext.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the ONNX file to write")
     ext.set_defaults(run=_cmd_extract)
 
+    cache = sub.add_parser("cache", help="the failure memory of auto (clear)",
+                           description="auto remembers, on disk, the strategies that failed for a kind of model "
+                                       "(class and code, HF config, torch version) and skips them next time. "
+                                       "HIERX_CACHE_DIR moves the cache; HIERX_NO_CACHE=1 keeps it off disk.")
+    cache.add_argument("action", choices=["clear"], help="clear: forget every remembered failure")
+    cache.set_defaults(run=_cmd_cache)
+
     demo = sub.add_parser("demo", help="export and validate a tiny built-in BERT (no download)",
                           description="Export a tiny BERT built from a config (no download), validate it "
                                       "with ONNX Runtime and print its summary and module tree.")
@@ -197,11 +203,13 @@ def _cmd_export(ns) -> int:
         model, args, kwargs, description = resolve_model(ns.model, structure_only=ns.structure_only)
         if given is not None:
             args, kwargs = given
-        elif args is None and kwargs is None:
-            args, kwargs = _generated_inputs(model, description, say, dynamic=dynamic is not None)
-        result = export(model, args, kwargs, output=ns.output, strategy=ns.strategy,
-                        structure_only=ns.structure_only, opset=ns.opset, torch_nn_filter=ns.torch_nn_filter,
-                        dynamic_shapes=dynamic, progress=say)
+        try:  # without inputs, export() generates them for HuggingFace models
+            result = export(model, args, kwargs, output=ns.output, strategy=ns.strategy,
+                            structure_only=ns.structure_only, opset=ns.opset, torch_nn_filter=ns.torch_nn_filter,
+                            dynamic_shapes=dynamic, progress=say)
+        except MissingInputs:
+            raise InputError(f"{description} came without inputs: give them with --inputs SPEC (e.g. --inputs "
+                             "1x3x224x224) or return (model, args) from the factory") from None
     _print_summary(result)
     if ns.validate:
         with _libraries_muted(ns.quiet):
@@ -209,16 +217,6 @@ def _cmd_export(ns) -> int:
             report = result.validate(raise_on_mismatch=False)
         _print_validation(report)
     return 0
-
-
-def _generated_inputs(model, description: str, say, dynamic: bool):
-    from . import hf
-
-    if not hf.is_hf_model(model):
-        raise InputError(f"{description} came without inputs: give them with --inputs SPEC (e.g. --inputs "
-                         "1x3x224x224) or return (model, args) from the factory")
-    say("generating example inputs from the model's config")
-    return hf.example_inputs(model, dynamic=dynamic)
 
 
 def _load_input(file: str):
@@ -295,11 +293,20 @@ def _cmd_extract(ns) -> int:
     print(f"  inputs   {', '.join(i.name for i in graph.input)}")
     print(f"  outputs  {', '.join(o.name for o in graph.output)}")
     _print_warnings(piece)
+
+def _cmd_cache(ns) -> int:
+    from .memory import FailureMemory
+
+    store = FailureMemory(enabled=True)  # clear the file even where HIERX_NO_CACHE keeps exports off it
+    try:
+        count = store.clear()
+    except OSError as e:
+        raise ExportError(f"cannot clear the failure cache {str(store.path)!r}: {e.strerror or e}") from None
+    print(f"forgot the failures of {count} kind{'s' if count != 1 else ''} of model ({store.path})")
     return 0
 
 
 def _cmd_demo(ns) -> int:
-    from . import hf
     from .exporter import export
 
     folder = Path(ns.output_dir)
@@ -308,8 +315,7 @@ def _cmd_demo(ns) -> int:
     with _libraries_muted(ns.quiet):
         say("building a tiny BERT from a config (2 layers, hidden 32; nothing is downloaded)")
         model = _demo_model()
-        args, kwargs = hf.example_inputs(model, batch=2, seq=16)
-        result = export(model, args, kwargs, output=folder / DEMO_FILE, progress=say)
+        result = export(model, output=folder / DEMO_FILE, progress=say)  # inputs from the config
     _print_summary(result)
     with _libraries_muted(ns.quiet):
         say("validating with ONNX Runtime")
@@ -346,7 +352,9 @@ def _print_summary(result) -> None:
         else:
             for change in attempt.switched:
                 print(f"  switched {change}")
-    print(f"  nodes    {s['nodes']} ONNX nodes, {s['coverage_pct']:.1f}% tagged with their module")
+    src = s["sources"]
+    print(f"  nodes    {s['nodes']} ONNX nodes, module known for {s['coverage_pct']:.1f}% "
+          f"({src['exact']} exact, {src['pattern']} pattern); {src['inferred']} inferred from their neighbours")
     print(f"  output   {s['onnx_path']}")
     print(f"  sidecar  {s['sidecar_path']}")
     _print_warnings(result)
@@ -378,7 +386,7 @@ def _print_warnings(result) -> None:
 def _headline(result) -> str:
     s = result.summary()
     kind = ", structure only" if result.structure_only else ""
-    return (f"{s['model_class']}: {s['nodes']} ONNX nodes, {s['coverage_pct']:.1f}% tagged, {s['modules']} modules, "
+    return (f"{s['model_class']}: {s['nodes']} ONNX nodes, known {s['coverage_pct']:.1f}%, {s['modules']} modules, "
             f"exported with {s['strategy']}{kind}")
 
 
@@ -436,16 +444,10 @@ def _records(df: pd.DataFrame) -> list[dict]:
 # -- console plumbing -----------------------------------------------------------------------------
 
 def _progress(quiet: bool):
-    """A progress callback printing timed steps to stderr, or None when quiet."""
-    if quiet:
-        return lambda step, fraction=None: None
-    stream, started = sys.stderr, time.perf_counter()
+    """A progress callback printing timed steps to stderr, or one doing nothing when quiet."""
+    from .progress import StderrProgress
 
-    def say(step: str, fraction: float | None = None) -> None:
-        done = f"[{fraction:4.0%}] " if fraction is not None else "       "
-        print(f"hierx: {time.perf_counter() - started:5.1f}s {done}{step}", file=stream, flush=True)
-
-    return say
+    return (lambda step, fraction=None: None) if quiet else StderrProgress("hierx")
 
 
 @contextlib.contextmanager
@@ -454,19 +456,14 @@ def _libraries_muted(quiet: bool):
 
     Quiet also drops warnings, log records and progress bars (transformers' weight loading).
     """
-    if not quiet:
-        with contextlib.redirect_stdout(sys.stderr):
+    if quiet:
+        from .quiet import quiet as muted
+
+        with muted():
             yield
         return
-    sink = io.StringIO()
-    previous = logging.root.manager.disable
-    logging.disable(logging.CRITICAL)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(previous)
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def _report(message: str, code: int) -> int:

@@ -1,7 +1,7 @@
 """Errors raised by the engine."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -9,6 +9,7 @@ class Attempt:
     """One strategy's try: ``ok`` with the seconds it took, or the reason it failed or was skipped.
 
     ``switched``: model settings changed for the duration of the try (hf_switches), one line each.
+    ``exception`` is what the strategy raised (None when it worked, was skipped, or was loaded from a sidecar).
     """
 
     name: str
@@ -17,6 +18,7 @@ class Attempt:
     seconds: float = 0.0
     skipped: bool = False
     switched: tuple[str, ...] = ()
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "ok": self.ok, "reason": self.reason,
@@ -43,12 +45,17 @@ class ExportError(Exception):
     def one_line(self) -> str:
         """The message and each strategy's reason on a single line (for CLI and magic)."""
         parts = [self.message]
-        parts += [f"{a.name}: {first_line(a.reason)}" for a in self.attempts if not a.ok]
+        last = {a.name: a for a in self.attempts}  # a skipped strategy tried after all: its own reason
+        parts += [f"{a.name}: {first_line(a.reason)}" for a in last.values() if not a.ok]
         return " | ".join(parts)
 
 
 class InputError(ExportError):
     """The caller's input is wrong (model reference, inputs, paths): no strategy was tried."""
+
+
+class MissingInputs(InputError):
+    """No inputs were given, and none can be generated: the model is not a HuggingFace model."""
 
 
 def first_line(text: str, limit: int = 300) -> str:
@@ -58,3 +65,8 @@ def first_line(text: str, limit: int = 300) -> str:
         if line:
             return line if len(line) <= limit else line[: limit - 1] + "…"
     return ""
+
+
+def describe(e: BaseException, limit: int = 300) -> str:
+    """``"KindOfError: its first line"``: how an exception is shown in one-line messages."""
+    return first_line(f"{type(e).__name__}: {e}", limit)

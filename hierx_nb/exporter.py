@@ -4,25 +4,24 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-import weakref
+from collections.abc import Callable, Iterable
 from os import PathLike
 from pathlib import Path
-from typing import Callable, Iterable
 
 import onnx_ir as ir
 import torch
 
-from . import shapes, sidecar
+from . import memory as failure_memory
+from . import precheck, shapes, sidecar, strategies
 from .attribution import complete
-from .errors import Attempt, ExportError, InputError, first_line
+from .errors import Attempt, ExportError, InputError, describe
 from .files import check_output, publish, stage_model, staging, weight_bytes
 from .hf import example_inputs, is_hf_model
 from .hf_switches import exportable
 from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree
 from .inputs import normalize
 from .result import ExportResult
-from .strategies import ORDER, STRATEGIES
-from .strategies.base import ExportContext, StrategyFailed, StrategyOutput
+from .strategies.base import ExportContext, Strategy, StrategyOutput, StrategyResult
 from .tables import coverage_frame, modules_frame, nodes_frame
 from .tagging import apply_tags
 from .version import __version__
@@ -35,12 +34,6 @@ EXTERNAL_DATA_THRESHOLD = 64 * 1024**2
 # the warning says so.
 CHECK_LIMIT_BYTES = 1024**3
 
-# Strategies that failed for a kind of model in this process (class -> {(config, strategy): reason}):
-# auto skips them for the next instance. Keyed by the class object, so a class redefined in a
-# notebook cell starts afresh, and by the HF config, whose settings (attention kernel) decide too.
-_FAILED_FOR_CLASS: "weakref.WeakKeyDictionary[type, dict[tuple[str, str], str]]" = weakref.WeakKeyDictionary()
-
-
 def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: str | PathLike | None = "model.onnx",
            strategy: str = "auto", *, structure_only: bool = False, opset: int | None = None,
            dynamic_shapes=None, dynamic_axes: dict | None = None, input_names: list[str] | None = None,
@@ -49,7 +42,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
            progress: Callable[[str, float | None], None] | None = None) -> ExportResult:
     """Export ``model`` to ONNX with every node tagged by the module that produced it.
 
-    ``strategy``: ``"auto"`` (dynamo, then htp, then fx), ``"dynamo"``, ``"htp"`` or ``"fx"``.
+    ``strategy``: ``"auto"`` (the registry's order, ``hierx_nb.strategies``) or one strategy's name.
     ``args``/``kwargs`` may be left out for HuggingFace models: inputs are generated from the config.
     ``output``: the ``.onnx`` path (a ``.hierx.json`` sidecar is written beside it), or None to keep
     everything in memory. ``structure_only``: the model is (or is moved to) the ``meta`` device and
@@ -72,12 +65,10 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     """
     started = time.perf_counter()
     say = progress or (lambda step, fraction=None: None)
-    names = ORDER if strategy == "auto" else (strategy,)
-    if strategy != "auto" and strategy not in STRATEGIES:
-        raise InputError(f"unknown strategy {strategy!r}: choose one of auto, {', '.join(ORDER)}")
+    candidates = strategies.resolve(strategy)
     out_path = check_output(output) if output is not None else None
     if _empty(args) and not kwargs and is_hf_model(model):
-        # HF models: inputs generated from their config
+        say("generating example inputs from the model's config")
         args, kwargs = example_inputs(model, dynamic=bool(dynamic_shapes or dynamic_axes))
     args, kwargs = normalize(model, args, kwargs)
     dynamic = shapes.resolve(model, args, kwargs, dynamic_shapes, dynamic_axes, input_names, output_names)
@@ -92,7 +83,8 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
                             opset=opset, dynamic=dynamic, input_names=list(input_names) if input_names else None,
                             output_names=list(output_names) if output_names else None, optimize=optimize,
                             progress=say)
-        output_, used, attempts, executed = _run_strategies(ctx, names, auto=strategy == "auto")
+        warnings: list[str] = []
+        output_, used, attempts, executed = _run_strategies(ctx, candidates, strategy == strategies.AUTO, warnings)
     finally:
         model.train(was_training)
 
@@ -110,8 +102,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
 
     result = ExportResult(model_class=type(model).__name__, strategy=used, attempts=attempts, nodes=nodes,
                           modules=modules, coverage=coverage, coverage_pct=coverage_pct, seconds=0.0,
-                          structure_only=structure_only, onnx_model=output_.model,
-                          warnings=list(output_.notes.get("warnings", ())))
+                          structure_only=structure_only, onnx_model=output_.model, warnings=warnings)
     if not structure_only:
         from .validation import Reference
 
@@ -149,7 +140,7 @@ def check(result: ExportResult) -> list[str]:
     except ExportError as e:
         return [f"not checked against PyTorch: {e.one_line()}"]
     except Exception as e:  # ONNX Runtime rejecting the graph is itself the finding
-        return [f"not checked against PyTorch: ONNX Runtime failed: {first_line(f'{type(e).__name__}: {e}')}"]
+        return [f"not checked against PyTorch: ONNX Runtime failed: {describe(e)}"]
     if blame is None:
         return [f"{line}; no single module could be blamed (see result.validate(per_module=True))"]
     cls = result.modules.set_index("module")["module_class"].get(blame, "")
@@ -161,59 +152,77 @@ def _empty(args) -> bool:
     return args is None or (isinstance(args, (tuple, list)) and len(args) == 0)
 
 
-def _run_strategies(ctx: ExportContext, names, auto: bool) -> tuple[StrategyOutput, str, list[Attempt], set[str]]:
+def _run_strategies(ctx: ExportContext, candidates: tuple[Strategy, ...], auto: bool,
+                    warnings: list[str]) -> tuple[StrategyOutput, str, list[Attempt], set[str]]:
     """The first strategy that exports the model, every attempt, and the modules whose forward ran
-    while it traced (forward hooks fire during tracing: no extra run of the model is needed)."""
+    while it traced (forward hooks fire during tracing: no extra run of the model is needed).
+
+    Under ``auto``, the pre-check first skips the strategies predicted to fail (remembered failures,
+    else an FX trace attempt); should every other one fail, the skipped ones are tried after all.
+    """
     attempts: list[Attempt] = []
-    cls, config = type(ctx.model), _config_key(ctx.model)
-    failed_before = {s: r for (c, s), r in _FAILED_FOR_CLASS.get(cls, {}).items() if c == config} if auto else {}
-    if all(name in failed_before for name in names):
-        failed_before = {}  # skipping everything would decide nothing: try them all again
-    for name in names:
-        known = failed_before.get(name)
-        if known is not None:
-            attempts.append(Attempt(name, False, f"it failed on an earlier {type(ctx.model).__name__} "
-                                                  f"in this process ({known})", 0.0, skipped=True))
+    key = label = None
+    predicted: dict[str, str] = {}
+    if auto and not ctx.structure_only:  # a structure-only failure says nothing about the model
+        t0 = time.perf_counter()
+        key, label = failure_memory.kind_of(ctx.model)
+        remembered = failure_memory.memory().failed(key, warnings)
+        predicted = {name: f"it failed for this kind of model ({label}) before: {reason}" for name, reason in remembered.items()}
+        if not remembered:
+            predicted = precheck.predict(ctx.model, ctx.kwargs, tuple(s.name for s in candidates))
+        precheck_seconds = time.perf_counter() - t0
+        if all(s.name in predicted for s in candidates):
+            predicted = {}  # skipping everything would decide nothing: try them all
+    skipped = [s for s in candidates if s.name in predicted]
+    for strategy in candidates:
+        if strategy in skipped:
+            # The seconds of a skipped attempt are the pre-check's: what deciding to skip it cost.
+            attempts.append(Attempt(strategy.name, False, predicted[strategy.name], precheck_seconds, skipped=True))
             continue
-        t0, switched = time.perf_counter(), ()
-        try:
-            # HF kernels that cannot export (MoE grouped_mm, flash attention) are switched for the try.
-            with _executed_modules(ctx.model, ctx.tree) as executed, exportable(ctx.model) as switched:
-                out = STRATEGIES[name](ctx)
-            if ctx.dynamic is not None:  # the user's names; fails on sizes fixed in the file
-                shapes.apply(out.model, ctx.dynamic, name)
-                if not ctx.structure_only:
-                    out.notes["warnings"] = shapes.check_other_sizes(out.model, ctx.dynamic, ctx.model, ctx.args,
-                                                                     ctx.kwargs, name)
-        except StrategyFailed as e:
-            reason = str(e)
-        except Exception as e:  # a strategy bug must not hide the others' chance
-            reason = f"unexpected {type(e).__name__}: {first_line(str(e))}"
-        else:
-            attempts.append(Attempt(name, True, "", time.perf_counter() - t0, switched=tuple(switched)))
-            _remember_failures(cls, config, attempts, auto)
-            return out, name, attempts, executed
-        attempts.append(Attempt(name, False, reason, time.perf_counter() - t0, switched=tuple(switched)))
+        found = _try(strategy, ctx, attempts, warnings)
+        if found is not None:
+            _remember(key, label, attempts, found[1], warnings)
+            return found[0], found[1], attempts, found[2]
+    for strategy in skipped:  # a stale memory or a wrong prediction must not fail the export
+        found = _try(strategy, ctx, attempts, warnings)
+        if found is not None:
+            _remember(key, label, attempts, found[1], warnings)
+            return found[0], found[1], attempts, found[2]
     if not ctx.structure_only:
         _check_runs(ctx.model, ctx.args, ctx.kwargs)  # every strategy failed: blame the inputs if they are at fault
-    _remember_failures(cls, config, attempts, auto)
+    _remember(key, label, attempts, None, warnings)
     raise ExportError(f"no strategy could export {type(ctx.model).__name__}", attempts)
 
 
-def _config_key(model: torch.nn.Module) -> str:
-    """What distinguishes models of one class: an HF model's config (with its attention kernel)."""
-    config = getattr(model, "config", None)
-    if config is None or not hasattr(config, "to_json_string"):
-        return ""
-    return config.to_json_string(use_diff=False) + str(getattr(config, "_attn_implementation", ""))
+def _try(strategy: Strategy, ctx: ExportContext, attempts: list[Attempt], warnings: list[str]):
+    """``(output, name, executed modules)`` if ``strategy`` exports the model, else None. The attempt is
+    recorded, with the settings switched for it; the problems it found join ``warnings`` if it wins."""
+    found: list[str] = []
+    # HF kernels that cannot export (MoE grouped_mm, flash attention) are switched for the try.
+    with _executed_modules(ctx.model, ctx.tree) as executed, exportable(ctx.model) as switched:
+        tried = strategy(ctx)
+        if tried.success and ctx.dynamic is not None:  # the user's names; fails on sizes fixed in the file
+            try:
+                shapes.apply(tried.output.model, ctx.dynamic, strategy.name)
+                if not ctx.structure_only:
+                    found = shapes.check_other_sizes(tried.output.model, ctx.dynamic, ctx.model, ctx.args,
+                                                     ctx.kwargs, strategy.name)
+            except Exception as e:
+                tried = StrategyResult(strategy.name, None, e, tried.seconds)
+    attempts.append(Attempt(strategy.name, tried.success, tried.reason, tried.seconds, switched=tuple(switched),
+                            exception=tried.exception))
+    if not tried.success:
+        return None
+    warnings.extend(found)
+    return tried.output, strategy.name, executed
 
 
-def _remember_failures(cls: type, config: str, attempts: list[Attempt], auto: bool) -> None:
-    """Record the strategies that failed on a class, once the inputs are known not to be at fault."""
-    if auto:
-        for a in attempts:
-            if not a.ok and not a.skipped:
-                _FAILED_FOR_CLASS.setdefault(cls, {})[(config, a.name)] = first_line(a.reason, 160)
+def _remember(key: str | None, label: str | None, attempts: list[Attempt], winner: str | None, warnings: list[str]) -> None:
+    """Store the failures ``auto`` met (once the inputs are known not to be at fault); forget the winner's."""
+    if key is None:
+        return
+    failures = {a.name: a.reason for a in attempts if not a.ok and not a.skipped}
+    failure_memory.memory().remember(key, label, failures, warnings, succeeded=winner)
 
 
 @contextlib.contextmanager
@@ -240,7 +249,7 @@ def _check_runs(model, args, kwargs) -> None:
             model(*args, **kwargs)
     except Exception as e:
         raise InputError(f"{type(model).__name__} does not run on the given inputs: "
-                         f"{first_line(f'{type(e).__name__}: {e}')}") from None
+                         f"{describe(e)}") from None
 
 
 def _to_meta(model, args, kwargs):

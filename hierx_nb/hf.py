@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError, first_line
+from .errors import InputError, describe
 from .inputs import forward_params
 
 _SEED = 0
@@ -209,12 +209,12 @@ def load_pretrained_dir(path: str | PathLike) -> torch.nn.Module:
     try:
         config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
     except Exception as e:
-        raise InputError(f"cannot read {str(folder / 'config.json')!r}: {_reason(e)}") from None
+        raise InputError(f"cannot read {str(folder / 'config.json')!r}: {describe(e)}") from None
     cls = _architecture_class(config) or transformers.AutoModel
     try:
         model = cls.from_pretrained(folder, config=config, local_files_only=True)
     except Exception as e:
-        raise InputError(f"cannot load the model in {str(folder)!r} with {cls.__name__}: {_reason(e)}") from None
+        raise InputError(f"cannot load the model in {str(folder)!r} with {cls.__name__}: {describe(e)}") from None
     return model.eval()
 
 
@@ -234,7 +234,7 @@ def meta_model(config_or_path, model_class=None) -> torch.nn.Module:
             model = cls(config) if cls is not None else transformers.AutoModel.from_config(config)
     except Exception as e:
         name = cls.__name__ if cls is not None else "AutoModel"
-        raise InputError(f"cannot build a {name} from the {type(config).__name__}: {_reason(e)}") from None
+        raise InputError(f"cannot build a {name} from the {type(config).__name__}: {describe(e)}") from None
     return model.eval()
 
 
@@ -251,7 +251,7 @@ def _as_config(config_or_path, transformers):
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise InputError(f"{str(file)!r} is not a readable JSON config: {_reason(e)}") from None
+            raise InputError(f"{str(file)!r} is not a readable JSON config: {describe(e)}") from None
         if not isinstance(data, dict):
             raise InputError(f"{str(file)!r} is not a config: it holds a JSON {type(data).__name__}, not an object")
         where = repr(str(file))
@@ -266,7 +266,7 @@ def _as_config(config_or_path, transformers):
     try:
         return transformers.AutoConfig.for_model(model_type, **data)
     except Exception as e:
-        raise InputError(f"{where} is not a usable transformers config: {_reason(e)}") from None
+        raise InputError(f"{where} is not a usable transformers config: {describe(e)}") from None
 
 
 def _architecture_class(config):
@@ -295,6 +295,3 @@ def require_transformers():
         raise InputError("HuggingFace models need transformers: pip install 'hierx_nb[hf]'") from None
     return transformers
 
-
-def _reason(e: Exception) -> str:
-    return first_line(f"{type(e).__name__}: {e}")

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-from .errors import InputError
+from .errors import InputError, MissingInputs
 
 
 def normalize(model: Any, args: Any, kwargs: dict | None) -> tuple[tuple, dict]:
@@ -34,7 +34,8 @@ def normalize(model: Any, args: Any, kwargs: dict | None) -> tuple[tuple, dict]:
     if getattr(model, "config", None) is not None and "use_cache" not in kwargs and "use_cache" in forward_params(model):
         kwargs["use_cache"] = False
     if not args and not [v for v in kwargs.values() if isinstance(v, torch.Tensor)]:
-        raise InputError(f"no inputs given for {type(model).__name__}: pass args=(tensor, ...) or kwargs={{...}}")
+        raise MissingInputs(f"no inputs given for {type(model).__name__}: pass args=(tensor, ...) or kwargs={{...}} "
+                            "(only HuggingFace models get inputs generated from their config)")
     try:
         sig = inspect.signature(model.forward)
         sig.bind(*args, **kwargs)

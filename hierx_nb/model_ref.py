@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError, first_line
+from .errors import InputError, describe
 
 # What save_pretrained writes (sharded checkpoints add an index beside the shards).
 _WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth")
@@ -92,9 +92,9 @@ def _import(module_part: str):
         if e.name and (module_part == e.name or module_part.startswith(e.name + ".")):
             raise InputError(f"no module named {module_part!r}: run from the folder that contains it, add that "
                              "folder to PYTHONPATH, or give path/to/file.py:factory") from None
-        raise InputError(f"importing {module_part!r} failed: {_reason(e)}") from None
+        raise InputError(f"importing {module_part!r} failed: {describe(e)}") from None
     except Exception as e:  # the user's module raised while importing: its own error says why
-        raise InputError(f"importing {module_part!r} failed: {_reason(e)}") from None
+        raise InputError(f"importing {module_part!r} failed: {describe(e)}") from None
 
 
 def _import_file(file: Path):
@@ -114,7 +114,7 @@ def _import_file(file: Path):
         spec.loader.exec_module(module)
     except Exception as e:
         del sys.modules[name]
-        raise InputError(f"running {str(file)!r} failed: {_reason(e)}") from None
+        raise InputError(f"running {str(file)!r} failed: {describe(e)}") from None
     return module
 
 
@@ -139,7 +139,7 @@ def _call_factory(target, ref: str):
     try:
         value = target()
     except Exception as e:
-        raise InputError(f"calling {ref!r} failed: {_reason(e)}") from None
+        raise InputError(f"calling {ref!r} failed: {describe(e)}") from None
     if isinstance(value, torch.nn.Module):
         return value, None, None
     if isinstance(value, tuple) and len(value) in (2, 3) and isinstance(value[0], torch.nn.Module):
@@ -224,6 +224,3 @@ def _random(item: str, shape, dtype, low, high, gen) -> torch.Tensor:
         raise InputError(f"bad --inputs item {item!r}: [{lo},{hi}) does not fit {str(dtype).removeprefix('torch.')}")
     return torch.randint(lo, hi, shape, generator=gen, dtype=torch.int64).to(dtype)
 
-
-def _reason(e: BaseException) -> str:
-    return first_line(f"{type(e).__name__}: {e}")

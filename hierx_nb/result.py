@@ -12,7 +12,7 @@ from .errors import Attempt, ExportError
 
 NODE_COLUMNS = ["node", "op_type", "module", "module_class", "tag", "confidence", "source"]
 MODULE_COLUMNS = ["module", "module_class", "parent", "depth", "own_nodes", "total_nodes", "params", "executed"]
-COVERAGE_COLUMNS = ["op_type", "nodes", "tagged", "pct"]
+COVERAGE_COLUMNS = ["op_type", "nodes", "exact", "pattern", "inferred", "pct"]
 
 
 def in_subtree(modules: pd.Series, module: str) -> pd.Series:
@@ -29,7 +29,8 @@ class ExportResult:
 
     ``nodes``: one row per ONNX node (``NODE_COLUMNS``); ``modules``: one row per module of the
     model, executed or not (``MODULE_COLUMNS``); ``coverage``: one row per ONNX op type
-    (``COVERAGE_COLUMNS``), ``coverage_pct`` the overall figure.
+    (``COVERAGE_COLUMNS``: node counts by source, ``pct`` the known share); ``coverage_pct`` the
+    share of all nodes whose module is known — source ``exact`` or ``pattern``, not ``inferred``.
     """
 
     model_class: str
@@ -122,7 +123,7 @@ class ExportResult:
         return Reference(model, args, kwargs)
 
     # -- module subgraphs ----------------------------------------------------------------------
-    def extract(self, module: str, output, model=None, args=None, kwargs=None) -> "ExportResult":
+    def extract(self, module: str, output, model=None, args=None, kwargs=None) -> ExportResult:
         """Write ``module``'s subtree as a runnable ONNX model to ``output`` and return it (loaded).
 
         Its inputs are the values the module's nodes take from outside, its outputs those they hand
@@ -196,7 +197,8 @@ class ExportResult:
             "strategy": self.strategy,
             "nodes": int(len(self.nodes)),
             "modules": int(len(self.modules)),
-            "coverage_pct": round(self.coverage_pct, 2),
+            "coverage_pct": round(self.coverage_pct, 2),  # known: exact + pattern
+            "sources": {src: int((self.nodes["source"].astype(str) == src).sum()) for src in ("exact", "pattern", "inferred")},
             "seconds": round(self.seconds, 3),
             "onnx_path": str(self.onnx_path) if self.onnx_path else None,
             "sidecar_path": str(self.sidecar_path) if self.sidecar_path else None,
@@ -208,7 +210,7 @@ class ExportResult:
         s = self.summary()
         where = s["onnx_path"] or "in memory"
         lines = [f"ExportResult({s['model_class']}: strategy={s['strategy']}, {s['nodes']} nodes, "
-                 f"{s['coverage_pct']:.1f}% tagged, {s['modules']} modules, {s['seconds']:.2f} s, {where})"]
+                 f"known {s['coverage_pct']:.1f}%, {s['modules']} modules, {s['seconds']:.2f} s, {where})"]
         for name, reason in s["failed"].items():
             lines.append(f"  {name} not used: {reason.splitlines()[0] if reason else ''}")
         for change in next((a.switched for a in self.attempts if a.ok), ()):
@@ -226,7 +228,7 @@ class ExportResult:
         failed = "".join(f"<li>{e(k)}: {e(v.splitlines()[0] if v else '')}</li>" for k, v in s["failed"].items())
         return (
             f"<div class='hierx-summary'><b>{e(s['model_class'])}</b> exported with <b>{e(s['strategy'])}</b>: "
-            f"{s['nodes']} ONNX nodes, {s['coverage_pct']:.1f}% tagged, {s['modules']} modules, "
+            f"{s['nodes']} ONNX nodes, known {s['coverage_pct']:.1f}%, {s['modules']} modules, "
             f"{s['seconds']:.2f} s &rarr; {e(s['onnx_path'] or 'in memory')}"
             + (f"<ul>{failed}</ul>" if failed else "")
             + f"<table><tr><th>module</th><th>class</th><th>nodes</th></tr>{rows}</table></div>"

@@ -1,8 +1,9 @@
 """The sidecar JSON written beside the ONNX file (schema documented in the README).
 
-Schema ``hierx_nb.sidecar`` version 1: an object with ``schema``, ``version``, ``hierx_version``,
+Schema ``hierx_nb.sidecar`` version 2: an object with ``schema``, ``version``, ``hierx_version``,
 ``onnx_file``, ``model_class``, ``strategy``, ``structure_only``, ``seconds``, ``attempts`` (list of
-{name, ok, reason, seconds, skipped}), ``warnings`` (list of strings), ``coverage`` ({pct, by_op_type: columnar}), ``modules``
+{name, ok, reason, seconds, skipped, switched}), ``warnings`` (list of strings), ``coverage`` ({pct: the known share,
+by_op_type: columnar op_type, nodes, exact, pattern, inferred, pct}), ``modules``
 (columnar: module, module_class, class_path, parent, depth, params, executed, signature, own_nodes,
 total_nodes) and ``nodes`` (columnar: node, op_type, module, tag, confidence, source). Columnar
 means {column: [values...]}, all lists of equal length.
@@ -15,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 SCHEMA = "hierx_nb.sidecar"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: coverage counts the known (exact, pattern) nodes, by source
 
 
 def sidecar_path_for(onnx_path: Path) -> Path:
@@ -69,5 +70,6 @@ def read(path: Path) -> dict:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ValueError(f"{path} is not a hierx_nb sidecar")
     if data.get("version") != SCHEMA_VERSION:
-        raise ValueError(f"{path} has sidecar schema version {data.get('version')}, this hierx_nb reads {SCHEMA_VERSION}")
+        raise ValueError(f"{path} has sidecar schema version {data.get('version')}, this hierx_nb reads {SCHEMA_VERSION}: "
+                         "export the model again")
     return data

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .attribution import EXACT, INFERRED, PATTERN
 from .result import COVERAGE_COLUMNS, MODULE_COLUMNS, NODE_COLUMNS
 
 
@@ -43,15 +44,18 @@ def modules_frame(infos: list[dict], nodes: pd.DataFrame) -> pd.DataFrame:
 
 
 def coverage_frame(nodes: pd.DataFrame) -> tuple[pd.DataFrame, float]:
-    """Per op type: nodes, tagged (a module recorded), pct, exact (known from PyTorch's own record); and the overall percentage."""
-    tagged = nodes["module"].notna()
-    by = pd.DataFrame({"op_type": nodes["op_type"].astype(str), "tagged": tagged,
-                       "exact": nodes["source"].astype(str) == "exact"})
-    g = by.groupby("op_type", sort=True).agg(nodes=("tagged", "size"), tagged=("tagged", "sum"),
-                                              exact=("exact", "sum")).reset_index()
-    g[["tagged", "exact"]] = g[["tagged", "exact"]].astype("int64")
-    g["pct"] = (100.0 * g["tagged"] / g["nodes"]).round(2)
+    """Per op type: nodes, and how many of them are ``exact`` (PyTorch's own record), ``pattern``
+    (an FX match) or ``inferred`` (from graph neighbours); ``pct`` the known share (exact + pattern).
+    Also the overall known percentage: inference fills in every node, so it is not counted as known."""
+    source = nodes["source"].astype(str)
+    by = pd.DataFrame({"op_type": nodes["op_type"].astype(str),
+                       **{s: source == s for s in (EXACT, PATTERN, INFERRED)}})
+    g = by.groupby("op_type", sort=True).agg(nodes=("op_type", "size"), **{s: (s, "sum") for s in (EXACT, PATTERN, INFERRED)})
+    g = g.reset_index()
+    g[[EXACT, PATTERN, INFERRED]] = g[[EXACT, PATTERN, INFERRED]].astype("int64")
+    g["pct"] = (100.0 * (g[EXACT] + g[PATTERN]) / g["nodes"]).round(2)
     g = g.sort_values(["nodes", "op_type"], ascending=[False, True]).reset_index(drop=True)
     g["op_type"] = g["op_type"].astype("category")
-    overall = 100.0 * float(tagged.sum()) / len(nodes) if len(nodes) else 0.0
-    return g[COVERAGE_COLUMNS + ["exact"]], overall
+    known = int(by[EXACT].sum() + by[PATTERN].sum())
+    overall = 100.0 * known / len(nodes) if len(nodes) else 0.0
+    return g[COVERAGE_COLUMNS], overall

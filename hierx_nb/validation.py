@@ -56,7 +56,7 @@ def compare(got: np.ndarray, want: np.ndarray, atol: float, rtol: float) -> tupl
     return max_abs, max_rel, ok
 
 
-def session_feeds(session, named: list[tuple[str, "np.ndarray"]]) -> dict:
+def session_feeds(session, named: list[tuple[str, np.ndarray]]) -> dict:
     """The export's inputs keyed by the session's input names: by name where the exporter kept the
     forward's parameter names, else by position. ``ExportError`` when neither fits (an exporter
     dropped an unused input and renamed the others)."""

@@ -1,4 +1,6 @@
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 # tests/zoo.py and the helper model modules are imported as top-level modules.
@@ -7,6 +9,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
+
+
+def pytest_configure(config):
+    # Never the user's real failure cache: one fresh folder for this run (subprocesses and kernels inherit it).
+    os.environ["HIERX_CACHE_DIR"] = tempfile.mkdtemp(prefix="hierx-test-cache-")
+    os.environ.pop("HIERX_NO_CACHE", None)
 
 
 @pytest.fixture(scope="module")
@@ -23,3 +31,15 @@ def browser():
             "--disable-component-update", "--no-first-run"])
         yield b
         b.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(tmp_path_factory, monkeypatch):
+    """Every test starts with an empty failure cache (in tmp_path) and nothing remembered by this process:
+    results never depend on which tests ran before."""
+    from hierx_nb import memory
+
+    folder = tmp_path_factory.mktemp("cache") / "hierx"  # not in tmp_path: tests list what they wrote there
+    monkeypatch.setenv("HIERX_CACHE_DIR", str(folder))
+    monkeypatch.setattr(memory, "_MEMORY", None)
+    return folder

@@ -7,9 +7,9 @@ import onnx_ir as ir
 import pytest
 import torch
 import torch.nn as nn
+import zoo
 
 import hierx_nb
-import zoo
 from hierx_nb import translations
 
 

@@ -4,9 +4,9 @@ import onnx_ir as ir
 import pytest
 import torch
 import torch.nn as nn
+from zoo import case
 
 import hierx_nb
-from zoo import case
 
 
 def _dims(values) -> dict[str, list]:

@@ -8,10 +8,10 @@ import re
 import onnx
 import pytest
 import torch
+from zoo import ZOO, case
 
 import hierx_nb
 from hierx_nb.sidecar import SCHEMA, sidecar_path_for
-from zoo import ZOO, case
 
 EXACT_STRATEGIES = {"dynamo", "htp"}
 
@@ -76,8 +76,9 @@ def test_zoo_exports_with_auto(name, tmp_path):
     result = hierx_nb.export(c.model, c.args, c.kwargs, output=out, strategy="auto")
     assert result.strategy == ("dynamo" if c.hierx_dynamo else "htp")
     assert result.onnx_path == out and out.is_file()
-    assert result.coverage_pct == 100.0
-    assert result.nodes["module"].notna().all()
+    known = result.nodes["source"].isin(["exact", "pattern"])
+    assert result.coverage_pct == pytest.approx(100.0 * known.mean())
+    assert result.nodes["module"].notna().all()  # inference still places every node
     agreement = check_tagged_file(out, c.model, result.strategy)
     assert agreement >= 0.99, f"{name}: tags agree with PyTorch's record on {agreement:.1%}"
     report = result.validate(atol=1e-4)
@@ -132,32 +133,11 @@ def test_fx_fails_fast_with_reason(name):
     assert attempt.reason.startswith("symbolic tracing cannot handle this model:")
 
 
-def test_auto_falls_back_and_remembers_the_class():
-    c = case("data_dependent_if")
-    first = hierx_nb.export(c.model, c.args, output=None)
-    assert [(a.name, a.ok) for a in first.attempts] == [("dynamo", False), ("htp", True)]
-    assert "data-dependent" in first.attempts[0].reason.lower() or "guard" in first.attempts[0].reason.lower()
-    second = hierx_nb.export(case("data_dependent_if").model, c.args, output=None)
-    assert second.attempts[0].skipped and "earlier DataDependentBranch" in second.attempts[0].reason
-
-
-def test_a_redefined_class_starts_afresh():
-    def define():
-        class Net(torch.nn.Module):  # a notebook cell run twice defines two classes of one name
-            def __init__(self):
-                super().__init__()
-                self.fc = torch.nn.Linear(4, 4)
-
-            def forward(self, x):
-                return self.fc(x) if x.sum() > 0 else -self.fc(x)
-
-        return Net
-
-    x = torch.ones(2, 4)
-    first = hierx_nb.export(define()().eval(), (x,), output=None)
-    assert [a.name for a in first.attempts if not a.ok] == ["dynamo"]
-    second = hierx_nb.export(define()().eval(), (x,), output=None)
-    assert not second.attempts[0].skipped
+def test_auto_falls_back_when_dynamo_fails():
+    c = case("hf_t5_sdpa")  # torch.export cannot decompose it; nothing predicts that
+    result = hierx_nb.export(c.model, c.args, c.kwargs, output=None)
+    assert [(a.name, a.ok, a.skipped) for a in result.attempts] == [("dynamo", False, False), ("htp", True, False)]
+    assert "Cannot view a tensor" in result.attempts[0].reason
 
 
 def test_result_display_keeps_its_text():
@@ -239,7 +219,7 @@ def test_no_strategy_raises_with_every_reason_and_leaves_files(tmp_path):
     sidecar_path_for(out).write_text("previous sidecar")
     with pytest.raises(hierx_nb.ExportError) as err:
         hierx_nb.export(model, args, output=out)
-    assert [a.name for a in err.value.attempts] == ["dynamo", "htp", "fx"]
+    assert [(a.name, a.skipped) for a in err.value.attempts] == [("dynamo", False), ("htp", False)]
     assert all(a.reason for a in err.value.attempts)
     assert "linalg_svd" in err.value.one_line()
     assert out.read_bytes() == b"previous export"
@@ -381,7 +361,7 @@ def test_hf_cache_models_export_without_use_cache_given(name):
     c = case(name)
     kwargs = {k: v for k, v in c.kwargs.items() if k != "use_cache"}
     result = hierx_nb.export(c.model, c.args, kwargs, output=None)
-    assert result.strategy == "dynamo" and result.coverage_pct == 100.0
+    assert result.strategy == "dynamo"
     assert result.validate(atol=1e-4)["ok"].all()
 
 

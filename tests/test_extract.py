@@ -5,9 +5,9 @@ from __future__ import annotations
 import onnx
 import onnxruntime as ort
 import pytest
+from test_profile import _bert, _cnn
 
 import hierx_nb
-from test_profile import _bert, _cnn
 
 
 @pytest.mark.parametrize("build,strategy,module,first_input", [

@@ -7,9 +7,9 @@ import onnx
 import pytest
 import torch
 import torch.nn as nn
+from test_profile import _bert
 
 import hierx_nb
-from test_profile import _bert
 
 
 class _Odd(nn.Module):

@@ -13,10 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import nbclient
 import nbformat
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"

@@ -17,8 +17,8 @@ Nothing here downloads anything: HuggingFace models are built from tiny configs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -613,8 +613,7 @@ def _hf_swin():
 
 @_register("hf_sam", fx=False, dynamo=False, family="hf", hierx_dynamo=True)
 def _hf_sam():
-    from transformers import (SamConfig, SamMaskDecoderConfig, SamModel, SamPromptEncoderConfig,
-                              SamVisionConfig)
+    from transformers import SamConfig, SamMaskDecoderConfig, SamModel, SamPromptEncoderConfig, SamVisionConfig
 
     # Every width meets the prompt encoder's: output_channels == 2 * num_pos_feats == hidden sizes.
     vision = SamVisionConfig(hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2,

@@ -8,14 +8,12 @@ import sys
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
-from IPython.core.magic import (Magics, line_magic, magics_class, needs_local_scope, no_var_expand,
-                                output_can_be_silenced)
+from IPython.core.magic import Magics, line_magic, magics_class, needs_local_scope, no_var_expand, output_can_be_silenced
 from IPython.utils.text import DollarFormatter
 
-from .. import ExportError, ExportResult
-from ..errors import first_line
+from .. import ExportError, ExportResult, MissingInputs, strategies
+from ..errors import describe
 from ..shapes import DYNAMIC_GRAMMAR, parse_dynamic
-from ..strategies import ORDER
 from .progress import Progress
 
 MAGIC = "hierexport"
@@ -29,9 +27,9 @@ _OPTIONS = (
     (("-o", "--output"), {"metavar": "OUTPUT", "help": (
         "write the ONNX file here, with its .hierx.json sidecar beside it; {expr} and $name are "
         "expanded. Without -o nothing is written: the ONNX model stays in memory (result.onnx_model)")}),
-    (("-s", "--strategy"), {"metavar": "STRATEGY", "default": "auto", "choices": ("auto", *ORDER), "help": (
-        f"auto (default: tries {', '.join(ORDER)} in turn until one exports the model) or one of "
-        f"{', '.join(ORDER)}")}),
+    (("-s", "--strategy"), {"metavar": "STRATEGY", "default": strategies.AUTO, "choices": strategies.CHOICES, "help": (
+        f"auto (default: tries {strategies.describe_auto()} until one exports the model) or one of "
+        f"{', '.join(strategies.NAMES)}")}),
     (("-k", "--kwargs"), {"metavar": "KWARGS", "help": (
         "a Python expression for a dict of keyword inputs: -k {'input_ids': ids} or "
         "-k \"dict(input_ids=ids)\" (quote it if it has spaces outside brackets)")}),
@@ -148,8 +146,6 @@ class HierxMagics(Magics):
         progress = Progress(self.shell, prefix=MAGIC)
         try:
             dynamic = parse_dynamic(opts.dynamic) if opts.dynamic else None
-            if opts.args is None and opts.kwargs is None:
-                args, kwargs = _generated_inputs(model, progress, dynamic=dynamic is not None)
             result = export(model, args, kwargs, output=output, strategy=opts.strategy,
                             structure_only=opts.structure_only, torch_nn_filter=opts.torch_nn_filter,
                             dynamic_shapes=dynamic, progress=progress)
@@ -166,6 +162,9 @@ class HierxMagics(Magics):
         except KeyboardInterrupt:
             where = f" during '{progress.step}'" if progress.step else ""
             raise HierexportInterrupted(f"interrupted{where} after {progress.elapsed:.1f} s") from None
+        except MissingInputs:
+            raise HierexportError(f"{type(model).__name__} needs inputs: give ARGS (a tensor or a tuple) or -k KWARGS; "
+                                  "only HuggingFace models get inputs generated from their config") from None
         except ExportError as e:
             raise HierexportError(e.one_line()) from None
         except OSError as e:  # the disk filled up or the folder vanished while writing
@@ -289,7 +288,7 @@ def _evaluate(what: str, source: str, ns: dict):
     try:
         return eval(code, ns)
     except Exception as e:
-        raise HierexportError(f"{what} {_short(source)} failed: {type(e).__name__}: {first_line(str(e))}") from None
+        raise HierexportError(f"{what} {_short(source)} failed: {describe(e)}") from None
 
 
 def _expand_path(value: str, ns: dict) -> str:
@@ -297,23 +296,11 @@ def _expand_path(value: str, ns: dict) -> str:
     try:
         return DollarFormatter().vformat(value, args=[], kwargs=ns)
     except Exception as e:
-        raise HierexportError(f"-o {value!r}: cannot expand it: {type(e).__name__}: {first_line(str(e))}") from None
+        raise HierexportError(f"-o {value!r}: cannot expand it: {describe(e)}") from None
 
 
 def _short(source: str, limit: int = 60) -> str:
     return repr(source if len(source) <= limit else source[: limit - 1] + "…")
-
-
-def _generated_inputs(model, progress, dynamic: bool) -> tuple[tuple, dict]:
-    """Inputs made from a HuggingFace model's config; ``HierexportError`` for any other model."""
-    from .. import hf
-
-    if not hf.is_hf_model(model):
-        kind = type(model).__name__
-        raise HierexportError(f"{kind} needs inputs: give ARGS (a tensor or a tuple) or -k KWARGS; only "
-                              "HuggingFace models get inputs generated from their config")
-    progress("generating example inputs from the model's config")
-    return hf.example_inputs(model, dynamic=dynamic)
 
 
 def _validate(result):
@@ -328,7 +315,7 @@ def _validate(result):
         raise HierexportError(f"validation failed: {e.one_line()}") from None
     except Exception as e:  # ONNX Runtime rejecting the exported graph is the finding validation is for
         raise HierexportError(f"validation failed: ONNX Runtime cannot run the exported model: "
-                              f"{type(e).__name__}: {first_line(str(e))}") from None
+                              f"{describe(e)}") from None
 
 
 def _show_validation(report, bound: str | None, result=None) -> None:

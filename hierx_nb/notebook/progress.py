@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import html
-import sys
-import time
+
+from ..progress import StderrProgress, progress_line
 
 
-class Progress:
+class Progress(StderrProgress):
     """A ``progress(step, fraction=None)`` callback for ``hierx_nb.export``.
 
     In a Jupyter kernel (any front end, VS Code included) the steps replace each other in a single
@@ -15,24 +15,17 @@ class Progress:
     """
 
     def __init__(self, shell, prefix: str = "hierexport"):
+        super().__init__(prefix)
         # Only a kernel can update a display in place; a terminal would print every update anew.
         self._live = getattr(shell, "kernel", None) is not None
-        self._prefix = prefix
-        self._started = time.perf_counter()
         self._handle = None
-        self.step: str | None = None
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self._started
 
     def __call__(self, step: str, fraction: float | None = None) -> None:
-        self.step = step
-        done = f"[{fraction:4.0%}] " if fraction is not None else ""
-        text = f"{self._prefix}: {self.elapsed:5.1f}s {done}{step}"
         if not self._live:
-            print(text, file=sys.stderr, flush=True)
+            super().__call__(step, fraction)
             return
+        self.step = step
+        text = progress_line(self.prefix, self.elapsed, step, fraction)
         # A bar for the front ends that render HTML (value-less <progress> is an indeterminate bar).
         value = f" value='{fraction:.3f}'" if fraction is not None else ""
         bundle = {"text/plain": text,

@@ -8,12 +8,11 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..attribution import all_nodes, from_record
-from ..errors import first_line
+from ..errors import describe
 from ..quiet import quiet
 from ..translations import TABLE
-from .base import ExportContext, StrategyFailed, StrategyOutput
+from .base import ExportContext, Strategy, StrategyFailed, StrategyOutput
 
-NAME = "dynamo"
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 _CANNOT_VIEW = "Cannot view a tensor with shape"
 
@@ -69,8 +68,8 @@ def run(ctx: ExportContext) -> StrategyOutput:
             scopes = parsed[raw] = parse_scopes(raw)
         # The last scope is the FX node's own name; the one before it the innermost module.
         record = scopes[-2] if len(scopes) >= 2 else ""
-        attrs[node] = from_record(*ctx.tree.resolve(record), record)
-    return StrategyOutput(model, attrs, {"program": program})
+        attrs[node] = from_record(*ctx.tree.resolve(record))
+    return StrategyOutput(model, attrs)
 
 
 def _export(ctx: ExportContext):
@@ -104,4 +103,12 @@ def _reason(e: Exception) -> str:
     cause = e
     while cause.__cause__ is not None:
         cause = cause.__cause__
-    return first_line(f"{type(cause).__name__}: {cause}")
+    return describe(cause)
+
+
+class Dynamo(Strategy):
+    name = "dynamo"
+    summary = "torch.export's nn_module_stack record: exact"
+
+    def export(self, ctx: ExportContext) -> StrategyOutput:
+        return run(ctx)

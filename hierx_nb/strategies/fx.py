@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import operator
-from collections import Counter
 
 import numpy as np
 import onnx_ir as ir
@@ -22,14 +21,12 @@ import torch
 import torch.fx
 
 from ..attribution import PATTERN, NodeAttribution
-from ..errors import ExportError, first_line
+from ..errors import ExportError, describe, first_line
 from ..hierarchy import is_torch_nn
 from ..inputs import named_tensor_inputs
 from ..quiet import quiet
 from ..validation import session_feeds
-from .base import ExportContext, StrategyFailed, StrategyOutput
-
-NAME = "fx"
+from .base import ExportContext, Strategy, StrategyFailed, StrategyOutput
 
 # Confidence of an ONNX node matched to an FX node of each category.
 CATEGORY_CONFIDENCE = {
@@ -95,7 +92,7 @@ def trace(ctx: ExportContext) -> torch.fx.GraphModule:
         with quiet():
             graph = tracer.trace(ctx.model, concrete_args=concrete or None)
     except Exception as e:
-        raise StrategyFailed(f"symbolic tracing cannot handle this model: {first_line(f'{type(e).__name__}: {e}')}") from e
+        raise StrategyFailed(f"symbolic tracing cannot handle this model: {describe(e)}") from e
     return torch.fx.GraphModule(tracer.root, graph, type(ctx.model).__name__)
 
 
@@ -107,13 +104,11 @@ def run(ctx: ExportContext) -> StrategyOutput:
     ctx.progress("fx: running the traced graph", 0.15)
     fx_values = _fx_values(gm, ctx)
     fx_nodes = list(gm.graph.nodes)
-    categories = Counter()
     owner: dict[torch.fx.Node, tuple[str, str]] = {}
     for node in fx_nodes:
         owner[node] = categorize(node, ctx.model, owner, fx_values)
-        categories[owner[node][0]] += 1
     ctx.progress("fx: exporting the ONNX graph", 0.25)
-    model, exporter = _export_graph(ctx)
+    model = _export_graph(ctx)
     ctx.progress("fx: projecting FX nodes onto ONNX nodes by value", 0.7)
     onnx_values = _onnx_values(model, ctx)
 
@@ -152,10 +147,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
                 attrs[onnx_node] = NodeAttribution(mods[0], DECOMPOSITION_CONFIDENCE, PATTERN)
             else:
                 attrs[onnx_node] = NodeAttribution(ctx.tree.common_ancestor(distinct), SHARED_CONFIDENCE, PATTERN)
-    matched = sum(1 for n in nodes if n in position)
-    notes = {"fx_categories": dict(categories), "fx_nodes": len(fx_nodes), "onnx_graph_from": exporter,
-             "matched_by_value": matched, "onnx_nodes": len(nodes)}
-    return StrategyOutput(model, attrs, notes)
+    return StrategyOutput(model, attrs)
 
 
 def _is_evidence(arr: np.ndarray) -> bool:
@@ -196,22 +188,22 @@ def _fx_values(gm: torch.fx.GraphModule, ctx: ExportContext) -> dict[torch.fx.No
         with torch.no_grad():
             Recorder(gm).run(*feeds)
     except Exception as e:
-        raise StrategyFailed(f"the traced FX graph does not run: {first_line(f'{type(e).__name__}: {e}')}") from e
+        raise StrategyFailed(f"the traced FX graph does not run: {describe(e)}") from e
     return values
 
 
-def _export_graph(ctx: ExportContext) -> tuple[ir.Model, str]:
+def _export_graph(ctx: ExportContext) -> ir.Model:
     """The ONNX graph to tag: the exact exporters' graph, without using their scope records."""
     from . import dynamo, htp
 
     # The exporters' own steps would run fx's progress backwards: they report within fx's.
     ctx = dataclasses.replace(ctx, progress=lambda step, fraction=None: None)
     try:
-        return dynamo.run(ctx).model, "dynamo"
+        return dynamo.run(ctx).model
     except StrategyFailed as e:
         first = str(e)
     try:
-        return htp.run(ctx).model, "htp"
+        return htp.run(ctx).model
     except StrategyFailed as e:
         raise StrategyFailed(f"symbolic tracing worked, but no exporter gave an ONNX graph to project onto "
                              f"(dynamo: {first_line(first, 100)}; htp: {first_line(str(e), 100)})") from e
@@ -243,3 +235,14 @@ def _onnx_values(model: ir.Model, ctx: ExportContext) -> dict[str, np.ndarray]:
         raise StrategyFailed(str(e)) from None
     names = [o.name for o in session.get_outputs()]
     return {n: np.asarray(v) for n, v in zip(names, session.run(None, feeds))}
+
+
+class Fx(Strategy):
+    name = "fx"
+    summary = "symbolic tracing, projected onto the ONNX graph by value: pattern"
+    # It tags the graph dynamo or htp makes, so it cannot succeed where both failed (README: "Why fx
+    # is not in auto"): an explicit cross-check of the exact strategies, not a fallback.
+    in_auto = False
+
+    def export(self, ctx: ExportContext) -> StrategyOutput:
+        return run(ctx)

@@ -11,13 +11,12 @@ import onnx_ir as ir
 import torch
 
 from ..attribution import all_nodes, from_record
-from ..errors import first_line
+from ..errors import describe
 from ..inputs import CallWithInputs
 from ..quiet import quiet
 from ..translations import torchscript_symbolics
-from .base import ExportContext, StrategyFailed, StrategyOutput
+from .base import ExportContext, Strategy, StrategyFailed, StrategyOutput
 
-NAME = "htp"
 _WRAPPER_SCOPE = "model"  # CallWithInputs registers the user's model under this name
 
 
@@ -35,7 +34,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
                                   dynamic_axes=ctx.dynamic.dynamic_axes() if ctx.dynamic else None,
                                   opset_version=ctx.opset or 18, do_constant_folding=ctx.optimize)
         except Exception as e:
-            raise StrategyFailed(f"TorchScript tracing failed: {first_line(f'{type(e).__name__}: {e}')}") from e
+            raise StrategyFailed(f"TorchScript tracing failed: {describe(e)}") from e
         model = ir.load(path)
         # Pull external data (models > 2 GiB) into memory before the folder goes away.
         for value in model.graph.initializers.values():
@@ -47,7 +46,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
         scopes = scopes_of(node.name)
         if scopes is None:
             continue
-        attrs[node] = from_record(*ctx.tree.resolve_scopes(scopes), "/".join(scopes))
+        attrs[node] = from_record(*ctx.tree.resolve_scopes(scopes))
     return StrategyOutput(model, attrs)
 
 
@@ -59,3 +58,11 @@ def scopes_of(node_name: str | None) -> list[str] | None:
     if not parts or parts[0] != _WRAPPER_SCOPE:
         return None
     return parts[1:]
+
+
+class Htp(Strategy):
+    name = "htp"
+    summary = "the TorchScript tracer's scopes: exact"
+
+    def export(self, ctx: ExportContext) -> StrategyOutput:
+        return run(ctx)
