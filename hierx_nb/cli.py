@@ -293,6 +293,8 @@ def _cmd_extract(ns) -> int:
     print(f"  inputs   {', '.join(i.name for i in graph.input)}")
     print(f"  outputs  {', '.join(o.name for o in graph.output)}")
     _print_warnings(piece)
+    return 0
+
 
 def _cmd_cache(ns) -> int:
     from .memory import FailureMemory
