@@ -5,9 +5,9 @@ building are the same for both). Rounds alternate which goes first; prints each 
 ratio (target <= 1.2) and the pre-check's share of the cold run (target <= 5%).
 
 Models (from tests/zoo.py): ``data_dependent_if`` (control flow on tensor values: torch.export
-cannot capture it) and ``hf_t5_sdpa`` (an HF encoder-decoder torch.export cannot decompose).
+cannot capture it) and ``hf_fsmt`` (an HF encoder-decoder torch.export cannot capture).
 
-    python benchmarks/auto_overhead.py [--rounds 5] [--models data_dependent_if,hf_t5_sdpa]
+    python benchmarks/auto_overhead.py [--rounds 5] [--models data_dependent_if,hf_fsmt]
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--models", default="data_dependent_if,hf_t5_sdpa")
+    parser.add_argument("--models", default="data_dependent_if,hf_fsmt")
     opts = parser.parse_args()
     print("(each figure is one fresh process; on a shared machine, read the medians)")
     for name in opts.models.split(","):

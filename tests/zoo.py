@@ -637,3 +637,18 @@ def _hf_bart():
     kwargs = _text_kwargs()
     kwargs["decoder_input_ids"] = _ids(2, 5, _VOCAB, seed=5)
     return BartModel(cfg), (), {**kwargs, "use_cache": False}
+
+
+@_register("hf_fsmt", fx=False, dynamo=False, family="hf")
+def _hf_fsmt():
+    """FSMT (fairseq translation), an HF encoder-decoder torch.export cannot capture, even with hierx's
+    fixes: "GuardOnDataDependentSymNode: Could not guard on data-dependent expression Eq(u0, 1)".
+    The TorchScript path exports it."""
+    from transformers import FSMTConfig, FSMTModel
+
+    cfg = FSMTConfig(langs=["en", "de"], src_vocab_size=_VOCAB, tgt_vocab_size=_VOCAB, d_model=32, encoder_layers=2,
+                     decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=37,
+                     decoder_ffn_dim=37, max_position_embeddings=64)
+    kwargs = _text_kwargs()
+    kwargs["decoder_input_ids"] = _ids(2, 5, _VOCAB, seed=5)
+    return FSMTModel(cfg), (), {**kwargs, "use_cache": False}
