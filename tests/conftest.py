@@ -9,12 +9,21 @@ sys.path.insert(0, str(Path(__file__).parent))
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Modules whose tests each take more than about 20 s (kernels running notebooks, a wheel built in a
+# fresh venv, MoE models exported several times): marked slow, so `-m "not slow"` is a quick pass.
+SLOW_MODULES = {"test_notebooks.py", "test_wheel.py", "test_moe.py", "test_browser.py", "test_frontends.py"}
 
 
 def pytest_configure(config):
     # Never the user's real failure cache: one fresh folder for this run (subprocesses and kernels inherit it).
     os.environ["HIERX_CACHE_DIR"] = tempfile.mkdtemp(prefix="hierx-test-cache-")
     os.environ.pop("HIERX_NO_CACHE", None)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="module")
