@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import linecache
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -101,8 +102,19 @@ def test_failures_are_remembered_across_processes(cache):
     assert attempts(explicit) == [("htp", "ok")]  # a chosen strategy is never skipped
 
 
+class _RefusesTracing(torch.nn.Module):  # only dynamo exports it
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        if torch.jit.is_tracing():
+            raise RuntimeError("this model refuses TorchScript tracing")
+        return self.fc(x)
+
+
 def test_a_stale_memory_never_fails_an_export(cache):
-    c = case("randperm_shuffle")  # only dynamo exports it (TorchScript cannot trace randperm)
+    c = SimpleNamespace(model=_RefusesTracing().eval(), args=(X,))
     key, label = failure_memory.kind_of(c.model)
     failure_memory.memory().remember(key, label, {"dynamo": "a failure of an older version"}, [])
     fresh_process()
