@@ -369,6 +369,10 @@ def test_quickstart_in_jupyterlab(lab, browser):
     root = widget_root(page, bert_cell)
     root.scroll_into_view_if_needed()
     assert root.locator(".hx-model").text_content() == "BertModel"
+    # The header's "known" figure is the node table's known share (exact + pattern), as the engine says.
+    known = 100 * result.nodes["source"].isin(["exact", "pattern"]).mean()
+    assert abs(known - result.coverage_pct) < 1e-9
+    assert root.get_by_test_id("hierx-coverage-pct").text_content() == f"{known:.1f}%"
     # The notebook set result.widget.selected from Python: the explorer followed (and revealed it).
     sel = check_selection(root, result, "encoder.layer.0.attention")
     assert sel["crumbs"][-1] == "attention"
