@@ -22,8 +22,8 @@ from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree
 from .inputs import normalize
 from .result import ExportResult
 from .strategies.base import ExportContext, Strategy, StrategyOutput, StrategyResult
-from .tables import coverage_frame, modules_frame, nodes_frame
-from .tagging import apply_tags
+from .tables import coverage_frame, modules_frame, node_rows, nodes_frame
+from .tagging import apply_tags, mark_model, module_namespace
 from .version import __version__
 
 # Weights above this go to ``<file>.onnx.data``: protobuf cannot hold 2 GiB, and writing raw weight
@@ -91,9 +91,11 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     say("tagging ONNX nodes", 0.9)
     attrs = complete(output_.model, output_.attributions, tree)
     exceptions = frozenset(torch_nn_exceptions) if torch_nn_filter else None
-    rows = apply_tags(output_.model, attrs, tree, strategy=used, version=__version__,
-                      structure_only=structure_only, torch_nn_exceptions=exceptions)
-    nodes = nodes_frame(rows)
+    modules_used = {a.module for a in attrs.values()}
+    tags = {m: tree.filtered_tag(m, exceptions) for m in modules_used}
+    apply_tags(attrs, tags, {m: module_namespace(tree, m) for m in modules_used})
+    mark_model(output_.model, strategy=used, version=__version__, structure_only=structure_only)
+    nodes = nodes_frame(node_rows(attrs, tags, tree))
     # Modules whose hooks did not fire (inlined by symbolic tracing) but whose ops are in the graph ran too.
     infos = [{"module": i.name, "module_class": i.cls, "parent": i.parent, "depth": i.depth, "params": i.params,
               "executed": True if i.name in executed else None} for i in tree.infos.values()]

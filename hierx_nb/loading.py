@@ -4,10 +4,11 @@ from __future__ import annotations
 from os import PathLike
 from pathlib import Path
 
-import onnx
+import onnx_ir as ir
 import pandas as pd
 
 from . import sidecar
+from .attribution import walk
 from .errors import Attempt, ExportError
 from .result import ExportResult
 from .tables import coverage_frame, modules_frame, nodes_frame
@@ -24,27 +25,27 @@ def load(path: str | PathLike) -> ExportResult:
     if not path.is_file():
         raise ExportError(f"no such file: {str(path)!r}")
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        model = ir.load(path)  # external data stays on disk: only the metadata is read
     except Exception as e:
         raise ExportError(f"{str(path)!r} is not a readable ONNX file ({type(e).__name__}): "
                           "give the .onnx file written by hierx export") from None
-    if not proto.graph.node and not proto.graph.input:
+    if not len(model.graph) and not model.graph.inputs:
         raise ExportError(f"{str(path)!r} is not a readable ONNX file (no graph): give the .onnx file written by hierx export")
     rows = []
     classes: dict[str, str] = {}
-    for node in _walk(proto.graph, proto.functions):
-        meta = {p.key: p.value for p in node.metadata_props}
+    for node, _ in walk(model):
+        meta = node.metadata_props
         module = meta.get(MODULE_KEY)
         tag = meta.get(TAG_KEY, node.doc_string or None)
         cls = tag.rsplit("/", 1)[-1].split(":")[0].split(".")[0] if tag else None
         if module is not None and cls:
             classes.setdefault(module, cls)
         conf = meta.get(CONFIDENCE_KEY)
-        rows.append((node.name, node.op_type, module, cls, tag, float(conf) if conf else 0.0, meta.get(SOURCE_KEY, "")))
+        rows.append((node.name or "", node.op_type, module, cls, tag, float(conf) if conf else 0.0, meta.get(SOURCE_KEY, "")))
     if rows and all(r[2] is None for r in rows):
         raise ExportError(f"{str(path)!r} has no hierx tags: export it with hierx_nb first")
     nodes = nodes_frame(rows)
-    model_meta = {p.key: p.value for p in proto.metadata_props}
+    model_meta = model.metadata_props
     side_path = sidecar.sidecar_path_for(path)
     side = None
     if side_path.is_file():
@@ -72,19 +73,6 @@ def load(path: str | PathLike) -> ExportResult:
                         nodes=nodes, modules=modules, coverage=coverage, coverage_pct=pct, seconds=seconds,
                         onnx_path=path, sidecar_path=side_path if side is not None else None,
                         structure_only=model_meta.get(STRUCTURE_ONLY_KEY) == "true", warnings=warnings)
-
-
-def _walk(graph, functions):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _walk(attr.g, [])
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from _walk(g, [])
-    for f in functions:
-        yield from _walk(f, [])
 
 
 def _infos_from_tags(nodes: pd.DataFrame, classes: dict[str, str]) -> list[dict]:

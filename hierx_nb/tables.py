@@ -5,6 +5,14 @@ import pandas as pd
 
 from .attribution import EXACT, INFERRED, PATTERN
 from .result import COVERAGE_COLUMNS, MODULE_COLUMNS, NODE_COLUMNS
+from .tagging import confidence_text
+
+
+def node_rows(attrs: dict, tags: dict[str, str], tree) -> list[tuple]:
+    """One ``NODE_COLUMNS`` row per attributed node, in the attribution's order; the confidence as
+    written in the file, so an exported result and the same file loaded agree."""
+    return [(node.name or "", node.op_type, a.module, tree.infos[a.module].cls, tags[a.module],
+             float(confidence_text(a.confidence)), a.source) for node, a in attrs.items()]
 
 
 def nodes_frame(rows: list[tuple]) -> pd.DataFrame:

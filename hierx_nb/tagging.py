@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from .attribution import NodeAttribution, all_nodes
+from .attribution import NodeAttribution
 from .hierarchy import ModuleTree
 
 MODULE_KEY = "hierx.module"
@@ -17,40 +17,30 @@ STRUCTURE_ONLY_KEY = "hierx.structure_only"
 NAMESPACE_KEY = "namespace"
 
 
-def apply_tags(model: ir.Model, attrs: dict[ir.Node, NodeAttribution], tree: ModuleTree, *,
-               strategy: str, version: str, structure_only: bool,
-               torch_nn_exceptions: frozenset[str] | None) -> list[tuple]:
-    """Tag every node; return one row per node: (node, op_type, module, module_class, tag, confidence, source).
+def confidence_text(confidence: float) -> str:
+    """How a confidence is written (and so read back): three significant digits."""
+    return f"{confidence:.3g}"
 
-    ``hierx.module`` is always the exact qualified name; the readable ``hierx.tag`` (also the node's
-    ``doc_string``) folds torch.nn leaves outside ``torch_nn_exceptions`` when that is not None.
-    Node names and the graph are left exactly as the exporter made them.
-    """
-    rows = []
-    tag_cache: dict[str, str] = {}
-    namespace_cache: dict[str, str] = {}
-    for node in all_nodes(model):
-        a = attrs[node]
-        module = a.module if a.module is not None else ""
-        tag = tag_cache.get(module)
-        if tag is None:
-            tag = tag_cache[module] = tree.filtered_tag(module, torch_nn_exceptions)
-        namespace = namespace_cache.get(module)
-        if namespace is None:
-            namespace = namespace_cache[module] = module_namespace(tree, module)
-        confidence = f"{a.confidence:.3g}"
+
+def apply_tags(attrs: dict[ir.Node, NodeAttribution], tags: dict[str, str], namespaces: dict[str, str]) -> None:
+    """Write each node's module, tag (also its ``doc_string``), confidence, source and Model Explorer
+    namespace into its ``metadata_props``. ``tags`` and ``namespaces``: by module. Node names and the
+    graph stay as they are."""
+    for node, a in attrs.items():
         props = node.metadata_props
-        props[NAMESPACE_KEY] = namespace
-        props[MODULE_KEY] = module
-        props[TAG_KEY] = tag
-        props[CONFIDENCE_KEY] = confidence
+        props[NAMESPACE_KEY] = namespaces[a.module]
+        props[MODULE_KEY] = a.module
+        props[TAG_KEY] = tags[a.module]
+        props[CONFIDENCE_KEY] = confidence_text(a.confidence)
         props[SOURCE_KEY] = a.source
-        node.doc_string = tag
-        rows.append((node.name or "", node.op_type, module, tree.infos[module].cls, tag, float(confidence), a.source))
+        node.doc_string = tags[a.module]
+
+
+def mark_model(model: ir.Model, *, strategy: str, version: str, structure_only: bool) -> None:
+    """The model-level metadata: which strategy and hierx_nb version made the file, and whether it has weights."""
     model.metadata_props[STRATEGY_KEY] = strategy
     model.metadata_props[VERSION_KEY] = version
     model.metadata_props[STRUCTURE_ONLY_KEY] = "true" if structure_only else "false"
-    return rows
 
 
 def module_namespace(tree: ModuleTree, module: str) -> str:

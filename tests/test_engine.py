@@ -288,14 +288,14 @@ def test_load_rejects_non_onnx(tmp_path):
         hierx_nb.load(tmp_path / "absent.onnx")
 
 
-def test_subgraph_and_function_nodes_are_tagged():
+def test_subgraph_and_function_nodes_are_tagged(tmp_path):
     """Nodes inside an If's branches and a model-local function take their owner's module."""
     import onnx_ir as ir
     from onnx import TensorProto, helper
 
     from hierx_nb.attribution import EXACT, NodeAttribution, complete
     from hierx_nb.hierarchy import ModuleTree
-    from hierx_nb.tagging import apply_tags
+    from hierx_nb.tagging import apply_tags, mark_model, module_namespace
 
     then_g = helper.make_graph([helper.make_node("Relu", ["x"], ["t"], name="then_relu")], "then", [],
                                [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2])])
@@ -323,8 +323,11 @@ def test_subgraph_and_function_nodes_are_tagged():
     tree = ModuleTree(M())
     nodes = {n.name: n for n in model.graph}
     attrs = {nodes["branch"]: NodeAttribution("gate", 1.0, EXACT), nodes["double"]: NodeAttribution("head", 1.0, EXACT)}
+    given = dict(attrs)
     attrs = complete(model, attrs, tree)
-    apply_tags(model, attrs, tree, strategy="test", version="0", structure_only=False, torch_nn_exceptions=None)
+    assert given == {nodes["branch"]: NodeAttribution("gate", 1.0, EXACT), nodes["double"]: NodeAttribution("head", 1.0, EXACT)}
+    used = {a.module for a in attrs.values()}
+    apply_tags(attrs, {m: tree.filtered_tag(m, None) for m in used}, {m: module_namespace(tree, m) for m in used})
     out = ir.serde.serialize_model(model)
     onnx.checker.check_model(out)
     branch = next(n for n in out.graph.node if n.name == "branch")
@@ -334,6 +337,12 @@ def test_subgraph_and_function_nodes_are_tagged():
     assert fn_node["hierx.module"] == "head"
     top = {n.name: {p.key: p.value for p in n.metadata_props} for n in out.graph.node}
     assert top["cast"]["hierx.module"] == "gate" and top["cast"]["hierx.source"] == "inferred"
+    # load() walks subgraphs and function bodies the way attribution does.
+    mark_model(model, strategy="test", version="0", structure_only=False)
+    path = tmp_path / "subgraphs.onnx"
+    ir.save(model, path)
+    loaded = hierx_nb.load(path).nodes.set_index("node")
+    assert loaded.loc[["then_relu", "else_neg", "fn_add", "cast"], "module"].tolist() == ["gate", "gate", "head", "gate"]
 
 
 def test_progress_reports_torch_onnx_steps(capfd):

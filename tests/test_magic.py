@@ -1,6 +1,7 @@
 """``%hierexport`` driven through a real IPython shell: results, options, one-line errors, interrupts."""
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -263,6 +264,10 @@ def test_unload_removes_the_magic(shell):
     ("a if c else b x * 2 --output=o#1.onnx", "a if c else b", "x * 2", {"output": "o#1.onnx"}),
     ("models['bert'] x;", "models['bert']", "x", {}),
     ("m (-x) -oout.onnx", "m", "(-x)", {"output": "out.onnx"}),
+    # Python's own tokenizer: triple-quoted strings with quotes and spaces inside stay one word.
+    ('m """a "b c" d""" -o o.onnx', "m", '"""a "b c" d"""', {"output": "o.onnx"}),
+    ("m x -k '''dict(t = \"it's\")'''", "m", "x", {"kwargs": "dict(t = \"it's\")"}),
+    ("m -o $OUT/b.onnx x", "m", "x", {"output": "$OUT/b.onnx"}),
 ])
 def test_parse(line, model, args, extra):
     opts = magic._parse(line, magic.HierxMagics.hierexport.parser)
@@ -310,3 +315,10 @@ def test_warnings_are_printed(shell, monkeypatch):
     res, out = run(shell, "%hierexport mlp x --no-widget")
     assert res.success, out
     assert "hierexport: warning: not checked against PyTorch" in out
+
+
+def test_usage_comes_from_the_options_and_the_readme_shows_it():
+    usage = magic.USAGE % {"prog": "%hierexport"}
+    for flags, kw in magic._OPTIONS:
+        assert flags[0] in usage and (kw.get("metavar") or flags[0]) in usage
+    assert f"`{usage}`" in (Path(__file__).parent.parent / "README.md").read_text()

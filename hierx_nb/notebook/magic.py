@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import ast
+import io
 import keyword
 import re
 import sys
+import tokenize
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
@@ -17,9 +19,6 @@ from ..shapes import DYNAMIC_GRAMMAR, parse_dynamic
 from .progress import Progress
 
 MAGIC = "hierexport"
-
-USAGE = ("%(prog)s MODEL [ARGS] [-o OUTPUT] [-s STRATEGY] [-k KWARGS] [--validate] [--profile] [--no-widget] [-r NAME] "
-         "[--structure-only] [--dynamic SPEC] [--torch-nn-filter]")
 
 # One table feeds both the parser (help, checks) and the line scanner, which must know which options
 # take a value to tell that value from the start of MODEL or ARGS.
@@ -54,6 +53,10 @@ _OPTIONS = (
         "hierx.tag; hierx.module stays exact")}),
 )
 _FLAGS = frozenset(flag for flags, _ in _OPTIONS for flag in flags)
+# The usage line, from the table the parser is built from.
+USAGE = "%(prog)s MODEL [ARGS] " + " ".join(
+    f"[{flags[0]}]" if kw.get("action") == "store_true" else f"[{flags[0]} {kw['metavar']}]" for flags, kw in _OPTIONS)
+_LAYOUT = frozenset({tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT})
 _VALUE_FLAGS = frozenset(flag for flags, kw in _OPTIONS if kw.get("action") in (None, "append") for flag in flags)
 _OPTION_WORD = re.compile(r"--?[A-Za-z]")
 
@@ -214,35 +217,39 @@ def _parse(line: str, parser):
 
 
 def _words(line: str) -> list[str]:
-    """``line`` split at whitespace outside brackets and string literals; a word starting with ``#``
-    starts a comment (a ``#`` inside a word, as in a file name, does not)."""
+    """``line`` split at whitespace outside brackets and string literals, as Python's own tokenizer
+    reads it (so triple-quoted and prefixed strings work); a ``#`` after whitespace starts a comment,
+    one inside a word (a file name such as ``o#1.onnx``) does not."""
     words: list[str] = []
-    start, depth, quote, i = None, 0, None, 0
-    while i < len(line):
-        c = line[i]
-        if quote:
-            if c == "\\":
-                i += 1  # the escaped character cannot close the string
-            elif c == quote:
-                quote = None
-        elif c.isspace() and depth == 0:
-            if start is not None:
-                words.append(line[start:i])
+    start = end = None  # the span of the word being read
+    depth = 0
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line).readline):
+            if tok.type in _LAYOUT or not tok.string.strip():
+                continue  # tokenize reports the space before a character it does not know ($, ?) as a token
+            first, last = tok.start[1], tok.end[1] if tok.end[0] == 1 else len(line)
+            if tok.type == tokenize.COMMENT:
+                if start is None or first > end:
+                    break  # a real comment
+                # '#' glued to a word: the word runs to the next whitespace; read the rest afresh
+                stop = next((i for i in range(first, len(line)) if line[i].isspace()), len(line))
+                return [*words, line[start:stop], *_words(line[stop:])]
+            if start is not None and first > end and depth == 0:
+                words.append(line[start:end])
                 start = None
-        else:
             if start is None:
-                if c == "#":
-                    break
-                start = i
-            if c in "'\"":
-                quote = c
-            elif c in "([{":
+                start = first
+            end = last
+            if tok.type == tokenize.OP and tok.string in "([{":
                 depth += 1
-            elif c in ")]}":
+            elif tok.type == tokenize.OP and tok.string in ")]}":
                 depth = max(depth - 1, 0)  # a stray closer is the parser's error to report, not a split
-        i += 1
-    if start is not None:
-        words.append(line[start:])
+    except (tokenize.TokenError, SyntaxError):  # an unclosed bracket or string: the rest is one word,
+        if start is None:                       # which the expression parser then reports
+            start = len(line) - len(line.lstrip())
+        end = len(line.rstrip())
+    if start is not None and end is not None and end > start:
+        words.append(line[start:end])
     return words
 
 
@@ -273,9 +280,10 @@ def _split_expressions(words: list[str]) -> tuple[str, str | None]:
 
 
 def _unquote(word: str) -> str:
-    """An option value with one pair of enclosing quotes removed, as a shell would (no escapes)."""
-    if len(word) >= 2 and word[0] == word[-1] and word[0] in "'\"":
-        return word[1:-1]
+    """An option value with one pair of enclosing quotes (single or triple) removed, as a shell would (no escapes)."""
+    for quote in ('"""', "'''", '"', "'"):
+        if len(word) >= 2 * len(quote) and word.startswith(quote) and word.endswith(quote):
+            return word[len(quote):-len(quote)]
     return word
 
 
