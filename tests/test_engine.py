@@ -434,3 +434,19 @@ def test_window_attention_exports_exactly_with_dynamo(name):
     exact = float((result.nodes["source"] == "exact").mean())
     assert exact == 1.0, f"{name}: {exact:.1%} of nodes exact"
     assert result.validate(atol=1e-4)["ok"].all()
+
+
+def test_htp_places_deduplicated_weights_by_their_parameter_name():
+    """torch.onnx feeds equal-valued weights (FSMT's fresh LayerNorms and biases) through Identity
+    nodes named after the parameter: the parameter's owner is PyTorch's own record for them."""
+    c = case("hf_fsmt")
+    result = hierx_nb.export(c.model, c.args, c.kwargs, output=None, strategy="htp")
+    params = {f"model.{n}" for n, _ in c.model.named_parameters(remove_duplicate=False)}
+    placed = 0
+    for node in result.onnx_model.graph:
+        if node.op_type == "Identity" and node.outputs[0].name in params:
+            placed += 1
+            assert node.metadata_props["hierx.source"] == "exact"
+            assert node.metadata_props["hierx.module"] == node.outputs[0].name[len("model."):].rpartition(".")[0]
+    assert placed >= 10
+    assert result.coverage_pct >= 90.0

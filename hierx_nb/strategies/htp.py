@@ -47,7 +47,25 @@ def run(ctx: ExportContext) -> StrategyOutput:
         if scopes is None:
             continue
         attrs[node] = from_record(*ctx.tree.resolve_scopes(scopes))
+    # torch.onnx deduplicates initializers of equal value and hands each duplicate to its users through
+    # an Identity named after the parameter it stands for: that name is PyTorch's record of its owner.
+    owners = _tensor_owners(ctx)
+    for node in model.graph:
+        if node not in attrs and node.op_type == "Identity":
+            owner = owners.get(node.outputs[0].name)
+            if owner is not None:
+                attrs[node] = from_record(owner, True)
     return StrategyOutput(model, attrs)
+
+
+def _tensor_owners(ctx: ExportContext) -> dict[str, str]:
+    """The module owning each parameter and buffer, keyed by the name the tracer gives the tensor."""
+    owners = {}
+    for name, _ in [*ctx.model.named_parameters(remove_duplicate=False), *ctx.model.named_buffers(remove_duplicate=False)]:
+        owner = ctx.tree.canonical(name.rpartition(".")[0])
+        if owner is not None:
+            owners[f"{_WRAPPER_SCOPE}.{name}"] = owner
+    return owners
 
 
 def scopes_of(node_name: str | None) -> list[str] | None:
