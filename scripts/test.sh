@@ -12,6 +12,8 @@ if [ ! -x /usr/bin/chromium ]; then
     exit 1
   fi
 fi
+echo "test: linting (ruff; settings in pyproject.toml)"
+.venv/bin/ruff check .
 echo "test: type-checking the front end (js/: tsc --noEmit over its JSDoc types)"
 (cd js && npm run --silent check)
 exec .venv/bin/python -m pytest "$@"
