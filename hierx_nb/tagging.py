@@ -1,6 +1,8 @@
 """Write the attribution into the ONNX model as metadata (never as node attributes)."""
 from __future__ import annotations
 
+import json
+
 import onnx_ir as ir
 
 from .attribution import NodeAttribution
@@ -13,6 +15,10 @@ SOURCE_KEY = "hierx.source"
 STRATEGY_KEY = "hierx.strategy"
 VERSION_KEY = "hierx.version"
 STRUCTURE_ONLY_KEY = "hierx.structure_only"
+# A node that stands for several modules' nodes (an optimizer folded a BatchNorm into a Conv, a
+# retag placed a fused node) is tagged with the module whose operation it computes; this prop
+# names the others, as a JSON list of qualified names (names may hold any character, even ',').
+FUSED_KEY = "hierx.fused"
 # Google Model Explorer groups nodes into nested layers by this '/'-separated path.
 NAMESPACE_KEY = "namespace"
 
@@ -20,6 +26,23 @@ NAMESPACE_KEY = "namespace"
 def confidence_text(confidence: float) -> str:
     """How a confidence is written (and so read back): three significant digits."""
     return f"{confidence:.3g}"
+
+
+def fused_text(modules: list[str]) -> str:
+    """How the modules folded into a node are written in its ``hierx.fused`` prop: a JSON list of
+    qualified names, in graph order (``["stem.1"]``)."""
+    return json.dumps(list(modules))
+
+
+def fused_modules(props: dict[str, str]) -> list[str]:
+    """The modules folded into a node, read from its metadata props (``[]`` when none)."""
+    text = props.get(FUSED_KEY)
+    if not text:
+        return []
+    names = json.loads(text)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{FUSED_KEY} must be a JSON list of module names, got {text!r}")
+    return names
 
 
 def apply_tags(attrs: dict[ir.Node, NodeAttribution], tags: dict[str, str], namespaces: dict[str, str]) -> None:
