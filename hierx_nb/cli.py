@@ -243,10 +243,12 @@ def _cmd_analyze(ns) -> int:
     if ns.format == "csv":
         modules.to_csv(sys.stdout, index=False)
     elif ns.format == "json":
-        doc = {"summary": result.summary(), "coverage": _records(result.coverage), "modules": _records(modules)}
+        doc = {"summary": result.summary(), "io": _records(result.io), "coverage": _records(result.coverage),
+               "modules": _records(modules)}
         print(json.dumps(doc, indent=2))
     else:
         print(_headline(result))
+        _print_io(result)
         _print_warnings(result)
         print("\n".join(_tree_lines(result.modules, ns.depth)))
     return 0
@@ -357,6 +359,7 @@ def _print_summary(result) -> None:
     src = s["sources"]
     print(f"  nodes    {s['nodes']} ONNX nodes, module known for {s['coverage_pct']:.1f}% "
           f"({src['exact']} exact, {src['pattern']} pattern); {src['inferred']} inferred from their neighbours")
+    _print_io(result)
     print(f"  output   {s['onnx_path']}")
     print(f"  sidecar  {s['sidecar_path']}")
     _print_warnings(result)
@@ -378,6 +381,14 @@ def _print_validation(report: pd.DataFrame) -> None:
     if len(bad):
         raise ExportError(f"validation failed: ONNX Runtime output {bad.iloc[0].output!r} differs from PyTorch's "
                           f"(max abs diff {bad.iloc[0].max_abs_diff:.3g}); the files were written")
+
+
+def _print_io(result) -> None:
+    """The model's inputs and outputs: names, dtypes, shapes with their dynamic axes' names."""
+    from .graph_io import describe_io
+
+    print(f"  inputs   {describe_io(result.io, 'input')}")
+    print(f"  outputs  {describe_io(result.io, 'output')}")
 
 
 def _print_warnings(result) -> None:

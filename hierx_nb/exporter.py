@@ -16,6 +16,7 @@ from . import precheck, shapes, sidecar, strategies
 from .attribution import complete
 from .errors import Attempt, ExportError, InputError, describe
 from .files import check_output, publish, stage_model, staging, weight_bytes
+from .graph_io import io_frame
 from .hf import example_inputs, is_hf_model
 from .hf_switches import exportable
 from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree
@@ -104,7 +105,8 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
 
     result = ExportResult(model_class=type(model).__name__, strategy=used, attempts=attempts, nodes=nodes,
                           modules=modules, coverage=coverage, coverage_pct=coverage_pct, seconds=0.0,
-                          structure_only=structure_only, onnx_model=output_.model, warnings=warnings)
+                          structure_only=structure_only, onnx_model=output_.model, warnings=warnings,
+                          io=io_frame(output_.model))
     if not structure_only:
         from .validation import Reference
 

@@ -10,6 +10,7 @@ import pandas as pd
 from . import sidecar
 from .attribution import walk
 from .errors import Attempt, ExportError
+from .graph_io import io_frame
 from .result import ExportResult
 from .tables import coverage_frame, modules_frame, nodes_frame
 from .tagging import CONFIDENCE_KEY, MODULE_KEY, SOURCE_KEY, STRATEGY_KEY, STRUCTURE_ONLY_KEY, TAG_KEY
@@ -72,7 +73,8 @@ def load(path: str | PathLike) -> ExportResult:
     return ExportResult(model_class=model_class, strategy=model_meta.get(STRATEGY_KEY, "unknown"), attempts=attempts,
                         nodes=nodes, modules=modules, coverage=coverage, coverage_pct=pct, seconds=seconds,
                         onnx_path=path, sidecar_path=side_path if side is not None else None,
-                        structure_only=model_meta.get(STRUCTURE_ONLY_KEY) == "true", warnings=warnings)
+                        structure_only=model_meta.get(STRUCTURE_ONLY_KEY) == "true", warnings=warnings,
+                        io=io_frame(model))
 
 
 def _infos_from_tags(nodes: pd.DataFrame, classes: dict[str, str]) -> list[dict]:

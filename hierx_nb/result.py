@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import Attempt, ExportError
+from .graph_io import IO_COLUMNS
 
 NODE_COLUMNS = ["node", "op_type", "module", "module_class", "tag", "confidence", "source"]
 MODULE_COLUMNS = ["module", "module_class", "parent", "depth", "own_nodes", "total_nodes", "params", "executed"]
@@ -30,7 +31,9 @@ class ExportResult:
     ``nodes``: one row per ONNX node (``NODE_COLUMNS``); ``modules``: one row per module of the
     model, executed or not (``MODULE_COLUMNS``); ``coverage``: one row per ONNX op type
     (``COVERAGE_COLUMNS``: node counts by source, ``pct`` the known share); ``coverage_pct`` the
-    share of all nodes whose module is known — source ``exact`` or ``pattern``, not ``inferred``.
+    share of all nodes whose module is known — source ``exact`` or ``pattern``, not ``inferred``;
+    ``io``: the graph's inputs then outputs (``IO_COLUMNS``: kind, name, dtype, shape as a list of
+    ints and dynamic-axis names).
     """
 
     model_class: str
@@ -53,6 +56,8 @@ class ExportResult:
     # divergence: module, module_class, outputs, max_abs_diff, max_rel_diff, ok (attrs first_divergent).
     latency: pd.DataFrame | None = None
     divergence: pd.DataFrame | None = None
+    # The graph's inputs and outputs (graph_io.io_frame): kind, name, dtype, shape (named dynamic axes).
+    io: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=IO_COLUMNS))
     _widget: Any = field(default=None, repr=False)
 
     # -- tables -------------------------------------------------------------------------------

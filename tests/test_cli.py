@@ -105,8 +105,10 @@ def test_analyze_text(mlp_export, capfd):
     assert code == 0, err
     lines = stdout.splitlines()
     assert lines[0].startswith("MLP: 7 ONNX nodes, known 100.0%, 8 modules, exported with dynamo")
-    assert lines[1].split() == ["module", "class", "own", "total"]
-    assert lines[2].split() == ["(model)", "MLP", "0", "7"]
+    assert lines[1] == "  inputs   x float32 [2, 16]"
+    assert lines[2] == "  outputs  linear_3 float32 [2, 4]"
+    assert lines[3].split() == ["module", "class", "own", "total"]
+    assert lines[4].split() == ["(model)", "MLP", "0", "7"]
     assert "    0    Linear" in stdout  # head.0, indented under head
     code, stdout, _ = run_inline(capfd, "analyze", out, "--depth", "1")
     assert code == 0 and "Linear" in stdout and "3 deeper modules not shown" in stdout
@@ -119,6 +121,8 @@ def test_analyze_json(mlp_export, capfd):
     doc = json.loads(stdout)
     assert doc["summary"]["model_class"] == "MLP" and doc["summary"]["coverage_pct"] == 100.0
     assert {row["op_type"] for row in doc["coverage"]} == {"Gemm", "Relu"}
+    assert doc["io"] == [{"kind": "input", "name": "x", "dtype": "float32", "shape": [2, 16]},
+                         {"kind": "output", "name": "linear_3", "dtype": "float32", "shape": [2, 4]}]
     by_name = {row["module"]: row for row in doc["modules"]}
     assert by_name[""]["total_nodes"] == 7 and by_name["head.0"]["module_class"] == "Linear"
 
@@ -165,6 +169,7 @@ def test_export_dynamic(bert_dir, tmp_path, capfd, dynamic):
     flags = [x for spec in dynamic for x in ("--dynamic", spec)]
     code, stdout, err = run_inline(capfd, "export", bert_dir, "-o", out, *flags, "-q")
     assert code == 0, err
+    assert "  inputs   input_ids int64 [batch, seq], attention_mask int64 [batch, seq]\n" in stdout
     model = onnx.load(out)
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
     assert dims == {"input_ids": ["batch", "seq"], "attention_mask": ["batch", "seq"]}

@@ -1,0 +1,47 @@
+"""The model's inputs and outputs as the ONNX graph declares them: names, dtypes, shapes with named
+dynamic axes. A function of the graph alone, so it answers for exported and loaded files alike."""
+from __future__ import annotations
+
+import onnx_ir as ir
+import pandas as pd
+
+IO_COLUMNS = ["kind", "name", "dtype", "shape"]
+UNNAMED_AXIS = "?"  # a dynamic axis the file gives no name
+
+
+def io_frame(model: ir.Model) -> pd.DataFrame:
+    """One row per graph input (weights stored as initializers excluded), then per graph output.
+
+    Columns ``IO_COLUMNS``: ``kind`` (``"input"`` | ``"output"``), ``name``, ``dtype`` (numpy's name,
+    e.g. ``float32``, ``int64``, ``bfloat16``; ``""`` when the file does not say), ``shape``: a list
+    with one entry per axis, an int for a fixed size, a str for a dynamic axis (the name the file
+    gives it, e.g. ``batch``; ``"?"`` if none), or None when the rank is unknown.
+    """
+    graph = model.graph
+    rows = [("input", v) for v in graph.inputs if v.name not in graph.initializers]
+    rows += [("output", v) for v in graph.outputs]
+    return pd.DataFrame([(kind, v.name or "", _dtype(v), _shape(v)) for kind, v in rows], columns=IO_COLUMNS)
+
+
+def _dtype(value: ir.Value) -> str:
+    if value.dtype is None or value.dtype == ir.DataType.UNDEFINED:
+        return ""
+    try:
+        return str(value.dtype.numpy())
+    except (TypeError, ValueError):  # types numpy has no name for (string, 2-bit ints)
+        return value.dtype.name.lower()
+
+
+def _shape(value: ir.Value) -> list[int | str] | None:
+    if value.shape is None:
+        return None
+    return [d if isinstance(d, int) else (d.value or UNNAMED_AXIS) for d in value.shape]
+
+
+def describe_io(io: pd.DataFrame, kind: str) -> str:
+    """``input_ids int64 [batch, seq], attention_mask int64 [batch, seq]`` for the rows of ``kind``."""
+    parts = []
+    for row in io[io["kind"] == kind].itertuples(index=False):
+        shape = "[?]" if row.shape is None else "[" + ", ".join(map(str, row.shape)) + "]"
+        parts.append(f"{row.name} {row.dtype or '?'} {shape}")
+    return ", ".join(parts) or "(none)"

@@ -1,0 +1,59 @@
+"""The model's inputs and outputs (``result.io``): names, dtypes, shapes with named dynamic axes, from
+the graph of an export and of a loaded file."""
+from __future__ import annotations
+
+import onnx_ir as ir
+import pytest
+import torch
+
+import hierx_nb
+from hierx_nb.graph_io import IO_COLUMNS, describe_io, io_frame
+
+
+def tiny_bert():
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                        vocab_size=99, max_position_embeddings=64)
+    return BertModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def bert_dynamo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("io") / "bert.onnx"
+    return hierx_nb.export(tiny_bert(), output=out, strategy="dynamo", dynamic_shapes="batch,seq")
+
+
+def test_io_of_an_export_names_the_dynamic_axes(bert_dynamo):
+    io = bert_dynamo.io
+    assert list(io.columns) == IO_COLUMNS
+    inputs = io[io["kind"] == "input"]
+    assert inputs.to_dict("records") == [
+        {"kind": "input", "name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"]},
+        {"kind": "input", "name": "attention_mask", "dtype": "int64", "shape": ["batch", "seq"]}]
+    outputs = io[io["kind"] == "output"]
+    assert outputs["dtype"].tolist() == ["float32", "float32"]
+    # last_hidden_state and pooler_output keep the user's axis names through the graph
+    assert outputs["shape"].tolist() == [["batch", "seq", 32], ["batch", 32]]
+    assert describe_io(io, "input") == "input_ids int64 [batch, seq], attention_mask int64 [batch, seq]"
+
+
+def test_io_is_kept_through_load(bert_dynamo):
+    loaded = hierx_nb.load(bert_dynamo.onnx_path)
+    assert loaded.io.to_dict("records") == bert_dynamo.io.to_dict("records")
+
+
+def test_io_frame_of_a_hand_made_graph():
+    """Weights are not inputs; an unnamed dynamic axis is '?', an unknown rank None, bf16 named."""
+    x = ir.Value(name="x", type=ir.TensorType(ir.DataType.BFLOAT16), shape=ir.Shape([ir.SymbolicDim(None), 4]))
+    w = ir.Value(name="w", type=ir.TensorType(ir.DataType.BFLOAT16), shape=ir.Shape([4, 4]),
+                 const_value=ir.tensor(torch.zeros(4, 4, dtype=torch.bfloat16).float().numpy(), name="w"))
+    node = ir.Node("", "MatMul", [x, w], num_outputs=1)
+    y = node.outputs[0]
+    y.name, y.dtype = "y", ir.DataType.BFLOAT16
+    graph = ir.Graph([x, w], [y], nodes=[node], initializers=[w], opset_imports={"": 18})
+    io = io_frame(ir.Model(graph, ir_version=10))
+    assert io.to_dict("records") == [
+        {"kind": "input", "name": "x", "dtype": "bfloat16", "shape": ["?", 4]},
+        {"kind": "output", "name": "y", "dtype": "bfloat16", "shape": None}]
