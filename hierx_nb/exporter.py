@@ -16,11 +16,11 @@ from . import precheck, shapes, sidecar, strategies
 from .attribution import complete
 from .errors import Attempt, ExportError, InputError, describe
 from .files import check_output, publish, stage_model, staging, weight_bytes
-from .graph_io import io_frame
+from .graph_io import io_frame, name_outputs
 from .hf import example_inputs, is_hf_model
 from .hf_switches import exportable
 from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree
-from .inputs import normalize
+from .inputs import normalize, recording_output_names
 from .result import ExportResult
 from .strategies.base import ExportContext, Strategy, StrategyOutput, StrategyResult
 from .tables import coverage_frame, modules_frame, node_rows, nodes_frame
@@ -203,8 +203,11 @@ def _try(strategy: Strategy, ctx: ExportContext, attempts: list[Attempt], warnin
     recorded, with the settings switched for it; the problems it found join ``warnings`` if it wins."""
     found: list[str] = []
     # HF kernels that cannot export (MoE grouped_mm, flash attention) are switched for the try.
-    with _executed_modules(ctx.model, ctx.tree) as executed, exportable(ctx.model) as switched:
+    with _executed_modules(ctx.model, ctx.tree) as executed, exportable(ctx.model) as switched, \
+            recording_output_names(ctx.model) as output_names:
         tried = strategy(ctx)
+        if tried.success and ctx.output_names is None:  # last_hidden_state, logits: the model's own names
+            name_outputs(tried.output.model, output_names)
         if tried.success and ctx.dynamic is not None:  # the user's names; fails on sizes fixed in the file
             try:
                 shapes.apply(tried.output.model, ctx.dynamic, strategy.name)

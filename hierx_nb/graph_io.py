@@ -45,3 +45,42 @@ def describe_io(io: pd.DataFrame, kind: str) -> str:
         shape = "[?]" if row.shape is None else "[" + ", ".join(map(str, row.shape)) + "]"
         parts.append(f"{row.name} {row.dtype or '?'} {shape}")
     return ", ".join(parts) or "(none)"
+
+
+def name_outputs(model: ir.Model, names: list[str]) -> None:
+    """Rename the graph's outputs to ``names`` (one per output, in order), keeping every value name
+    unique: an inner value that already has one of the names is renamed aside. An output that is
+    also a graph input or weight, or that appears twice, keeps its name. Nothing changes when the
+    counts differ (the exporter dropped or added outputs: the structure no longer lines up)."""
+    from .attribution import all_nodes
+
+    graph = model.graph
+    if len(names) != len(graph.outputs):
+        return
+    counts: dict[int, int] = {}
+    for v in graph.outputs:
+        counts[id(v)] = counts.get(id(v), 0) + 1
+    fixed = {v.name for v in graph.inputs} | set(graph.initializers)
+    values = {v.name: v for node in all_nodes(model) for v in node.outputs if v.name}
+    taken = set(values) | fixed
+    for value, name in zip(graph.outputs, names):
+        if value.name == name or counts[id(value)] > 1 or value.name in fixed or value.producer() is None:
+            continue
+        if name in fixed:
+            continue
+        other = values.get(name)
+        if other is not None and other is not value:
+            other.name = _fresh(name, taken)
+            values[other.name] = other
+        taken.add(name)
+        values.pop(value.name, None)
+        value.name = name
+        values[name] = value
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    i = 1
+    while f"{base}_{i}" in taken:
+        i += 1
+    taken.add(f"{base}_{i}")
+    return f"{base}_{i}"

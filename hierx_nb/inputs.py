@@ -1,6 +1,8 @@
-"""Model inputs: normalising args/kwargs, HuggingFace practicalities, flattening for ONNX Runtime."""
+"""Model inputs: normalising args/kwargs, HuggingFace practicalities, flattening for ONNX Runtime; the
+names of the model's output tensors after its output structure."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 from typing import Any
 
@@ -83,6 +85,55 @@ def _named_leaves(base: str, value) -> list[tuple[str, torch.Tensor]]:
 def tensor_leaves(value) -> list[torch.Tensor]:
     """The tensors in a (nested) model output, in pytree order."""
     return [x for x in pytree.tree_leaves(value) if isinstance(x, torch.Tensor)]
+
+
+def tensor_leaf_names(value) -> list[str] | None:
+    """Names for ``tensor_leaves(value)`` after the output's structure, or None for a bare tensor.
+
+    HF ``ModelOutput`` and dict keys name their tensors (``last_hidden_state``, ``pooler_output``),
+    nested containers add dotted keys and indices (``hidden_states.0``); the items of a top-level
+    tuple or list are ``output_0``, ``output_1``, ...
+    """
+    if isinstance(value, torch.Tensor):
+        return None
+    names = []
+    for path, leaf in pytree.tree_flatten_with_path(value)[0]:
+        if not isinstance(leaf, torch.Tensor):
+            continue
+        parts = [str(_key(k)) for k in path]
+        if path and isinstance(path[0], pytree.SequenceKey):
+            parts[0] = f"output_{parts[0]}"
+        names.append(".".join(parts) or "output")
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):  # keys that contain dots could collide once joined
+        if name in seen:
+            names[i] = f"{name}_{i}"
+        seen[names[i]] = i
+    return names
+
+
+def _key(k):
+    for attr in ("key", "idx", "name"):  # MappingKey, SequenceKey, GetAttrKey
+        if hasattr(k, attr):
+            return getattr(k, attr)
+    return str(k)
+
+
+@contextlib.contextmanager
+def recording_output_names(model: torch.nn.Module):
+    """Within the block, a list filled with ``tensor_leaf_names`` of ``model``'s output each time its
+    forward runs (an exporter's trace runs it: no extra run is needed); empty if it never ran."""
+    recorded: list[str] = []
+
+    def hook(module, args, output):
+        names = tensor_leaf_names(output)
+        recorded[:] = names or []
+
+    handle = model.register_forward_hook(hook)
+    try:
+        yield recorded
+    finally:
+        handle.remove()
 
 
 class CallWithInputs(torch.nn.Module):

@@ -2,7 +2,9 @@
 the graph of an export and of a loaded file."""
 from __future__ import annotations
 
+import onnx
 import onnx_ir as ir
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -57,3 +59,59 @@ def test_io_frame_of_a_hand_made_graph():
     assert io.to_dict("records") == [
         {"kind": "input", "name": "x", "dtype": "bfloat16", "shape": ["?", 4]},
         {"kind": "output", "name": "y", "dtype": "bfloat16", "shape": None}]
+
+
+# -- output names after the model's output structure --------------------------------------------------
+
+def test_hf_output_names_under_dynamo(bert_dynamo):
+    assert bert_dynamo.io[bert_dynamo.io["kind"] == "output"]["name"].tolist() == ["last_hidden_state", "pooler_output"]
+    assert bert_dynamo.validate()["output"].tolist() == ["last_hidden_state", "pooler_output"]
+
+
+def test_hf_output_names_under_htp(tmp_path):
+    result = hierx_nb.export(tiny_bert(), output=tmp_path / "bert.onnx", strategy="htp")
+    session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["last_hidden_state", "pooler_output"]
+    assert result.validate()["ok"].all()
+
+
+class Nested(torch.nn.Module):
+    """A plain dict output, nested with a tuple; its key ``relu`` is also the name dynamo gives an inner value."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.lin(x))
+        return {"relu": h * 2, "parts": (h + 1, {"last": h - 1})}
+
+
+NESTED_NAMES = ["relu", "parts.0", "parts.1.last"]
+
+
+@pytest.mark.parametrize("strategy", ["dynamo", "htp", "fx"])
+def test_plain_dict_output_names(strategy):
+    torch.manual_seed(0)
+    result = hierx_nb.export(Nested().eval(), (torch.randn(2, 4),), output=None, strategy=strategy)
+    assert result.strategy == strategy
+    assert result.io[result.io["kind"] == "output"]["name"].tolist() == NESTED_NAMES
+    proto = ir.serde.serialize_model(result.onnx_model)
+    onnx.checker.check_model(proto)  # every value name still defined once (SSA)
+    report = result.validate()
+    assert report["output"].tolist() == NESTED_NAMES and report["ok"].all()
+    if strategy == "dynamo":  # dynamo named the ReLU's value "relu": it was renamed aside, not duplicated
+        relu = next(n for n in result.onnx_model.graph if n.op_type == "Relu")
+        assert relu.outputs[0].name == "relu_1"
+
+
+def test_tuple_outputs_are_indexed_and_user_names_win():
+    from hierx_nb.inputs import tensor_leaf_names
+
+    x = torch.zeros(1)
+    assert tensor_leaf_names(x) is None  # a bare tensor keeps the exporter's name
+    assert tensor_leaf_names((x, [x, x], None, 3)) == ["output_0", "output_1.0", "output_1.1"]
+    torch.manual_seed(0)
+    result = hierx_nb.export(Nested().eval(), (torch.randn(2, 4),), output=None, strategy="dynamo",
+                             output_names=["a", "b", "c"])
+    assert result.io[result.io["kind"] == "output"]["name"].tolist() == ["a", "b", "c"]
