@@ -7,15 +7,37 @@
 In Jupyter: ``%load_ext hierx_nb`` then ``%hierexport model (x,)``.
 """
 from . import strategies
-from .errors import Attempt, ExportError, InputError, MissingInputs
+from .errors import (
+    Attempt,
+    ExportError,
+    InputError,
+    InputMismatch,
+    Mismatch,
+    MissingInputs,
+    NoReference,
+    NoSuchFile,
+    NotComputed,
+    NotOnnxFile,
+    NotTagged,
+    OutputFolderMissing,
+    OutputIsFolder,
+    OutputNotWritable,
+    StructureOnly,
+    UnknownChoice,
+    UnknownModule,
+)
 from .exporter import export
 from .hf import meta_model
 from .loading import load
 from .result import ExportResult
 from .version import __version__
 
-__all__ = ["export", "load", "meta_model", "ExportResult", "ExportError", "InputError", "MissingInputs", "Attempt",
-           "strategies", "__version__", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["export", "load", "meta_model", "ExportResult", "Attempt", "strategies", "__version__",
+           "load_ipython_extension", "unload_ipython_extension",
+           # errors: one class per mistake (README, "Errors")
+           "ExportError", "InputError", "InputMismatch", "Mismatch", "MissingInputs", "NoReference", "NoSuchFile",
+           "NotComputed", "NotOnnxFile", "NotTagged", "OutputFolderMissing", "OutputIsFolder", "OutputNotWritable",
+           "StructureOnly", "UnknownChoice", "UnknownModule"]
 
 
 def load_ipython_extension(ipython):

@@ -3,7 +3,8 @@
 
 stdout carries the report (summary, tree, tables); progress and errors go to stderr. An error is
 exactly one line, ``hierx: error: ...``, with exit code 2 for bad input (arguments, model
-reference, inputs, paths) and 1 for a failed export; ``HIERX_DEBUG=1`` adds the traceback.
+reference, inputs, paths) and 1 for a failed export; ``HIERX_DEBUG=1`` adds the traceback. Errors
+carry a hint for the shell (``ExportError.one_line(shell=True)``): flags, not Python arguments.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import ExportError, InputError, MissingInputs, describe, first_line
+from .errors import ExportError, InputError, Mismatch, StructureOnly, describe, first_line
 from .version import __version__
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
@@ -46,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         _drop_stdout()
         return EXIT_FAILED
     except InputError as e:
-        return _report(e.one_line(), EXIT_BAD_INPUT)
+        return _report(e.one_line(shell=True), EXIT_BAD_INPUT)
     except ExportError as e:
-        return _report(e.one_line(), EXIT_FAILED)
+        return _report(e.one_line(shell=True), EXIT_FAILED)
     except OSError as e:
         where = f": {e.filename!r}" if e.filename else ""
         return _report(f"{e.strerror or e}{where}", EXIT_FAILED)
@@ -192,7 +193,8 @@ def _cmd_export(ns) -> int:
     from .shapes import parse_dynamic
 
     if ns.validate and ns.structure_only:
-        raise InputError("--validate needs weights: it cannot be combined with --structure-only")
+        raise StructureOnly("--validate needs weights: it cannot be combined with --structure-only",
+                            shell_hint="drop one of them")
     # Cheap checks first: a wrong -o or --inputs must not cost minutes of model loading.
     check_output(ns.output)
     given = parse_inputs(ns.inputs) if ns.inputs is not None else None
@@ -200,16 +202,13 @@ def _cmd_export(ns) -> int:
     say = _progress(ns.quiet)
     with _libraries_muted(ns.quiet):
         say(f"loading {ns.model}")
-        model, args, kwargs, description = resolve_model(ns.model, structure_only=ns.structure_only)
+        model, args, kwargs, _ = resolve_model(ns.model, structure_only=ns.structure_only)
         if given is not None:
             args, kwargs = given
-        try:  # without inputs, export() generates them for HuggingFace models
-            result = export(model, args, kwargs, output=ns.output, strategy=ns.strategy,
-                            structure_only=ns.structure_only, opset=ns.opset, torch_nn_filter=ns.torch_nn_filter,
-                            dynamic_shapes=dynamic, progress=say)
-        except MissingInputs:
-            raise InputError(f"{description} came without inputs: give them with --inputs SPEC (e.g. --inputs "
-                             "1x3x224x224) or return (model, args) from the factory") from None
+        # Without inputs, export() generates them for HuggingFace models (else MissingInputs).
+        result = export(model, args, kwargs, output=ns.output, strategy=ns.strategy,
+                        structure_only=ns.structure_only, opset=ns.opset, torch_nn_filter=ns.torch_nn_filter,
+                        dynamic_shapes=dynamic, progress=say)
     _print_summary(result)
     if ns.validate:
         with _libraries_muted(ns.quiet):
@@ -222,12 +221,7 @@ def _cmd_export(ns) -> int:
 def _load_input(file: str):
     from .loading import load
 
-    if not Path(file).is_file():
-        raise InputError(f"no such file: {file!r}")
-    try:
-        return load(file)
-    except ExportError as e:  # the file is not what the command needs: the user's input is wrong
-        raise InputError(e.one_line()) from None
+    return load(file)  # a missing, unreadable or untagged file is an InputError
 
 
 def _cmd_report(ns) -> int:
@@ -371,7 +365,7 @@ def _print_summary(result) -> None:
 
 
 def _print_validation(report: pd.DataFrame) -> None:
-    """The per-output comparison; ``ExportError`` (after printing) when an output differs."""
+    """The per-output comparison; ``Mismatch`` (after printing) when an output differs."""
     print("\nONNX Runtime vs PyTorch")
     for row in report.itertuples():
         verdict = "ok" if row.ok else "MISMATCH"
@@ -379,8 +373,8 @@ def _print_validation(report: pd.DataFrame) -> None:
     sys.stdout.flush()  # the table before the error line, when both go to a terminal
     bad = report[~report["ok"]]
     if len(bad):
-        raise ExportError(f"validation failed: ONNX Runtime output {bad.iloc[0].output!r} differs from PyTorch's "
-                          f"(max abs diff {bad.iloc[0].max_abs_diff:.3g}); the files were written")
+        raise Mismatch(f"validation failed: ONNX Runtime output {bad.iloc[0].output!r} differs from PyTorch's "
+                       f"(max abs diff {bad.iloc[0].max_abs_diff:.3g}); the files were written")
 
 
 def _print_io(result) -> None:

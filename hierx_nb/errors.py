@@ -1,6 +1,7 @@
 """Errors raised by the engine."""
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 
@@ -26,36 +27,153 @@ class Attempt:
 
 
 class ExportError(Exception):
-    """An export (or a load) failed. ``attempts`` holds every strategy's reason."""
+    """An export (or a load) failed. ``attempts`` holds every strategy's reason.
 
-    def __init__(self, message: str, attempts: list[Attempt] | None = None):
+    Every error says what is wrong (``message``) and what to do, in the terms of where the user is:
+    ``hint`` in Python (arguments: ``result.extract('encoder.layer.0', 'x.onnx')``), ``shell_hint``
+    on the command line (``hierx`` flags: ``hierx extract FILE MODULE -o OUT``; defaults to ``hint``).
+    ``str(e)`` and ``one_line()`` show the Python hint; the CLI shows ``one_line(shell=True)``.
+    Subclasses name one mistake each (see the README's error table); build them with their
+    class methods where they have one, so each mistake reads the same from every entry point.
+    """
+
+    def __init__(self, message: str, attempts: list[Attempt] | None = None, *, hint: str = "",
+                 shell_hint: str | None = None):
         self.attempts = list(attempts or [])
         self.message = message
+        self.hint = hint
+        self.shell_hint = hint if shell_hint is None else shell_hint
         super().__init__(self._render())
 
+    def text(self, shell: bool = False) -> str:
+        """The message with the hint for the shell (``shell=True``) or for Python."""
+        hint = self.shell_hint if shell else self.hint
+        return f"{self.message}; {hint}" if hint else self.message
+
     def _render(self) -> str:
-        if not self.attempts:
-            return self.message
-        lines = [self.message]
+        lines = [self.text()]
         for a in self.attempts:
             state = "ok" if a.ok else ("skipped" if a.skipped else "failed")
             lines.append(f"  {a.name}: {state}: {a.reason}")
         return "\n".join(lines)
 
-    def one_line(self) -> str:
-        """The message and each strategy's reason on a single line (for CLI and magic)."""
-        parts = [self.message]
+    def one_line(self, shell: bool = False) -> str:
+        """The message, the hint (the shell's with ``shell=True``: CLI) and each strategy's reason on
+        a single line (for CLI and magic)."""
+        parts = [self.text(shell)]
         last = {a.name: a for a in self.attempts}  # a skipped strategy tried after all: its own reason
         parts += [f"{a.name}: {first_line(a.reason)}" for a in last.values() if not a.ok]
         return " | ".join(parts)
 
 
 class InputError(ExportError):
-    """The caller's input is wrong (model reference, inputs, paths): no strategy was tried."""
+    """The caller's input is wrong (arguments, model reference, inputs, paths): nothing was run."""
 
 
 class MissingInputs(InputError):
     """No inputs were given, and none can be generated: the model is not a HuggingFace model."""
+
+
+class InputMismatch(InputError):
+    """Inputs given to run an ONNX model (``inputs=``, ``--inputs``) do not fit its graph: an input it
+    does not have, one it needs left out, or a wrong shape or dtype."""
+
+
+class UnknownModule(InputError, KeyError):
+    """A module name the model does not have (``mapping``, ``extract``, the explorer's ``selected``).
+
+    Also a ``KeyError``: the name is a key into the model's modules, so ``except KeyError`` keeps
+    working where the name is looked up like a key.
+    """
+
+    __str__ = Exception.__str__  # KeyError's would show the message quoted, as a repr
+
+    @classmethod
+    def of(cls, name: str, known, file=None) -> UnknownModule:
+        """The error for ``name`` among the qualified names ``known``; ``file`` (the ONNX file, if
+        any) goes into the shell hint. "Did you mean" lists names ending in ``.name`` first (a name
+        given without its parents), then close spellings (``difflib``)."""
+        names = [str(n) for n in known if n]
+        close = [n for n in names if n.endswith("." + name)][:3]
+        close += [n for n in difflib.get_close_matches(name, names, n=3, cutoff=0.6) if n not in close]
+        guess = f"did you mean {' or '.join(repr(n) for n in close[:3])}? " if close else ""
+        where = str(file) if file is not None else "FILE.onnx"
+        return cls(f"no module named {name!r} in this model",
+                   hint=f"{guess}names are qualified as in model.named_modules(), '' is the whole model "
+                        "(all of them: result.modules['module'])",
+                   shell_hint=f"{guess}names are qualified as in model.named_modules() "
+                              f"(all of them: hierx analyze {where})")
+
+
+class StructureOnly(InputError):
+    """Running a structure-only export (``validate``, ``profile``, ``extract``): it has no weights."""
+
+    @classmethod
+    def for_action(cls, action: str) -> StructureOnly:
+        return cls(f"cannot {action} a structure-only export: it has no weights, so ONNX Runtime cannot run it",
+                   hint="export it with weights: hierx_nb.export(model, ..., structure_only=False)",
+                   shell_hint="export it again without --structure-only: hierx export MODEL -o FILE.onnx")
+
+
+class NoReference(InputError):
+    """Comparing with PyTorch without a PyTorch model: the result was loaded from a file."""
+
+    @classmethod
+    def for_action(cls, action: str) -> NoReference:
+        return cls(f"cannot {action}: this result has no PyTorch model to compare with (it was loaded from a file)",
+                   hint="pass it: result.validate(model, args, kwargs)",
+                   shell_hint="compare when exporting: hierx export MODEL -o FILE.onnx --validate")
+
+
+class UnknownChoice(InputError):
+    """A value that is not one of the choices (strategy, metric, optimization level, chart kind)."""
+
+    @classmethod
+    def of(cls, what: str, value, choices) -> UnknownChoice:
+        choices = [str(c) for c in choices]
+        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        return cls(f"unknown {what} {value!r}", hint=f"{guess}choose one of {', '.join(choices)}")
+
+
+class NotComputed(InputError):
+    """Asking for a per-module metric (``latency``, ``divergence``) before computing it."""
+
+    _HOW = {"latency": ("result.profile()", "hierx profile FILE.onnx"),
+            "divergence": ("result.validate(per_module=True)", None)}
+
+    @classmethod
+    def of(cls, metric: str) -> NotComputed:
+        how, shell = cls._HOW[metric]
+        return cls(f"this result has no {metric} yet", hint=f"call {how} first", shell_hint=shell)
+
+
+class OutputIsFolder(InputError):
+    """The output path names a folder, not a file."""
+
+
+class OutputFolderMissing(InputError):
+    """The output's folder does not exist."""
+
+
+class OutputNotWritable(InputError):
+    """The output cannot be written: its folder is read-only or a file, or the file is read-only."""
+
+
+class NoSuchFile(InputError):
+    """The file to read does not exist."""
+
+
+class NotOnnxFile(InputError):
+    """The file to read is not a readable ONNX model (or its sidecar is unreadable)."""
+
+
+class NotTagged(InputError):
+    """The ONNX file has no hierx module tags: hierx did not export (or tag) it."""
+
+
+class Mismatch(ExportError):
+    """ONNX Runtime's outputs differ from PyTorch's beyond the tolerance (validation)."""
 
 
 def first_line(text: str, limit: int = 300) -> str:

@@ -19,7 +19,7 @@ import onnx_ir as ir
 import torch
 
 from .divergence import boundaries, pair
-from .errors import ExportError, InputError
+from .errors import ExportError, StructureOnly
 from .files import check_output, publish, stage_model, staging
 from .inputs import named_tensor_inputs, tensor_leaves
 from .validation import Reference, graph_of, ort_session, session_feeds, to_numpy
@@ -33,10 +33,9 @@ def extract(result, module: str, output: str | PathLike, model=None, args=None, 
     from .exporter import EXTERNAL_DATA_THRESHOLD
     from .loading import load
 
-    if module not in set(result.modules["module"].astype(str)):
-        raise InputError(f"no module named {module!r} in this model (see result.modules['module'])")
+    result.check_module(module)
     if result.structure_only:
-        raise InputError("cannot extract from a structure-only export: it has no weights to run; export with weights")
+        raise StructureOnly.for_action("extract from")
     out_path = check_output(output)
     full = graph_of(result)
     outs, ins = boundaries(full)

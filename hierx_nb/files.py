@@ -3,29 +3,35 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
 
 import onnx_ir as ir
 
-from .errors import InputError
+from .errors import OutputFolderMissing, OutputIsFolder, OutputNotWritable
 
 
 def check_output(path: str | os.PathLike) -> Path:
-    """The output path, resolved; ``InputError`` if its folder is missing or unwritable or it is a folder."""
+    """The output path, resolved. ``OutputIsFolder`` if it is a folder, ``OutputFolderMissing`` if its
+    folder does not exist, ``OutputNotWritable`` if it cannot be written."""
     out = Path(path).expanduser().resolve()
+    other = {"hint": "pass another path", "shell_hint": "choose another -o path"}
     if out.is_dir():
-        raise InputError(f"output {str(path)!r} is a folder: give a file name such as {str(Path(path) / 'model.onnx')!r}")
+        raise OutputIsFolder(f"output {str(path)!r} is a folder", hint="name a file inside it")
     folder = out.parent
     if folder.exists() and not folder.is_dir():
-        raise InputError(f"{str(folder)!r} is a file, not a folder: choose another -o path")
+        raise OutputNotWritable(f"{str(folder)!r} is a file, not a folder", **other)
     if not folder.is_dir():
-        raise InputError(f"output folder {str(folder)!r} does not exist: create it first or choose another -o path")
+        raise OutputFolderMissing(f"output folder {str(folder)!r} does not exist",
+                                  hint=f"create it first (Path({str(folder)!r}).mkdir(parents=True)) or pass another path",
+                                  shell_hint=f"create it first (mkdir -p {shlex.quote(str(folder))}) or choose another -o path")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"output folder {str(folder)!r} is not writable: choose another -o path")
+        raise OutputNotWritable(f"output folder {str(folder)!r} is not writable", **other)
     if out.exists() and not os.access(out, os.W_OK):
-        raise InputError(f"output file {str(out)!r} exists and is read-only: remove it or choose another -o path")
+        raise OutputNotWritable(f"output file {str(out)!r} exists and is read-only",
+                                hint="remove it or pass another path", shell_hint="remove it or choose another -o path")
     return out
 
 

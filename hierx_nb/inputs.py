@@ -36,8 +36,10 @@ def normalize(model: Any, args: Any, kwargs: dict | None) -> tuple[tuple, dict]:
     if getattr(model, "config", None) is not None and "use_cache" not in kwargs and "use_cache" in forward_params(model):
         kwargs["use_cache"] = False
     if not args and not [v for v in kwargs.values() if isinstance(v, torch.Tensor)]:
-        raise MissingInputs(f"no inputs given for {type(model).__name__}: pass args=(tensor, ...) or kwargs={{...}} "
-                            "(only HuggingFace models get inputs generated from their config)")
+        raise MissingInputs(f"no inputs given for {type(model).__name__} (only HuggingFace models get inputs "
+                            "generated from their config)", hint="pass args=(tensor, ...) or kwargs={...}",
+                            shell_hint="give them with --inputs SPEC (e.g. --inputs 1x3x224x224) or return "
+                                       "(model, args) from the factory")
     try:
         sig = inspect.signature(model.forward)
         sig.bind(*args, **kwargs)

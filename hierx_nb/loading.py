@@ -9,29 +9,32 @@ import pandas as pd
 
 from . import sidecar
 from .attribution import walk
-from .errors import Attempt, ExportError
+from .errors import Attempt, NoSuchFile, NotOnnxFile, NotTagged
 from .graph_io import io_frame
 from .result import ExportResult
 from .tables import coverage_frame, modules_frame, nodes_frame
 from .tagging import CONFIDENCE_KEY, MODULE_KEY, SOURCE_KEY, STRATEGY_KEY, STRUCTURE_ONLY_KEY, TAG_KEY
 
+_GIVE_ONNX = {"hint": "give the .onnx file written by hierx_nb.export",
+              "shell_hint": "give the .onnx file written by hierx export"}
+
 
 def load(path: str | PathLike) -> ExportResult:
-    """The tables of a file written by ``hierx_nb.export``. ``ExportError`` if it is missing or not ONNX.
+    """The tables of a file written by ``hierx_nb.export``. ``NoSuchFile``, ``NotOnnxFile`` (or an
+    unreadable sidecar), ``NotTagged`` (no hierx tags).
 
     Node rows come from the file's own tags; the module tree (with modules that produced no node,
     parameters and classes) from the sidecar when one is beside it, else from the tags.
     """
     path = Path(path)
     if not path.is_file():
-        raise ExportError(f"no such file: {str(path)!r}")
+        raise NoSuchFile(f"no such file: {str(path)!r}")
     try:
         model = ir.load(path)  # external data stays on disk: only the metadata is read
     except Exception as e:
-        raise ExportError(f"{str(path)!r} is not a readable ONNX file ({type(e).__name__}): "
-                          "give the .onnx file written by hierx export") from None
+        raise NotOnnxFile(f"{str(path)!r} is not a readable ONNX file ({type(e).__name__})", **_GIVE_ONNX) from None
     if not len(model.graph) and not model.graph.inputs:
-        raise ExportError(f"{str(path)!r} is not a readable ONNX file (no graph): give the .onnx file written by hierx export")
+        raise NotOnnxFile(f"{str(path)!r} is not a readable ONNX file (no graph)", **_GIVE_ONNX)
     rows = []
     classes: dict[str, str] = {}
     for node, _ in walk(model):
@@ -44,7 +47,8 @@ def load(path: str | PathLike) -> ExportResult:
         conf = meta.get(CONFIDENCE_KEY)
         rows.append((node.name or "", node.op_type, module, cls, tag, float(conf) if conf else 0.0, meta.get(SOURCE_KEY, "")))
     if rows and all(r[2] is None for r in rows):
-        raise ExportError(f"{str(path)!r} has no hierx tags: export it with hierx_nb first")
+        raise NotTagged(f"{str(path)!r} has no hierx tags", hint="export the model with hierx_nb.export",
+                        shell_hint="export the model with hierx export MODEL -o FILE.onnx")
     nodes = nodes_frame(rows)
     model_meta = model.metadata_props
     side_path = sidecar.sidecar_path_for(path)
@@ -53,7 +57,7 @@ def load(path: str | PathLike) -> ExportResult:
         try:
             side = sidecar.read(side_path)
         except (ValueError, OSError) as e:
-            raise ExportError(f"sidecar {str(side_path)!r} is unreadable: {e}") from None
+            raise NotOnnxFile(f"sidecar {str(side_path)!r} is unreadable: {e}") from None
     if side is not None:
         m = side["modules"]
         infos = [{"module": m["module"][i], "module_class": m["module_class"][i], "parent": m["parent"][i],

@@ -10,7 +10,7 @@ import json
 import math
 from os import PathLike
 
-from .errors import ExportError, InputError
+from .errors import NotComputed, UnknownChoice
 from .files import check_output, publish, staging
 
 METRICS = ("latency", "divergence")
@@ -24,15 +24,15 @@ def overlay(result, metric: str) -> dict:
     from ``result.validate(per_module=True)``)."""
     if metric == "latency":
         if result.latency is None:
-            raise ExportError("no latency yet: call result.profile() first")
+            raise NotComputed.of("latency")
         values = result.latency.attrs.get("by_node", {})
     elif metric == "divergence":
         if result.divergence is None:
-            raise ExportError("no divergence yet: call result.validate(per_module=True) first")
+            raise NotComputed.of("divergence")
         diff = dict(zip(result.divergence["module"], result.divergence["max_abs_diff"]))
         values = {str(node): diff.get(module) for node, module in zip(result.nodes["node"], result.nodes["module"])}
     else:
-        raise InputError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
+        raise UnknownChoice.of("metric", metric, METRICS)
     results = {node: {"value": float(v)} for node, v in values.items()
                if node and v is not None and not math.isnan(float(v))}
     return {"results": results, "gradient": _GRADIENT}

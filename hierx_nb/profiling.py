@@ -30,7 +30,7 @@ import onnx
 import pandas as pd
 
 from .divergence import ancestors
-from .errors import ExportError, InputError
+from .errors import ExportError, InputError, StructureOnly
 from .tagging import MODULE_KEY
 from .validation import ort_session, session_feeds
 
@@ -173,8 +173,7 @@ def profile(result, runs: int = 20, warmup: int = 3, optimization: str = "all", 
             inputs=None) -> pd.DataFrame:
     """See ``ExportResult.profile``."""
     if result.structure_only:
-        raise InputError("cannot profile a structure-only export: it has no weights, so ONNX Runtime cannot run it; "
-                         "export with weights to profile")
+        raise StructureOnly.for_action("profile")
     if runs < 1 or warmup < 0:
         raise InputError(f"runs must be at least 1 and warmup at least 0 (got runs={runs}, warmup={warmup})")
     with tempfile.TemporaryDirectory(prefix="hierx-profile-") as tmp:

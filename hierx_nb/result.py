@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import Attempt, ExportError
+from .errors import Attempt, Mismatch, NoReference, StructureOnly, UnknownModule
 from .graph_io import IO_COLUMNS
 
 NODE_COLUMNS = ["node", "op_type", "module", "module_class", "tag", "confidence", "source"]
@@ -62,10 +62,17 @@ class ExportResult:
 
     # -- tables -------------------------------------------------------------------------------
     def mapping(self, module: str = "") -> pd.DataFrame:
-        """The nodes of ``module``'s subtree (``""`` is the whole model)."""
-        if module and module not in set(self.modules["module"].astype(str)):
-            raise KeyError(f"no module named {module!r} in this model")
+        """The nodes of ``module``'s subtree (``""`` is the whole model); ``UnknownModule`` (a
+        ``KeyError``) for a name the model does not have."""
+        self.check_module(module)
         return self.nodes[in_subtree(self.nodes["module"], module)].reset_index(drop=True)
+
+    def check_module(self, module: str) -> None:
+        """``UnknownModule`` (with "did you mean") unless ``module`` is one of this model's qualified
+        names or ``""`` (the whole model)."""
+        names = self.modules["module"].astype(str)
+        if module and module not in set(names):
+            raise UnknownModule.of(module, names, file=self.onnx_path)
 
     @property
     def selection(self) -> pd.DataFrame:
@@ -85,8 +92,8 @@ class ExportResult:
         Returns one row per output: ``output, shape, max_abs_diff, max_rel_diff, ok``; with
         ``per_module`` one row per executed module (``module, module_class, outputs, max_abs_diff,
         max_rel_diff, ok, inputs_ok, note``) with ``attrs["first_divergent"]``, also kept as
-        ``self.divergence``. Raises ``ExportError`` on a mismatch when ``raise_on_mismatch``, and
-        always when the model cannot be run.
+        ``self.divergence``. Raises ``Mismatch`` when ``raise_on_mismatch``; ``StructureOnly`` or
+        ``NoReference`` when there is nothing to run or compare with; ``ExportError`` when the model cannot be run.
         """
         from .validation import compare_outputs, mismatch_line
 
@@ -94,7 +101,7 @@ class ExportResult:
         if not per_module:
             report = compare_outputs(self, ref, atol, rtol)
             if raise_on_mismatch and not report["ok"].all():
-                raise ExportError(mismatch_line(report))
+                raise Mismatch(mismatch_line(report), hint="see every output: result.validate(raise_on_mismatch=False)")
             return report
         from .divergence import compare_modules
 
@@ -103,20 +110,18 @@ class ExportResult:
         self._metrics_changed()
         first = report.attrs["first_divergent"]
         if raise_on_mismatch and first is not None:
-            raise ExportError(f"module {first!r} is the first whose ONNX outputs differ from PyTorch's "
-                              f"(see result.divergence)")
+            raise Mismatch(f"module {first!r} is the first whose ONNX outputs differ from PyTorch's",
+                           hint="see every module: result.divergence")
         return report
 
     def _reference_for(self, model, args, kwargs):
         from .validation import Reference
 
         if self.structure_only:
-            raise ExportError("cannot validate a structure-only export: it has no weights, so ONNX Runtime "
-                              "cannot run it; export with weights (structure_only=False) to validate")
+            raise StructureOnly.for_action("validate")
         if model is None:
             if self.reference is None:
-                raise ExportError("cannot validate: this result has no PyTorch model to compare with (it was "
-                                  "loaded from a file); pass it: result.validate(model, args, kwargs)")
+                raise NoReference.for_action("validate")
             if args is None and kwargs is None:
                 return self.reference
             model = self.reference.model

@@ -10,7 +10,7 @@ import onnx_ir as ir
 import pandas as pd
 import torch
 
-from .errors import ExportError, InputError, first_line
+from .errors import ExportError, UnknownChoice, first_line
 from .inputs import named_tensor_inputs, normalize, tensor_leaves
 
 # Default (atol, rtol) by the dtype of PyTorch's value: half precision rounds at ~1e-3 relative,
@@ -81,7 +81,7 @@ def ort_session(result, extra_outputs: list[ir.Value] = (), optimization: str = 
     levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
               "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
     if optimization not in levels:
-        raise InputError(f"unknown optimization level {optimization!r}: choose one of {', '.join(levels)}")
+        raise UnknownChoice.of("optimization level", optimization, levels)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = levels[optimization]

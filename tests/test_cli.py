@@ -245,7 +245,7 @@ def test_demo(tmp_path, capfd):
     ("no_such_module_xyz:build", [], 2, ["no module named 'no_such_module_xyz'"]),
     ("cli_models:no_such_factory", [], 2, ["has no attribute 'no_such_factory'", "mlp"]),
     ("cli_models:broken_factory", [], 2, ["calling 'cli_models:broken_factory' failed", "weights file missing"]),
-    ("cli_models:mlp_without_inputs", [], 2, ["came without inputs", "--inputs"]),
+    ("cli_models:mlp_without_inputs", [], 2, ["no inputs given", "--inputs"]),
     ("cli_models:mlp", ["--inputs", "1x3y"], 2, ["bad --inputs item '1x3y'", "[NAME=]SHAPE"]),
     ("cli_models:mlp", ["--inputs", "2x5"], 2, ["MLP does not run on the given inputs", "2x5"]),
     ("cli_models:mlp", ["--structure-only", "--validate"], 2, ["--validate needs weights"]),

@@ -82,9 +82,9 @@ def test_figures():
     assert by_source["exact"] == {"MatMul": 1, "Add": 0, "Relu": 0, "Gemm": 1, "x::<b>C</b>&": 0}
     assert sum(by_source["inferred"].values()) == 2 and sum(by_source["untagged"].values()) == 1
     assert sum(r.figure("confidence").data[0].y) == 5  # the untagged node has no confidence
-    with pytest.raises(ValueError, match=r"no latency yet: call result.profile\(\) first"):
+    with pytest.raises(hierx_nb.NotComputed, match=r"no latency yet; call result.profile\(\) first"):
         r.figure("latency")
-    with pytest.raises(ValueError, match="choose one of coverage, confidence, latency, divergence"):
+    with pytest.raises(hierx_nb.UnknownChoice, match="choose one of coverage, confidence, latency, divergence"):
         r.figure("speed")
     r = with_metrics(r)
     lat = r.figure("latency")

@@ -8,7 +8,7 @@ import traitlets
 from anywidget._file_contents import FileContents
 
 import hierx_nb.notebook.widget as widget_mod
-from hierx_nb.errors import Attempt
+from hierx_nb.errors import Attempt, UnknownModule
 from hierx_nb.notebook.payload import SOURCES
 from hierx_nb.result import ExportResult
 
@@ -214,12 +214,15 @@ def test_selected_round_trip_and_selection():
 
 def test_bad_module_name_raises():
     w = HierxExplorer.from_result(small_result())
-    with pytest.raises(traitlets.TraitError, match="no module named 'encoder.layer.7'"):
+    with pytest.raises(UnknownModule, match="no module named 'encoder.layer.7'"):
         w.selected = "encoder.layer.7"
     assert w.selected == ""
-    with pytest.raises(traitlets.TraitError, match="did you mean"):
-        w.selected = "encoder.layr"  # a typo: the message suggests "encoder"
-    with pytest.raises(traitlets.TraitError):
+    with pytest.raises(UnknownModule, match="did you mean 'encoder.layer'"):
+        w.selected = "encoder.layr"  # a typo
+    with pytest.raises(UnknownModule):  # from the front end: refused before the trait changes
+        w.set_state({"selected": "nope"})
+    assert w.selected == ""
+    with pytest.raises(UnknownModule):
         HierxExplorer.from_result(small_result(), selected="nope")
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import NotComputed, UnknownChoice
+
 KINDS = ("coverage", "confidence", "latency", "divergence")
 _SOURCE_ORDER = ["exact", "pattern", "inferred", "unknown", "untagged"]
 _COLORS = {"exact": "#1976d2", "pattern": "#2e9e5b", "inferred": "#f0a020", "unknown": "#8a8a8a",
@@ -23,7 +25,7 @@ def figure(result: Any, kind: str = "coverage"):
     except ImportError:  # plotly comes with the notebook extra
         raise ImportError("result.figure needs plotly: pip install 'hierx_nb[notebook]' (or pip install plotly)") from None
     if kind not in KINDS:
-        raise ValueError(f"unknown figure kind {kind!r}: choose one of {', '.join(KINDS)}")
+        raise UnknownChoice.of("figure kind", kind, KINDS)
     return {"coverage": _coverage, "confidence": _confidence, "latency": _latency,
             "divergence": _divergence}[kind](result, go)
 
@@ -59,15 +61,15 @@ def _confidence(result, go):
                    xaxis={"title": "confidence", "range": [0, 1]}, yaxis_title="nodes")
 
 
-def _needs(result, attr: str, how: str) -> pd.DataFrame:
+def _needs(result, attr: str) -> pd.DataFrame:
     df = getattr(result, attr, None)
     if df is None or len(df) == 0:
-        raise ValueError(f"this result has no {attr} yet: call {how} first")
+        raise NotComputed.of(attr)
     return df
 
 
 def _latency(result, go):
-    df = _needs(result, "latency", "result.profile()")
+    df = _needs(result, "latency")
     top = df.dropna(subset=["self_ms"]).sort_values("self_ms", ascending=False).head(TOP_MODULES)
     labels = [m if m else "(root)" for m in top["module"].astype(str)]
     fig = go.Figure(go.Bar(x=top["self_ms"].tolist()[::-1], y=labels[::-1], orientation="h",
@@ -81,7 +83,7 @@ def _latency(result, go):
 
 
 def _divergence(result, go):
-    df = _needs(result, "divergence", "result.validate(per_module=True)").dropna(subset=["max_abs_diff"])
+    df = _needs(result, "divergence").dropna(subset=["max_abs_diff"])
     labels = [m if m else "(root)" for m in df["module"].astype(str)]
     colors = [_COLORS["untagged"] if ok is False or ok == 0 else _COLORS["exact"] for ok in df["ok"]]
     fig = go.Figure(go.Bar(x=labels, y=df["max_abs_diff"].tolist(), marker_color=colors))

@@ -3,7 +3,8 @@
 Its traits ``header``, ``tree``, ``nodes`` and ``metrics`` follow the data contract in
 ``hierx_nb/notebook/payload.py``; each is checked when set (``traitlets.TraitError`` says which
 part is wrong). ``selected`` (Unicode) is the selected module's qualified name ("" = the whole
-model); synced both ways, Python is the source of truth (an unknown name raises ``TraitError``).
+model); synced both ways, Python is the source of truth: an unknown name raises
+``hierx_nb.UnknownModule``, as ``result.mapping`` and ``result.extract`` do.
 
 The front end (``static/widget.js``) and its styles (``static/widget.css``) are class-level files:
 anywidget reads each once per process, not per explorer.
@@ -16,6 +17,7 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ..errors import UnknownModule
 from .payload import build_metrics, check_payload, payload
 
 STATIC = Path(__file__).parent / "static"
@@ -83,17 +85,21 @@ class HierxExplorer(anywidget.AnyWidget):
     def _check_selected(self, proposal) -> str:
         value = proposal["value"]
         value = "" if value is None else str(value)
-        if value == "":
-            return value
+        self._check_module(value)
+        return value
+
+    def _check_module(self, value: str) -> None:
         if self._module_names is None:
             self._module_names = set(self.tree.get("names", []))
-        if value not in self._module_names:
-            close = sorted(n for n in self._module_names if n and (value in n or n in value))[:5]
-            hint = f"; did you mean one of {close}?" if close else ""
-            raise traitlets.TraitError(
-                f"no module named {value!r} in this model: `selected` takes a qualified name as in "
-                f"model.named_modules() (see result.modules['module']), or '' for the whole model{hint}")
-        return value
+        if value and value not in self._module_names:
+            raise UnknownModule.of(value, sorted(self._module_names))
+
+    def set_state(self, sync_data):
+        # traitlets rolls a trait back only on TraitError when validation is deferred (a comm update
+        # holds notifications): refuse an unknown name before any trait changes.
+        if "selected" in sync_data:
+            self._check_module("" if sync_data["selected"] is None else str(sync_data["selected"]))
+        super().set_state(sync_data)
 
     @property
     def payload_bytes(self) -> int:

@@ -2,7 +2,7 @@
 their choices from it."""
 from __future__ import annotations
 
-from ..errors import InputError
+from ..errors import UnknownChoice
 from .base import Strategy
 from .dynamo import Dynamo
 from .fx import Fx
@@ -20,13 +20,13 @@ def auto_order() -> tuple[Strategy, ...]:
 
 
 def resolve(name: str) -> tuple[Strategy, ...]:
-    """The strategies to try for ``strategy=name``; ``InputError`` for an unknown name."""
+    """The strategies to try for ``strategy=name``; ``UnknownChoice`` for an unknown name."""
     if name == AUTO:
         return auto_order()
     for s in STRATEGIES:
         if s.name == name:
             return (s,)
-    raise InputError(f"unknown strategy {name!r}: choose one of {', '.join(CHOICES)}")
+    raise UnknownChoice.of("strategy", name, CHOICES)
 
 
 def describe_auto() -> str:
