@@ -120,6 +120,16 @@ def _parser() -> argparse.ArgumentParser:
                                      "browser, with no kernel, server or network.")
     rep.add_argument("file", metavar="FILE.onnx")
     rep.add_argument("-o", "--output", metavar="FILE.html", help="the HTML file (default: FILE.html beside FILE.onnx)")
+    rep.add_argument("--profile", action="store_true",
+                     help="time each module in ONNX Runtime first (as hierx profile), so the report shows latency")
+    rep.add_argument("--runs", type=_positive, default=20, metavar="N", help="measured runs for --profile (default 20)")
+    rep.add_argument("--validate", nargs="?", const="", metavar="MODEL",
+                     help="compare each module's ONNX outputs with PyTorch's first, so the report shows divergence; "
+                          "MODEL is the model exported (as for hierx export: module:factory, file.py:factory or "
+                          "a save_pretrained folder)")
+    rep.add_argument("--inputs", metavar="SPEC",
+                     help="inputs for --profile and --validate, as for export --inputs (default: the factory's, "
+                          "a HuggingFace config's, or made from the graph's input types)")
     rep.set_defaults(run=_cmd_report)
 
     prof = sub.add_parser("profile", help="time each module of a tagged ONNX file in ONNX Runtime",
@@ -225,7 +235,32 @@ def _load_input(file: str):
 
 
 def _cmd_report(ns) -> int:
+    """The HTML report, after profiling and validating when asked (both also kept in the sidecar)."""
+    from .model_ref import parse_inputs, resolve_model
+
+    if ns.validate == "":
+        raise InputError("--validate needs the PyTorch model to compare with: --validate MODEL (the MODEL given "
+                         "to hierx export, e.g. --validate pkg.models:make or --validate path/to/hf-folder)")
+    given = parse_inputs(ns.inputs) if ns.inputs is not None else None
     result = _load_input(ns.file)
+    if result.structure_only and (ns.profile or ns.validate):
+        raise InputError(f"{ns.file!r} is a structure-only export (no weights): it cannot run, so --profile and "
+                         "--validate need a file exported with weights")
+    if ns.validate:
+        with _libraries_muted(True):
+            model, args, kwargs, _ = resolve_model(ns.validate)
+            if given is not None:
+                args, kwargs = given
+            report = result.validate(model, args, kwargs, per_module=True, raise_on_mismatch=False)
+        first = report.attrs["first_divergent"]
+        bad = int(report["ok"].eq(False).sum())  # ok is None where a module was not compared
+        print(f"divergence: {len(report)} modules compared with PyTorch, "
+              + (f"{bad} beyond tolerance, first divergent: {first or result.model_class}" if first is not None
+                 else "all within tolerance"))
+    if ns.profile:
+        with _libraries_muted(True):
+            df = result.profile(runs=ns.runs, inputs=ns.inputs)
+        print(f"latency: {df.attrs['kernel_ms']:.3f} ms of kernel time per run (median of {ns.runs} runs)")
     out = result.to_html(ns.output or Path(ns.file).with_suffix(".html"))
     print(f"hierx: wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0

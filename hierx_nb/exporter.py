@@ -322,7 +322,7 @@ def _write(result: ExportResult, out_path: Path, module_extra: dict, external_da
             structure_only=result.structure_only, seconds=result.seconds, version=__version__,
             attempts=[a.as_dict() for a in result.attempts], coverage=result.coverage,
             coverage_pct=result.coverage_pct, modules=result.modules, module_extra=module_extra, nodes=result.nodes,
-            warnings=result.warnings)
+            warnings=result.warnings, latency=result.latency, divergence=result.divergence)
         sidecar.write(doc, tmp / side_path.name)
         staged.append((tmp / side_path.name, side_path))
         publish(staged)

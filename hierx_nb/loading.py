@@ -24,7 +24,8 @@ def load(path: str | PathLike) -> ExportResult:
     unreadable sidecar), ``NotTagged`` (no hierx tags).
 
     Node rows come from the file's own tags; the module tree (with modules that produced no node,
-    parameters and classes) from the sidecar when one is beside it, else from the tags.
+    parameters and classes) from the sidecar when one is beside it, else from the tags; ``latency``
+    and ``divergence`` from the sidecar when they were measured on this file (or its export).
     """
     path = Path(path)
     if not path.is_file():
@@ -74,11 +75,14 @@ def load(path: str | PathLike) -> ExportResult:
         model_class = classes.get("", "model")
     modules = modules_frame(infos, nodes)
     coverage, pct = coverage_frame(nodes)
-    return ExportResult(model_class=model_class, strategy=model_meta.get(STRATEGY_KEY, "unknown"), attempts=attempts,
+    result = ExportResult(model_class=model_class, strategy=model_meta.get(STRATEGY_KEY, "unknown"), attempts=attempts,
                         nodes=nodes, modules=modules, coverage=coverage, coverage_pct=pct, seconds=seconds,
                         onnx_path=path, sidecar_path=side_path if side is not None else None,
                         structure_only=model_meta.get(STRUCTURE_ONLY_KEY) == "true", warnings=warnings,
                         io=io_frame(model))
+    for name, df in (sidecar.metric_frames(side) if side is not None else {}).items():
+        setattr(result, name, df)  # profile() / validate(per_module=True) measured earlier
+    return result
 
 
 def _infos_from_tags(nodes: pd.DataFrame, classes: dict[str, str]) -> list[dict]:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from .errors import Attempt, Mismatch, NoReference, StructureOnly, UnknownModule
 from .graph_io import IO_COLUMNS
+from .sidecar import update_metrics
 
 NODE_COLUMNS = ["node", "op_type", "module", "module_class", "tag", "confidence", "source"]
 MODULE_COLUMNS = ["module", "module_class", "parent", "depth", "own_nodes", "total_nodes", "params", "executed"]
@@ -173,7 +174,13 @@ class ExportResult:
         return write_overlay(self, metric, path)
 
     def _metrics_changed(self) -> None:
-        """Call after ``latency``, ``divergence`` or ``warnings`` change: an explorer on screen follows."""
+        """Call after ``latency``, ``divergence`` or ``warnings`` change: the sidecar keeps the measured
+        frames (so ``load()`` and reports carry them) and an explorer on screen follows."""
+        if self.sidecar_path is not None and Path(self.sidecar_path).is_file():
+            try:
+                update_metrics(Path(self.sidecar_path), latency=self.latency, divergence=self.divergence)
+            except (OSError, ValueError) as e:  # the answer stands in memory; saying so is enough
+                self.warnings.append(f"not saved in the sidecar {str(self.sidecar_path)!r}: {e}")
         if self._widget is not None:
             self._widget.refresh_metrics(self)
 

@@ -7,16 +7,24 @@ by_op_type: columnar op_type, nodes, exact, pattern, inferred, pct}), ``modules`
 (columnar: module, module_class, class_path, parent, depth, params, executed, signature, own_nodes,
 total_nodes) and ``nodes`` (columnar: node, op_type, module, tag, confidence, source). Columnar
 means {column: [values...]}, all lists of equal length.
+
+Version 3 adds, when they were measured, ``latency`` (``result.profile()``) and ``divergence``
+(``result.validate(per_module=True)``): each {columns: columnar frame, attrs: the frame's attrs}.
+Version 2 files are read as they are (they hold neither).
 """
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 
 import pandas as pd
 
 SCHEMA = "hierx_nb.sidecar"
-SCHEMA_VERSION = 2  # 2: coverage counts the known (exact, pattern) nodes, by source
+SCHEMA_VERSION = 3  # 2: coverage counts the known (exact, pattern) nodes, by source; 3: latency, divergence
+READABLE_VERSIONS = (2, 3)
+METRICS = ("latency", "divergence")  # per-module answers kept with the file, as ExportResult attributes
 
 
 def sidecar_path_for(onnx_path: Path) -> Path:
@@ -37,11 +45,12 @@ def columnar(df: pd.DataFrame) -> dict[str, list]:
 
 def build(*, onnx_file: str, model_class: str, strategy: str, structure_only: bool, seconds: float, version: str,
           attempts: list[dict], coverage: pd.DataFrame, coverage_pct: float, modules: pd.DataFrame,
-          module_extra: dict[str, dict], nodes: pd.DataFrame, warnings: list[str]) -> dict:
+          module_extra: dict[str, dict], nodes: pd.DataFrame, warnings: list[str],
+          latency: pd.DataFrame | None = None, divergence: pd.DataFrame | None = None) -> dict:
     mods = modules.copy()
     mods["class_path"] = [module_extra.get(m, {}).get("class_path", "") for m in mods["module"]]
     mods["signature"] = [module_extra.get(m, {}).get("signature", "") for m in mods["module"]]
-    return {
+    doc = {
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,
         "hierx_version": version,
@@ -56,6 +65,53 @@ def build(*, onnx_file: str, model_class: str, strategy: str, structure_only: bo
         "modules": columnar(mods),
         "nodes": columnar(nodes.drop(columns=["module_class"])),
     }
+    doc.update(metric_entries(latency=latency, divergence=divergence))
+    return doc
+
+
+def metric_entries(**frames: pd.DataFrame | None) -> dict[str, dict]:
+    """``{name: {columns, attrs}}`` for the frames given (None: not measured, left out)."""
+    return {name: {"columns": columnar(df), "attrs": _plain(dict(df.attrs))}
+            for name, df in frames.items() if df is not None}
+
+
+def metric_frames(data: dict) -> dict[str, pd.DataFrame]:
+    """The measured frames of a sidecar, by name (``latency``, ``divergence``), attrs restored."""
+    out = {}
+    for name in METRICS:
+        entry = data.get(name)
+        if entry:
+            df = pd.DataFrame(entry["columns"])
+            df.attrs.update(entry.get("attrs", {}))
+            out[name] = df
+    return out
+
+
+def update_metrics(path: Path, **frames: pd.DataFrame | None) -> None:
+    """Store ``frames`` (e.g. ``latency=df``) in the sidecar at ``path``, written beside it and moved
+    into place, so a failure leaves the old sidecar whole."""
+    data = read(path)
+    data.update(metric_entries(**frames))
+    data["version"] = SCHEMA_VERSION
+    staged = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(data, staged)
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def _plain(value):
+    """JSON-ready: numpy scalars to Python, NaN/inf to None, keys to str."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write(data: dict, path: Path) -> None:
@@ -69,7 +125,7 @@ def read(path: Path) -> dict:
         data = json.load(f)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ValueError(f"{path} is not a hierx_nb sidecar")
-    if data.get("version") != SCHEMA_VERSION:
-        raise ValueError(f"{path} has sidecar schema version {data.get('version')}, this hierx_nb reads {SCHEMA_VERSION}: "
-                         "export the model again")
+    if data.get("version") not in READABLE_VERSIONS:
+        raise ValueError(f"{path} has sidecar schema version {data.get('version')}, this hierx_nb reads versions "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}: export the model again")
     return data

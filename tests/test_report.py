@@ -108,3 +108,51 @@ def test_figures_of_a_real_profile_and_validation(tmp_path):
     bars = r.figure("divergence").data[0]
     compared = div.dropna(subset=["max_abs_diff"])
     assert len(compared) >= 3 and list(bars.y) == pytest.approx(list(compared["max_abs_diff"]))
+
+
+def test_cli_report_profile_validate_and_the_sidecar_keeps_them(tmp_path, capfd):
+    """``hierx report --profile --runs N --validate MODEL``: latency and divergence in the page, and kept
+    in the sidecar so ``load()`` and a later plain ``hierx report`` carry them."""
+    from cli_models import mlp
+
+    from hierx_nb import sidecar
+
+    onnx_path = tmp_path / "mlp.onnx"
+    hierx_nb.export(*mlp(), output=onnx_path)
+    assert hierx_nb.load(onnx_path).latency is None
+    code = cli.main(["report", str(onnx_path), "--profile", "--runs", "3", "--validate", "cli_models:mlp",
+                     "-o", str(tmp_path / "r.html")])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert "divergence: 8 modules compared with PyTorch, all within tolerance" in out
+    assert "ms of kernel time per run (median of 3 runs)" in out
+    metrics = _data_block((tmp_path / "r.html").read_text(encoding="utf-8"))["metrics"]
+    assert set(metrics) == {"latency", "divergence"} and metrics["latency"]["kernel_ms"] > 0
+
+    loaded = hierx_nb.load(onnx_path)  # from the sidecar, which the report's runs updated
+    assert loaded.latency["self_ms"].sum() == pytest.approx(loaded.latency.attrs["kernel_ms"]
+                                                            - loaded.latency.attrs["unattributed_ms"], rel=1e-6)
+    assert loaded.latency.attrs["runs"] == 3
+    assert len(loaded.divergence) == 8 and loaded.divergence["ok"].all()
+    assert loaded.divergence.attrs["first_divergent"] is None
+    assert cli.main(["report", str(onnx_path), "-o", str(tmp_path / "again.html")]) == 0
+    capfd.readouterr()
+    again = _data_block((tmp_path / "again.html").read_text(encoding="utf-8"))["metrics"]
+    assert again["latency"] == metrics["latency"] and again["divergence"] == metrics["divergence"]
+
+    # --validate without the model: one line saying what to give
+    code = cli.main(["report", str(onnx_path), "--validate"])
+    _, err = capfd.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "--validate needs the PyTorch model" in err
+
+    # a version-2 sidecar (before latency and divergence were kept) still loads; an older one says what to do
+    side = sidecar.sidecar_path_for(onnx_path)
+    doc = json.loads(side.read_text(encoding="utf-8"))
+    for key in sidecar.METRICS:
+        doc.pop(key)
+    side.write_text(json.dumps({**doc, "version": 2}), encoding="utf-8")
+    assert hierx_nb.load(onnx_path).latency is None
+    side.write_text(json.dumps({**doc, "version": 1}), encoding="utf-8")
+    code = cli.main(["analyze", str(onnx_path)])
+    _, err = capfd.readouterr()
+    assert code == 2 and "schema version 1" in err and "export the model again" in err
