@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import ExportError, InputError, Mismatch, StructureOnly, describe, first_line
+from .errors import ExportError, InputError, Mismatch, NoReference, StructureOnly, describe, first_line
 from .version import __version__
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
@@ -239,13 +239,11 @@ def _cmd_report(ns) -> int:
     from .model_ref import parse_inputs, resolve_model
 
     if ns.validate == "":
-        raise InputError("--validate needs the PyTorch model to compare with: --validate MODEL (the MODEL given "
-                         "to hierx export, e.g. --validate pkg.models:make or --validate path/to/hf-folder)")
+        raise NoReference("--validate needs the PyTorch model to compare with",
+                          shell_hint="give the MODEL given to hierx export: --validate pkg.models:make or "
+                                     "--validate path/to/hf-folder")
     given = parse_inputs(ns.inputs) if ns.inputs is not None else None
     result = _load_input(ns.file)
-    if result.structure_only and (ns.profile or ns.validate):
-        raise InputError(f"{ns.file!r} is a structure-only export (no weights): it cannot run, so --profile and "
-                         "--validate need a file exported with weights")
     if ns.validate:
         with _libraries_muted(True):
             model, args, kwargs, _ = resolve_model(ns.validate)

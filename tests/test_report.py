@@ -156,3 +156,15 @@ def test_cli_report_profile_validate_and_the_sidecar_keeps_them(tmp_path, capfd)
     code = cli.main(["analyze", str(onnx_path)])
     _, err = capfd.readouterr()
     assert code == 2 and "schema version 1" in err and "export the model again" in err
+
+
+def test_cli_report_cannot_run_a_structure_only_file(tmp_path, capfd):
+    from cli_models import mlp
+
+    onnx_path = tmp_path / "mlp.onnx"
+    model, args = mlp()
+    hierx_nb.export(model, args, output=onnx_path, structure_only=True)
+    code = cli.main(["report", str(onnx_path), "--profile"])
+    _, err = capfd.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "structure-only" in err and "without --structure-only" in err
+    assert not onnx_path.with_suffix(".html").exists()
