@@ -9,6 +9,7 @@ In Jupyter: ``%load_ext hierx_nb`` then ``%hierexport model (x,)``.
 from . import strategies
 from .errors import (
     Attempt,
+    CannotGenerate,
     ExportError,
     InputError,
     InputMismatch,
@@ -27,16 +28,17 @@ from .errors import (
     UnknownModule,
 )
 from .exporter import export
+from .generation import GenerationResult, export_for_generation, load_generation
 from .hf import meta_model
 from .loading import load
 from .result import ExportResult
 from .version import __version__
 
-__all__ = ["export", "load", "meta_model", "ExportResult", "Attempt", "strategies", "__version__",
-           "load_ipython_extension", "unload_ipython_extension",
+__all__ = ["export", "export_for_generation", "load_generation", "GenerationResult", "load", "meta_model",
+           "ExportResult", "Attempt", "strategies", "__version__", "load_ipython_extension", "unload_ipython_extension",
            # errors: one class per mistake (README, "Errors")
-           "ExportError", "InputError", "InputMismatch", "Mismatch", "MissingInputs", "NoReference", "NoSuchFile",
-           "NotComputed", "NotOnnxFile", "NotTagged", "OutputFolderMissing", "OutputIsFolder", "OutputNotWritable",
+           "CannotGenerate", "ExportError", "InputError", "InputMismatch", "Mismatch", "MissingInputs", "NoReference",
+           "NoSuchFile", "NotComputed", "NotOnnxFile", "NotTagged", "OutputFolderMissing", "OutputIsFolder", "OutputNotWritable",
            "StructureOnly", "UnknownChoice", "UnknownModule"]
 
 

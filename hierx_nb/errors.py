@@ -188,3 +188,8 @@ def first_line(text: str, limit: int = 300) -> str:
 def describe(e: BaseException, limit: int = 300) -> str:
     """``"KindOfError: its first line"``: how an exception is shown in one-line messages."""
     return first_line(f"{type(e).__name__}: {e}", limit)
+
+
+class CannotGenerate(InputError):
+    """``export_for_generation`` was given a model that cannot generate (no generation head, an
+    encoder-only config) or whose ``generate`` fails on the inputs given."""

@@ -1,0 +1,603 @@
+"""Decoders as shipped: one ONNX file per generation stage, the KV cache as graph inputs and outputs.
+
+``export_for_generation`` builds on ``transformers.exporters.utils.decompose_for_generation``: a real
+``model.generate`` call is captured into the forward inputs of each stage (``prefill``, ``decode``;
+for multimodal models the encoders, projector, language model and ``lm_head``). Each stage is then
+exported by hierx's own ``export`` (strategies, module tags, checks against PyTorch), so the decode
+graph is tagged exactly like the prefill.
+
+How a stage becomes a graph with only tensors at its boundary: the stage's module is shallow-copied
+(it shares every submodule and weight with the user's model, whose own ``forward`` is never touched)
+and the copy's ``forward`` takes flat tensors. The cache object is rebuilt inside it from its tensors
+with transformers' own pytree flattening of cache classes (the one that lets ``torch.export`` accept
+them), the original forward runs, and the new cache comes back flattened again. The same rule names
+the tensors in every file (``CACHE_NAMING``):
+
+* inputs ``past_key_values.{layer}.key`` / ``past_key_values.{layer}.value`` and outputs
+  ``present.{layer}.key`` / ``present.{layer}.value`` for attention layers; other cache tensors keep
+  their attribute (``past_key_values.{layer}.conv_states``), an encoder-decoder cache adds
+  ``decoder`` / ``encoder`` after the layer (Optimum's ``past_key_values.{i}.decoder.key``);
+* dynamic axes ``batch`` (axis 0 of everything), ``sequence`` (the new tokens), ``past_sequence``
+  (the cache fed in) and ``total_sequence`` (``past_sequence`` + ``sequence``: the attention mask and
+  the cache coming out).
+
+``manifest.json`` in the output folder says how to run the files: which file each stage is, its
+inputs by role (token ids, mask, positions, cache), and which output feeds which cache input of the
+next step. ``GenerationRunner`` reads it and decodes greedily in ONNX Runtime; it needs no PyTorch model.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils import _pytree as pytree
+
+from .errors import CannotGenerate, ExportError, InputError, describe
+from .exporter import export
+from .result import ExportResult
+
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA = 1
+CACHE_INPUT = "past_key_values"
+CACHE_OUTPUT = "present"
+CACHE_NAMING = (f"{CACHE_INPUT}.{{layer}}.key / {CACHE_INPUT}.{{layer}}.value in, "
+                f"{CACHE_OUTPUT}.{{layer}}.key / {CACHE_OUTPUT}.{{layer}}.value out")
+BATCH, SEQUENCE, PAST, TOTAL = "batch", "sequence", "past_sequence", "total_sequence"
+# Names of cache sub-objects in the flat names (EncoderDecoderCache's two caches).
+_CACHE_PARTS = {"self_attention_cache": "decoder", "cross_attention_cache": "encoder"}
+_LEAF_NAMES = {"keys": "key", "values": "value"}
+# Forward inputs the runner knows how to build at each step; any other tensor input is fed as captured.
+TOKENS, MASK, POSITIONS, CACHE_POSITION = "input_ids", "attention_mask", "position_ids", "cache_position"
+
+
+# ---------------------------------------------------------------------------------------------- planning
+
+@dataclass
+class Stage:
+    """One stage ready for ``hierx_nb.export``: a module with a flat forward and its flat inputs."""
+
+    name: str
+    module: torch.nn.Module
+    kwargs: dict[str, torch.Tensor]  # by input name (the graph's); the forward's parameters are _identifier(name)
+    output_names: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
+    cache_inputs: list[str] = field(default_factory=list)
+    cache_outputs: list[str] = field(default_factory=list)
+    constants: dict = field(default_factory=dict)  # non-tensor forward inputs, bound in the graph
+
+    def feeds(self) -> dict[str, torch.Tensor]:
+        """The flat forward's keyword inputs (copies)."""
+        return {_identifier(k): v.clone() for k, v in self.kwargs.items()}
+
+
+def _is_cache(value) -> bool:
+    from transformers.exporters.exporter_dynamo import is_cache_object
+
+    return is_cache_object(value)
+
+
+def _leaf_paths(context, path=()) -> dict[int, tuple]:
+    """Leaf index -> attribute path, read from the context transformers' cache flattening writes."""
+    out: dict[int, tuple] = {}
+    if isinstance(context, dict):
+        if context.get("_t") in ("tensor", "sym"):
+            out[context["i"]] = path
+            return out
+        if context.get("_t") == "obj":
+            return _leaf_paths(context["s"], path)
+        if context.get("_t") in ("seq", "map"):
+            return _leaf_paths(context["v"], path)
+        for k, v in context.items():
+            out.update(_leaf_paths(v, (*path, k)))
+    elif isinstance(context, list):
+        for i, v in enumerate(context):
+            out.update(_leaf_paths(v, (*path, i)))
+    return out
+
+
+def cache_name(prefix: str, path: tuple) -> str:
+    """The flat name of one cache tensor: ``("layers", 3, "keys")`` -> ``past_key_values.3.key``."""
+    parts = []
+    layer = None
+    for p in path:
+        if p == "layers":
+            continue
+        if isinstance(p, int) and layer is None:
+            layer = p
+            continue
+        parts.append(_CACHE_PARTS.get(p, _LEAF_NAMES.get(p, str(p))))
+    # The part (decoder/encoder) comes after the layer, as in Optimum's names.
+    return ".".join([prefix, *([str(layer)] if layer is not None else []), *parts])
+
+
+def _flatten_cache(cache) -> tuple[list[torch.Tensor], object, list[tuple]]:
+    leaves, spec = pytree.tree_flatten(cache)
+    if leaves and not all(isinstance(x, torch.Tensor) for x in leaves):
+        raise ExportError(f"the {type(cache).__name__} holds values that are not tensors; it cannot be graph inputs")
+    node = spec if spec.type is type(cache) else None
+    paths = _leaf_paths(node.context) if node is not None else {}
+    return leaves, spec, [paths.get(i, (i,)) for i in range(len(leaves))]
+
+
+@contextlib.contextmanager
+def export_patches():
+    """transformers' reversible export patches (sliding-window cache layers traced as growing ones,
+    ONNX-friendly ``where``/``sdpa``...): what its own exporter applies, so the graphs are the same."""
+    from transformers.exporters.utils import apply_patches
+
+    with apply_patches("dynamo"):
+        yield
+
+
+def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool) -> Stage:
+    """The flat form of one captured stage. The user's module is not changed: a shallow copy sharing
+    its submodules gets the flat ``forward``."""
+    from transformers.exporters.exporter_dynamo import register_cache_pytrees_for_model
+
+    register_cache_pytrees_for_model(module)
+    tensors: dict[str, torch.Tensor] = {}
+    constants: dict = {}
+    cache_key = None
+    cache_spec = None
+    cache_inputs: list[str] = []
+    for key, value in captured.items():
+        if isinstance(value, torch.Tensor):
+            tensors[key] = value.detach().clone()
+        elif _is_cache(value):
+            if cache_key is not None:
+                raise ExportError(f"stage {name!r} takes two caches ({cache_key}, {key})")
+            cache_key = key
+            leaves, cache_spec, paths = _flatten_cache(copy.deepcopy(value))
+            for leaf, path in zip(leaves, paths):
+                n = cache_name(CACHE_INPUT, path)
+                tensors[n] = leaf.detach().clone()
+                cache_inputs.append(n)
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            constants[key] = value
+        else:
+            raise ExportError(f"stage {name!r} takes {key}={type(value).__name__}, which cannot be a graph input")
+    tensor_keys = [k for k in tensors if k not in cache_inputs]
+    own = module.__dict__.get("forward")
+    if getattr(own, "__func__", None) is type(module).forward:
+        own = None  # the class's forward, left bound on the instance by a capture: not a patch of the user's
+    flat = copy.copy(module)  # shares submodules, parameters and buffers; its own __dict__
+
+    def call_original(kw):
+        return own(**kw) if own is not None else type(module).forward(flat, **kw)
+
+    def run(**feeds):
+        kw = dict(constants)
+        kw.update({k: feeds[k] for k in tensor_keys})
+        if cache_key is not None:
+            kw[cache_key] = pytree.tree_unflatten([feeds[_identifier(n)] for n in cache_inputs], cache_spec)
+        return _flat_outputs(call_original(kw))
+
+    def forward(**feeds):
+        return tuple(value for _, value, _ in run(**feeds))
+
+    forward.__signature__ = inspect.Signature(
+        [inspect.Parameter(_identifier(k), inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in tensors])
+    flat.forward = forward
+    # One eager run names the outputs and finds the cache's growing axis (present vs past).
+    with torch.no_grad(), export_patches():
+        outs = run(**{_identifier(k): v.clone() for k, v in tensors.items()})
+    output_names, cache_outputs = [], []
+    for key, _value, path in outs:
+        if path is None:
+            output_names.append(key)
+        else:
+            n = cache_name(CACHE_OUTPUT, path)
+            output_names.append(n)
+            cache_outputs.append(n)
+    axes: dict[str, dict[int, str]] = {}
+    if dynamic:
+        batch = tensors[tensor_keys[0]].shape[0] if tensor_keys else None
+        query = _query_length(tensors)
+        past = {n: tensors[n] for n in cache_inputs}
+        for k in tensor_keys:
+            t = tensors[k]
+            a = {0: BATCH} if t.dim() and t.shape[0] == batch else {}
+            if t.dim() >= 2 and k in (TOKENS, POSITIONS, "inputs_embeds") and query and query > 1:
+                a[1] = SEQUENCE
+            if k == MASK and t.dim() == 2:
+                a[1] = TOTAL if past else SEQUENCE
+            if k == CACHE_POSITION and query and query > 1:
+                a = {0: SEQUENCE}
+            if a:
+                axes[k] = a
+        present = {n: v for (_, v, _), n in zip(outs, output_names) if n in cache_outputs}
+        for n_in, t in past.items():
+            n_out = CACHE_OUTPUT + n_in[len(CACHE_INPUT):]
+            grown = present.get(n_out)
+            a = {0: BATCH} if t.dim() and t.shape[0] == batch else {}
+            if grown is not None and grown.dim() == t.dim():
+                for i, (x, y) in enumerate(zip(t.shape, grown.shape)):
+                    if x != y and i != 0:
+                        a[i] = PAST
+                        axes.setdefault(n_out, {0: BATCH} if a.get(0) else {})[i] = TOTAL
+            if a:
+                axes[n_in] = a
+        for (_key, value, path), n in zip(outs, output_names):
+            if n in axes or value.dim() == 0:
+                continue
+            a = {0: BATCH} if value.shape[0] == batch else {}
+            if n == "logits" and value.dim() == 3 and query and query > 1 and value.shape[1] == query:
+                a[1] = SEQUENCE
+            if path is not None and not past and value.dim() == 4 and query and query > 1 and value.shape[2] == query:
+                a[2] = SEQUENCE  # a prefill's cache out: as long as the prompt
+            if a:
+                axes[n] = a
+    return Stage(name, flat, tensors, output_names, axes, cache_inputs, cache_outputs, constants)
+
+
+def _identifier(name: str) -> str:
+    """The forward parameter for an input name (``past_key_values.0.key`` -> ``past_key_values_0_key``)."""
+    return name.replace(".", "_")
+
+
+def _query_length(tensors: dict) -> int | None:
+    for k in (TOKENS, "inputs_embeds", "decoder_input_ids"):
+        if k in tensors and tensors[k].dim() >= 2:
+            return int(tensors[k].shape[1])
+    return None
+
+
+def _flat_outputs(out) -> list[tuple[str, torch.Tensor, tuple | None]]:
+    """``(name, tensor, cache path or None)`` for every tensor the stage returns, the cache flattened."""
+    items = out.items() if hasattr(out, "items") else enumerate(out if isinstance(out, (tuple, list)) else [out])
+    flat = []
+    for key, value in items:
+        key = str(key)
+        if value is None:
+            continue
+        if isinstance(value, torch.Tensor):
+            flat.append((key, value, None))
+        elif _is_cache(value):
+            leaves, _, paths = _flatten_cache(value)
+            flat += [(key, leaf, path) for leaf, path in zip(leaves, paths)]
+        else:
+            flat += [(f"{key}.{i}", leaf, None) for i, leaf in enumerate(pytree.tree_leaves(value))
+                     if isinstance(leaf, torch.Tensor)]
+    return flat
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+def can_generate(model) -> bool:
+    can = getattr(model, "can_generate", None)
+    try:
+        return bool(callable(can) and can()) and hasattr(model, "generate")
+    except Exception:
+        return False
+
+
+def default_inputs(model, batch: int = 2, length: int = 8) -> dict[str, torch.Tensor]:
+    """``generate`` inputs from the config: ``batch`` prompts of ``length`` tokens, one token of the
+    first masked out, so the capture keeps the attention mask and every axis stays dynamic. The masked
+    token is in the middle, not at the start as in left padding: a padding query at the start attends
+    to no key at all, and what attention returns for such a row (garbage in PyTorch, something else in
+    ONNX Runtime) would show up as a difference in the checks although no token depends on it."""
+    config = model.config
+    vocab = getattr(config, "vocab_size", None) or getattr(getattr(config, "text_config", None), "vocab_size", 100)
+    special = {getattr(config, k, None) for k in ("pad_token_id", "eos_token_id", "bos_token_id")}
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, max(4, vocab), (batch, length), generator=generator)
+    ids = torch.where(torch.isin(ids, torch.tensor([s for s in special if isinstance(s, int)] or [-1])), 3, ids)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    if batch > 1:
+        mask[0, length // 2] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+@contextlib.contextmanager
+def _forward_kept(model: torch.nn.Module):
+    """Undo what ``decompose_for_generation``'s capture leaves behind: it wraps ``forward`` on the
+    instance and restores it by assigning the bound method, so the model would keep an instance
+    attribute ``forward`` it did not have."""
+    had = {m: m.__dict__["forward"] for m in model.modules() if "forward" in m.__dict__}
+    try:
+        yield
+    finally:
+        for m in model.modules():
+            if m in had:
+                m.__dict__["forward"] = had[m]
+            else:
+                m.__dict__.pop("forward", None)
+
+
+def _clone(value):
+    return copy.deepcopy(value)
+
+
+def _model_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class GenerationResult:
+    """What ``export_for_generation`` made: ``components`` (stage name -> ``ExportResult``), the
+    ``manifest`` written beside them and a runner that generates in ONNX Runtime."""
+
+    def __init__(self, components: dict[str, ExportResult], manifest: dict, output_dir: Path,
+                 model: torch.nn.Module | None = None, inputs: dict | None = None, seconds: float = 0.0):
+        self.components = components
+        self.manifest = manifest
+        self.output_dir = output_dir
+        self.model = model
+        self.inputs = inputs
+        self.seconds = seconds
+        self._runner: GenerationRunner | None = None
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{n}: {r.strategy} {r.coverage_pct:.1f}% known" for n, r in self.components.items())
+        return f"<GenerationResult {self.manifest.get('model_class')} in {self.output_dir} ({parts})>"
+
+    @property
+    def runner(self) -> GenerationRunner:
+        if self._runner is None:
+            self._runner = GenerationRunner(self.output_dir)
+        return self._runner
+
+    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 32) -> np.ndarray:
+        """Greedy decoding in ONNX Runtime; ``(batch, prompt + new)`` int64 token ids (see ``GenerationRunner``)."""
+        return self.runner.generate(input_ids, attention_mask, max_new_tokens)
+
+    def validate(self, max_new_tokens: int = 32, inputs: dict | None = None) -> pd.DataFrame:
+        """The ONNX files' greedy tokens against ``model.generate(do_sample=False)`` on ``inputs``
+        (the export's by default): one row per generated step with ``tokens_equal`` (every row of
+        the batch) and ``max_abs_diff`` of that step's logits (ONNX Runtime vs PyTorch, float32).
+        ``attrs["tokens_equal"]`` is the verdict over all steps. Neither the model nor the inputs
+        are changed."""
+        if self.model is None:
+            raise InputError("this result has no PyTorch model to compare with (it was loaded from files): "
+                             "export it with export_for_generation(model, ...) to validate")
+        inputs = _clone(inputs if inputs is not None else self.inputs)
+        ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+        with torch.no_grad():
+            ref = self.model.generate(**_clone(inputs), do_sample=False, max_new_tokens=max_new_tokens,
+                                      output_logits=True, return_dict_in_generate=True)
+        steps = []
+        tokens = self.runner.generate(ids, mask, max_new_tokens, logits=steps)
+        want = ref.sequences.numpy()
+        rows = []
+        for i in range(max(len(ref.logits), len(steps))):
+            col = ids.shape[1] + i
+            equal = (col < want.shape[1] and col < tokens.shape[1] and bool((want[:, col] == tokens[:, col]).all()))
+            diff = (float(np.abs(steps[i] - ref.logits[i].float().numpy()).max())
+                    if i < len(steps) and i < len(ref.logits) else float("inf"))
+            rows.append((i, equal, diff))
+        frame = pd.DataFrame(rows, columns=["step", "tokens_equal", "max_abs_diff"])
+        frame.attrs["tokens_equal"] = bool(want.shape == tokens.shape and (want == tokens).all())
+        frame.attrs["reference"] = want
+        frame.attrs["onnx"] = tokens
+        return frame
+
+
+def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *, inputs: dict | None = None,
+                          dynamic: bool = True, strategy: str = "auto", multi_token_decode: bool = False,
+                          progress: Callable[[str, float | None], None] | None = None,
+                          **export_kwargs) -> GenerationResult:
+    """Export a generative model as one tagged ONNX file per generation stage, its KV cache as
+    graph inputs and outputs (names in the module docstring), plus ``manifest.json``.
+
+    ``inputs``: what you would pass to ``model.generate`` (``input_ids``, ``attention_mask``, and
+    modality inputs); generated from the config when left out (two prompts of 8 tokens, one with
+    a masked token). ``dynamic``: batch, sequence and cache lengths are dynamic axes (the example
+    batch must then be at least 2: torch.export fixes a dimension whose example is 1).
+    ``strategy`` and ``export_kwargs`` go to ``hierx_nb.export`` for every stage.
+    ``multi_token_decode``: the decode stage takes any number of new tokens (transformers' option).
+
+    Raises ``CannotGenerate`` (an ``InputError``) for a model without ``generate``, and
+    ``ExportError`` naming the stage and every strategy's reason when a stage cannot be exported.
+    The model and ``inputs`` are left as they were.
+    """
+    try:
+        from transformers.exporters.utils import decompose_for_generation
+    except ImportError:
+        raise InputError("export_for_generation builds on transformers.exporters: pip install 'transformers>=5'") from None
+
+    started = time.perf_counter()
+    say = progress or (lambda step, fraction=None: None)
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not can_generate(model):
+        raise CannotGenerate(f"{type(model).__name__} cannot generate (it has no generation head): "
+                             "export it with hierx_nb.export(model, ...) instead")
+    if inputs is None:
+        inputs = default_inputs(model)
+    elif not isinstance(inputs, dict) or "input_ids" not in inputs and "inputs_embeds" not in inputs:
+        raise InputError("inputs must be a dict of generate() inputs with 'input_ids' (and 'attention_mask')")
+    out_dir = Path(output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} is a file: give a folder for the ONNX files")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kept = _clone(inputs)
+    was_training = model.training
+    model.eval()
+    try:
+        say("capturing prefill and decode inputs from model.generate", 0.0)
+        try:
+            with torch.no_grad(), _forward_kept(model):
+                parts = decompose_for_generation(model, _clone(inputs), multi_token_decode=multi_token_decode)
+        except Exception as e:
+            cause = e.__cause__ or e
+            raise CannotGenerate(f"{type(model).__name__}.generate cannot be captured on these inputs: "
+                                 f"{describe(cause)}") from None
+        components: dict[str, ExportResult] = {}
+        stages: dict[str, Stage] = {}
+        for i, (name, (module, captured)) in enumerate(parts.items()):
+            say(f"{name}: preparing its flat inputs", i / len(parts))
+            stage = plan_stage(name, module, captured, dynamic)
+            stages[name] = stage
+            say(f"{name}: exporting", i / len(parts))
+            try:
+                with export_patches():
+                    components[name] = export(stage.module, kwargs=stage.feeds(), output=out_dir / f"{name}.onnx",
+                                              strategy=strategy, dynamic_axes=stage.dynamic_axes or None,
+                                              input_names=list(stage.kwargs), output_names=stage.output_names,
+                                              **export_kwargs)
+            except ExportError as e:
+                raise ExportError(f"stage {name!r} ({type(module).__name__}) could not be exported: {e.message}",
+                                  e.attempts) from None
+        manifest = _manifest(model, stages, components)
+        (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    finally:
+        model.train(was_training)
+    return GenerationResult(components, manifest, out_dir, model=model, inputs=kept,
+                            seconds=time.perf_counter() - started)
+
+
+def _manifest(model, stages: dict[str, Stage], components: dict[str, ExportResult]) -> dict:
+    gen = getattr(model, "generation_config", None)
+    eos = getattr(gen, "eos_token_id", None)
+    pad = getattr(gen, "pad_token_id", None)
+    entries = {}
+    for name, stage in stages.items():
+        entries[name] = {
+            "file": f"{name}.onnx",
+            "sidecar": components[name].sidecar_path.name if components[name].sidecar_path else None,
+            "inputs": list(stage.kwargs),
+            "outputs": stage.output_names,
+            "cache_inputs": stage.cache_inputs,
+            "cache_outputs": stage.cache_outputs,
+            # Each cache output feeds the cache input of the same name (present -> past_key_values) at the next step.
+            "feeds_back": {o: CACHE_INPUT + o[len(CACHE_OUTPUT):] for o in stage.cache_outputs},
+            "constants": {k: v for k, v in stage.constants.items()},
+            "dynamic_axes": {k: {str(a): n for a, n in v.items()} for k, v in stage.dynamic_axes.items()},
+            "strategy": components[name].strategy,
+        }
+    return {"schema": MANIFEST_SCHEMA, "model_class": type(model).__name__,
+            "model_type": getattr(getattr(model, "config", None), "model_type", None),
+            "cache_naming": CACHE_NAMING, "eos_token_id": eos, "pad_token_id": pad,
+            "stages": entries,
+            "how_to_run": ("run 'prefill' on the prompt (input_ids, attention_mask, position_ids = cumsum(mask) - 1), "
+                           "then 'decode' once per new token: input_ids = the last token, attention_mask grown by one, "
+                           "position_ids = the next position, and every past_key_values.* = the previous step's "
+                           "present.*; the next token is the argmax of the last logits")}
+
+
+# ----------------------------------------------------------------------------------------------- runner
+
+class GenerationRunner:
+    """Greedy decoding with the files ``export_for_generation`` wrote, in ONNX Runtime (CPU).
+
+    Only decoder-only stage pairs (``prefill`` + ``decode``) can be run: multimodal and
+    encoder-decoder exports need the merge step their model does in Python (``InputError`` says so).
+    """
+
+    def __init__(self, folder: str | PathLike, threads: int | None = None):
+        import onnxruntime as ort
+
+        folder = Path(folder)
+        path = folder / MANIFEST
+        if not path.is_file():
+            raise InputError(f"{folder} has no {MANIFEST}: export it with export_for_generation first")
+        self.manifest = json.loads(path.read_text(encoding="utf-8"))
+        stages = self.manifest["stages"]
+        if set(stages) != {"prefill", "decode"}:
+            raise InputError(f"this export has the stages {', '.join(stages)}: only prefill + decode "
+                             "(decoder-only language models) can be generated from in ONNX Runtime here")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads is not None:
+            opts.intra_op_num_threads = int(threads)
+        self.sessions = {n: ort.InferenceSession(str(folder / s["file"]), opts, providers=["CPUExecutionProvider"])
+                         for n, s in stages.items()}
+        self.stages = stages
+        self.folder = folder
+
+    def _feeds(self, stage: str, ids: np.ndarray, mask: np.ndarray, past: dict[str, np.ndarray]) -> dict:
+        session = self.sessions[stage]
+        feeds = {}
+        query = ids.shape[1]
+        total = mask.shape[1]
+        positions = np.cumsum(mask, axis=1) - 1
+        positions = np.where(mask == 0, 1, positions)[:, total - query:]
+        for i in session.get_inputs():
+            n = i.name
+            if n == TOKENS:
+                feeds[n] = ids
+            elif n == MASK:
+                feeds[n] = mask
+            elif n == POSITIONS:
+                feeds[n] = positions.astype(np.int64)
+            elif n == CACHE_POSITION:
+                feeds[n] = np.arange(total - query, total, dtype=np.int64)
+            elif n in past:
+                feeds[n] = past[n]
+            else:
+                raise InputError(f"the {stage} file takes {n!r}, which greedy decoding here cannot build")
+        return feeds
+
+    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 32,
+                 logits: list | None = None, timings: list | None = None) -> np.ndarray:
+        """``(batch, prompt + new)`` int64 token ids: the prompt, then up to ``max_new_tokens``
+        greedy tokens (a row that produced the end-of-sequence token continues with the pad token,
+        and decoding stops when every row has; as ``model.generate`` does).
+
+        ``logits``: a list receiving each step's last-position logits, float32 ``(batch, vocab)``.
+        ``timings``: a list receiving each run's seconds (the prefill first, then one per decode step).
+        """
+        ids = np.asarray(input_ids.numpy() if isinstance(input_ids, torch.Tensor) else input_ids, dtype=np.int64)
+        if ids.ndim != 2:
+            raise InputError(f"input_ids must be (batch, sequence), got shape {ids.shape}")
+        if attention_mask is None:
+            mask = np.ones_like(ids)
+        else:
+            mask = np.asarray(attention_mask.numpy() if isinstance(attention_mask, torch.Tensor) else attention_mask,
+                              dtype=np.int64)
+            if mask.shape != ids.shape:
+                raise InputError(f"attention_mask has shape {mask.shape}, input_ids {ids.shape}: they must match")
+        eos = self.manifest.get("eos_token_id")
+        eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        pad = self.manifest.get("pad_token_id")
+        if pad is None and eos:
+            pad = min(eos)
+        sequences = ids
+        done = np.zeros(ids.shape[0], dtype=bool)
+        past: dict[str, np.ndarray] = {}
+        step_ids = ids
+        for step in range(max_new_tokens):
+            stage = "prefill" if step == 0 else "decode"
+            spec = self.stages[stage]
+            session = self.sessions[stage]
+            feeds = self._feeds(stage, step_ids, mask, past)
+            t0 = time.perf_counter()
+            out = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+            if timings is not None:
+                timings.append(time.perf_counter() - t0)
+            last = out["logits"][:, -1, :].astype(np.float32)
+            if logits is not None:
+                logits.append(last)
+            token = last.argmax(-1).astype(np.int64)
+            if eos:
+                token = np.where(done, pad, token)
+                done |= np.isin(token, list(eos))
+            sequences = np.concatenate([sequences, token[:, None]], axis=1)
+            past = {spec["feeds_back"][o]: out[o] for o in spec["cache_outputs"]}
+            step_ids = token[:, None]
+            mask = np.concatenate([mask, np.ones((mask.shape[0], 1), dtype=np.int64)], axis=1)
+            if eos and done.all():
+                break
+        return sequences
+
+
+def load_generation(folder: str | PathLike) -> GenerationResult:
+    """The stages a previous ``export_for_generation`` wrote in ``folder`` (no PyTorch model: ``generate``
+    works, ``validate`` needs the model)."""
+    from .loading import load
+
+    runner = GenerationRunner(folder)
+    components = {n: load(Path(folder) / s["file"]) for n, s in runner.stages.items()}
+    result = GenerationResult(components, runner.manifest, Path(folder))
+    result._runner = runner
+    return result

@@ -1,0 +1,111 @@
+"""export_for_generation: prefill + decode files with the KV cache as inputs and outputs, checked by
+generating tokens in ONNX Runtime against model.generate. Tiny configs; one export shared per model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+import torch
+
+import hierx_nb
+from hierx_nb.errors import CannotGenerate
+from hierx_nb.generation import GenerationRunner, cache_name, default_inputs, export_for_generation
+
+NEW_TOKENS = 32
+
+
+def tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=256)
+    return LlamaForCausalLM(config).eval()
+
+
+def exact_share(result) -> float:
+    return float((result.nodes["source"].astype(str) == "exact").mean())
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    model = tiny_llama()
+    inputs = default_inputs(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    given = {k: v.clone() for k, v in inputs.items()}
+    result = export_for_generation(model, tmp_path_factory.mktemp("llama"), inputs=inputs)
+    return model, inputs, before, given, result
+
+
+def test_llama_generates_the_same_tokens_as_generate(llama):
+    model, inputs, _, _, result = llama
+    report = result.validate(max_new_tokens=NEW_TOKENS)
+    assert report.attrs["tokens_equal"], (report.attrs["reference"], report.attrs["onnx"])
+    assert len(report) == NEW_TOKENS  # no early stop hides steps: every step compared
+    assert report["tokens_equal"].all()
+    assert report["max_abs_diff"].max() < 1e-4  # float32 logits, step by step
+    # generate() on other prompts than the export's (batch of 3, other length) works as well
+    ids = torch.randint(3, 256, (3, 5), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                              max_new_tokens=8).numpy()
+    np.testing.assert_array_equal(result.generate(ids, max_new_tokens=8), want)
+
+
+def test_llama_files_names_and_axes(llama):
+    _, _, _, _, result = llama
+    assert set(result.components) == {"prefill", "decode"}
+    folder = result.output_dir
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["stages"]["decode"]["feeds_back"]["present.1.value"] == "past_key_values.1.value"
+    for name, component in result.components.items():
+        assert (folder / f"{name}.onnx").is_file() and component.sidecar_path.is_file()
+        assert exact_share(component) >= 0.95, name
+    decode = ir.load(folder / "decode.onnx").graph
+    inputs = {v.name: v.shape for v in decode.inputs}
+    outputs = {v.name: v.shape for v in decode.outputs}
+    assert [str(d) for d in inputs["past_key_values.0.key"]] == ["batch", "2", "past_sequence", "16"]
+    assert [str(d) for d in outputs["present.0.key"]] == ["batch", "2", "total_sequence", "16"]
+    assert [str(d) for d in inputs["attention_mask"]] == ["batch", "total_sequence"]
+    prefill = ir.load(folder / "prefill.onnx").graph
+    assert not [v.name for v in prefill.inputs if v.name.startswith("past_key_values")]
+    assert [str(d) for d in {v.name: v.shape for v in prefill.inputs}["input_ids"]] == ["batch", "sequence"]
+    # decode is tagged like prefill: the same modules carry its nodes
+    modules = {n: set(c.nodes["module"]) for n, c in result.components.items()}
+    assert "model.layers.1.self_attn" in modules["decode"] & modules["prefill"]
+
+
+def test_llama_model_and_inputs_unchanged(llama):
+    model, inputs, before, given, result = llama
+    result.validate(max_new_tokens=4)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert inputs.keys() == given.keys() and all(torch.equal(inputs[k], given[k]) for k in inputs)
+    assert "forward" not in model.__dict__  # the flat forward lives on a copy only
+
+
+def test_runner_reads_the_folder_alone(llama):
+    _, inputs, _, _, result = llama
+    runner = GenerationRunner(result.output_dir)
+    np.testing.assert_array_equal(runner.generate(inputs["input_ids"], inputs["attention_mask"], 4),
+                                  result.generate(inputs["input_ids"], inputs["attention_mask"], 4))
+
+
+def test_cache_names():
+    assert cache_name("past_key_values", ("layers", 3, "keys")) == "past_key_values.3.key"
+    assert cache_name("present", ("self_attention_cache", "layers", 0, "values")) == "present.0.decoder.value"
+    assert cache_name("past_key_values", ("layers", 1, "conv_states")) == "past_key_values.1.conv_states"
+
+
+def test_a_model_that_cannot_generate_gets_one_line(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    model = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                 vocab_size=100))
+    with pytest.raises(CannotGenerate) as e:
+        export_for_generation(model, tmp_path)
+    assert isinstance(e.value, hierx_nb.InputError)
+    assert "cannot generate" in str(e.value) and "\n" not in str(e.value)
+    assert not list(tmp_path.iterdir())
