@@ -172,6 +172,11 @@ class NotTagged(InputError):
     """The ONNX file has no hierx module tags: hierx did not export (or tag) it."""
 
 
+class CannotGenerate(InputError):
+    """``export_for_generation`` was given a model that cannot generate (no generation head, an
+    encoder-only config) or whose ``generate`` fails on the inputs given."""
+
+
 class Mismatch(ExportError):
     """ONNX Runtime's outputs differ from PyTorch's beyond the tolerance (validation)."""
 
@@ -188,8 +193,3 @@ def first_line(text: str, limit: int = 300) -> str:
 def describe(e: BaseException, limit: int = 300) -> str:
     """``"KindOfError: its first line"``: how an exception is shown in one-line messages."""
     return first_line(f"{type(e).__name__}: {e}", limit)
-
-
-class CannotGenerate(InputError):
-    """``export_for_generation`` was given a model that cannot generate (no generation head, an
-    encoder-only config) or whose ``generate`` fails on the inputs given."""
