@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up .venv (and Chromium for the browser tests, when missing), type-check the front end, then run every test.
+# Set up .venv (and Chromium for the browser tests, when missing), type-check and unit-test the front end, then run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -16,4 +16,6 @@ echo "test: linting (ruff; settings in pyproject.toml)"
 .venv/bin/ruff check .
 echo "test: type-checking the front end (js/: tsc --noEmit over its JSDoc types)"
 (cd js && npm run --silent check)
+echo "test: the front end's unit tests (js/test: node --test, no browser)"
+(cd js && npm test --silent)
 exec .venv/bin/python -m pytest "$@"

@@ -1,6 +1,7 @@
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 # tests/zoo.py and the helper model modules are imported as top-level modules.
@@ -52,3 +53,44 @@ def fresh_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HIERX_CACHE_DIR", str(folder))
     monkeypatch.setattr(memory, "_MEMORY", None)
     return folder
+
+
+@pytest.fixture
+def open_report(browser, tmp_path):
+    """Opens ``result.to_html`` (or ``html``) from disk in an offline Chromium context that records
+    every request, dialog and page error; asserts the page fetched nothing but itself."""
+    contexts = []
+
+    def _open(result=None, name="report", html=None, expect_error=False):
+        path = tmp_path / f"{name}.html"
+        if html is None:
+            result.to_html(path)
+        else:
+            path.write_text(html, encoding="utf-8")
+        ctx = browser.new_context(offline=True, viewport={"width": 1280, "height": 1000})
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.requests = []
+        page.on("request", lambda req: page.requests.append(req.url))
+        page.dialogs = []
+        page.on("dialog", lambda dlg: (page.dialogs.append(dlg.message), dlg.dismiss()))
+        page.errors = []
+        page.on("pageerror", lambda e: page.errors.append(str(e)))
+        page.goto(path.as_uri())
+        wait_for(page, "() => window.hierx && window.hierx.firstRenderMs !== undefined", timeout_s=20)
+        assert page.requests == [path.as_uri()], page.requests  # nothing but the file itself
+        if not expect_error:
+            assert page.get_by_test_id("hierx-error").count() == 0, page.get_by_test_id("hierx-error").text_content()
+        return page
+
+    yield _open
+    for c in contexts:
+        c.close()
+
+
+def wait_for(page, predicate: str, timeout_s: float = 5) -> None:
+    """Poll a JS predicate (the report's CSP forbids eval, which page.wait_for_function needs)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(predicate):
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        page.wait_for_timeout(30)

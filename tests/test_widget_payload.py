@@ -249,7 +249,8 @@ def test_front_end_built_and_light():
     for path in (widget_mod.ESM_PATH, widget_mod.CSS_PATH):
         assert path.is_file(), "run `cd js && npm ci && npm run build`"
     src = widget_mod.ESM_PATH.read_text(encoding="utf-8")
-    assert "export" in src and len(src) < 60_000  # charts are SVG: no plotly.js in every saved explorer
+    # Charts are SVG (no plotly.js in every saved explorer); the graph layout is dagre (~50 kB), not elkjs (~1.4 MB).
+    assert "export" in src and len(src) < 120_000
     import re
     assert not re.search(r"""(import|from)\s*\(?\s*["']https?://""", src)  # nothing fetched at runtime
     assert "<style" not in src  # styles come through _css, once per page
@@ -303,3 +304,93 @@ def test_metrics_payload_and_refresh():
     assert ok["encoder.layer.0"] == 1 and ok["head"] == 0 and ok["encoder"] == 255
     assert div["first_divergent"] == "encoder.layer.1.<b>x</b>"
     assert w.header["warnings"] == r.warnings
+
+
+def _cnn_export(tmp_path):
+    import torch
+
+    import hierx_nb
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+            self.act = torch.nn.ReLU()
+
+        def forward(self, x):
+            return x + self.act(self.conv(x))
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), Block(), Block(), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 8 * 8, 5)).eval()
+    return hierx_nb.export(model, (torch.randn(1, 3, 8, 8),), output=tmp_path / "cnn.onnx")
+
+
+def test_graph_payload_is_the_onnx_dataflow(tmp_path):
+    """The graph part lists every graph input and node output with its producer, consumers, dtype and
+    shape, exactly as the ONNX graph has them; a loaded result gets the same graph from its file."""
+    import onnx
+
+    import hierx_nb
+    from hierx_nb.notebook.payload import check_payload, payload
+
+    r = _cnn_export(tmp_path)
+    p = payload(r)
+    g, nodes = p["graph"], p["nodes"]
+    check_payload(p["tree"], nodes, g)
+    names = _decode_names(nodes)
+    off = _arr(g["name_offsets"], "<u4")
+    values = [g["names"][off[k]:off[k + 1]].decode() for k in range(g["n"])]
+    producer, coff, cons = _arr(g["producer"], "<i4"), _arr(g["consumer_offsets"], "<u4"), _arr(g["consumers"], "<i4")
+    proto = onnx.load(tmp_path / "cnn.onnx")
+    inits = {i.name for i in proto.graph.initializer}
+    made = {o: n.name for n in proto.graph.node for o in n.output if o}
+    used: dict[str, set] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            used.setdefault(i, set()).add(n.name)
+    expected = [i.name for i in proto.graph.input if i.name not in inits] + [o for n in proto.graph.node for o in n.output if o]
+    assert values == expected
+    for k, v in enumerate(values):
+        assert (names[producer[k]] if producer[k] >= 0 else None) == made.get(v)
+        assert {names[j] for j in cons[coff[k]:coff[k + 1]]} == used.get(v, set())
+    out = _arr(g["output"], "u1")
+    assert [v for k, v in enumerate(values) if out[k]] == [o.name for o in proto.graph.output]
+    x = values.index(proto.graph.input[0].name)
+    assert g["dtypes"][_arr(g["dtype"], "u1")[x]] == "float32"
+    assert g["shapes"][_arr(g["shape"], "<u4")[x]] == "[1, 3, 8, 8]"
+    loaded = payload(hierx_nb.load(tmp_path / "cnn.onnx"))["graph"]
+    assert loaded == g
+    bad = _arr(g["consumers"], "<i4").copy()
+    bad[0] = nodes["n"]
+    with pytest.raises(ValueError, match=r"graph.consumers must index nodes"):
+        check_payload(nodes=nodes, graph={**g, "consumers": bad.tobytes()})
+
+
+def test_graph_payload_without_a_graph():
+    """A result with no ONNX graph (built from tables) gets an empty, valid graph part."""
+    from hierx_nb.notebook.payload import check_payload
+
+    w = HierxExplorer.from_result(small_result())
+    assert w.graph["n"] == 0 and w.graph["uses"] == 0
+    check_payload(w.tree, w.nodes, w.graph)
+
+
+def with_chain_graph(r: ExportResult, fan_in: int = 0) -> ExportResult:
+    """Gives a table-built result an ONNX graph whose nodes are its rows, in order: each node consumes
+    the previous node's output (and, with ``fan_in``, the output ``fan_in`` nodes back: a residual)."""
+    import onnx_ir as ir
+
+    x = ir.Value(name="x", shape=ir.Shape([1, "seq", 64]), type=ir.TensorType(ir.DataType.FLOAT))
+    prev, outs, nodes = x, [], []
+    for k, (name, op) in enumerate(zip(r.nodes["node"].astype(str), r.nodes["op_type"].astype(str))):
+        inputs = [prev] + ([outs[k - fan_in]] if fan_in and k >= fan_in and k % fan_in == 0 else [])
+        node = ir.Node("", op, inputs, name=name, num_outputs=1)
+        node.outputs[0].name = f"v{k}"
+        node.outputs[0].shape, node.outputs[0].type = ir.Shape([1, "seq", 64]), ir.TensorType(ir.DataType.FLOAT)
+        prev = node.outputs[0]
+        outs.append(prev)
+        nodes.append(node)
+    graph = ir.Graph([x], [prev], nodes=nodes, name="chain")
+    r.onnx_model = ir.Model(graph, ir_version=10)
+    return r

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import numpy as np
 import pytest
+from conftest import wait_for
 from test_widget_payload import EVIL_MODULE, llama_like_result, small_result, with_metrics
 
 from hierx_nb.errors import Attempt
@@ -21,45 +21,6 @@ from hierx_nb.notebook import report
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = __import__("pathlib").Path(__file__).resolve().parent.parent / "test-artifacts"
-
-
-@pytest.fixture
-def open_report(browser, tmp_path):
-    contexts = []
-
-    def _open(result=None, name="report", html=None, expect_error=False):
-        path = tmp_path / f"{name}.html"
-        if html is None:
-            result.to_html(path)
-        else:
-            path.write_text(html, encoding="utf-8")
-        ctx = browser.new_context(offline=True, viewport={"width": 1280, "height": 1000})
-        contexts.append(ctx)
-        page = ctx.new_page()
-        page.requests = []
-        page.on("request", lambda req: page.requests.append(req.url))
-        page.dialogs = []
-        page.on("dialog", lambda dlg: (page.dialogs.append(dlg.message), dlg.dismiss()))
-        page.errors = []
-        page.on("pageerror", lambda e: page.errors.append(str(e)))
-        page.goto(path.as_uri())
-        wait_for(page, "() => window.hierx && window.hierx.firstRenderMs !== undefined", timeout_s=20)
-        assert page.requests == [path.as_uri()], page.requests  # nothing but the file itself
-        if not expect_error:
-            assert page.get_by_test_id("hierx-error").count() == 0, page.get_by_test_id("hierx-error").text_content()
-        return page
-
-    yield _open
-    for c in contexts:
-        c.close()
-
-
-def wait_for(page, predicate: str, timeout_s: float = 5) -> None:
-    """Poll a JS predicate (the report's CSP forbids eval, which page.wait_for_function needs)."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(predicate):
-        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
-        page.wait_for_timeout(30)
 
 
 def _count(page) -> int:

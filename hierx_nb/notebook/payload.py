@@ -2,56 +2,44 @@
 
 Used by the notebook widget (``widget.HierxExplorer``) and the standalone HTML report
 (``report.write_html``); no Jupyter import here. Data is columnar and binary so a 15k-node /
-1k-module export stays around 1 MB:
+1k-module export stays around 1 MB.
 
-``tree`` (dict), one entry per module in pre-order (a parent precedes its subtree, so a module's
-subtree is the contiguous index range ``[i, i + size[i])``; index 0 is the root, name ""):
-
-    n        int     number of modules
-    names    list    qualified names (str)
-    classes  list    class names (str)
-    parent   bytes   Int32 little-endian, parent index (-1 for the root)
-    depth    bytes   Int32, 0 for the root
-    size     bytes   Int32, number of modules in the subtree (itself included)
-    own      bytes   Int32, nodes tagged with exactly this module
-    total    bytes   Int32, nodes in the subtree
-    params   bytes   Float64 (a 70B root does not fit in Int32)
-    executed bytes   Uint8, 1 if the module ran during the trace
-
-``nodes`` (dict), one entry per ONNX node in graph order:
-
-    n            int    number of nodes
-    module       bytes  Int32, index into ``tree`` (-1: untagged)
-    op           bytes  Uint16, index into ``ops``
-    ops          list   op-type vocabulary (str)
-    confidence   bytes  Float32 (NaN when unknown)
-    source       bytes  Uint8, index into ``SOURCES`` (0: none/unknown, 1 exact, 2 pattern, 3 inferred)
-    names        bytes  UTF-8 node names, concatenated
-    name_offsets bytes  Uint32, n + 1 byte offsets into ``names`` (name i = names[off[i]:off[i+1]])
+The binary parts ``tree`` (modules in pre-order), ``nodes`` (ONNX nodes) and ``graph`` (the
+dataflow: values with their producer and consumers) are specified once, in ``payload_spec.json``:
+``check_payload`` here and the front end's decoder (which bundles the same file) both read it.
 
 ``metrics`` (dict), per-module answers in ``tree`` order (absent keys: not measured yet):
 
     latency     {self_ms, total_ms, share: bytes Float64 (NaN: no row), kernel_ms, unattributed_ms: float,
-                 by_op_type: {op_type: ms per run} (whole model)}
+                 by_op_type: {op_type: ms per run} (whole model), fused_into: list[str | None] when the
+                 latency frame has that column (the module whose kernel ORT fused this one's work into)}
     divergence  {max_abs_diff: bytes Float64 (NaN: not compared), ok: bytes Uint8 (1 ok, 0 diverged,
                  255 unknown), first_divergent: str | None}
 
 ``header`` (dict): model_class, strategy, attempts, nodes, modules, tagged, coverage_pct (the known
-share: exact + pattern), seconds, onnx_path, structure_only, warnings (``result.warnings``).
+share: exact + pattern), seconds, onnx_path, structure_only, warnings (``result.warnings``), io (the
+model's inputs and outputs from ``result.io`` when it has them: kind, name, dtype, shape).
 
 ``check_payload`` enforces the binary layout; the front end checks it again and shows what is wrong
 instead of an empty tree.
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..attribution import all_nodes
+from ..validation import graph_of
+
+SPEC = json.loads((Path(__file__).parent / "payload_spec.json").read_text(encoding="utf-8"))
 # Node sources, by code; 0 covers missing and unknown strings.
-SOURCES = ("", "exact", "pattern", "inferred")
+SOURCES = tuple(SPEC["sources"])
+_DTYPES = {"int32": "<i4", "uint32": "<u4", "uint16": "<u2", "uint8": "u1", "float32": "<f4", "float64": "<f8"}
 
 def _name(value: Any) -> str | None:
     """A module name from a table cell: None for missing (None/NaN), else str."""
@@ -219,10 +207,7 @@ def build_nodes(nodes: pd.DataFrame, node_modules: list[str | None], index: dict
     source = np.array([SOURCES.index(s) if s in SOURCES else 0 for s in
                        (nodes["source"].tolist() if "source" in nodes else [None] * n)], dtype="u1")
     names = ["" if _name(v) is None else str(v) for v in (nodes["node"] if "node" in nodes else [""] * n)]
-    encoded = [s.encode("utf-8", "surrogatepass") for s in names]
-    offsets = np.zeros(n + 1, dtype="<u4")
-    if n:
-        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    blob, offsets = _utf8_column(names)
     return {
         "n": n,
         "module": module.tobytes(),
@@ -230,9 +215,98 @@ def build_nodes(nodes: pd.DataFrame, node_modules: list[str | None], index: dict
         "ops": ops,
         "confidence": conf.astype("<f4").tobytes(),
         "source": source.tobytes(),
-        "names": b"".join(encoded),
-        "name_offsets": offsets.tobytes(),
+        "names": blob,
+        "name_offsets": offsets,
     }
+
+
+def _utf8_column(strings: list[str]) -> tuple[bytes, bytes]:
+    """Strings as one UTF-8 blob and Uint32 offsets (n + 1): string i = blob[off[i]:off[i + 1]]."""
+    encoded = [s.encode("utf-8", "surrogatepass") for s in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype="<u4")
+    if encoded:
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return b"".join(encoded), offsets.tobytes()
+
+
+def _vocab_index(values: list[str], dtype: str) -> tuple[list[str], bytes]:
+    vocab: dict[str, int] = {}
+    codes = np.array([vocab.setdefault(v, len(vocab)) for v in values], dtype=dtype)
+    return list(vocab), codes.tobytes()
+
+
+def _dtype_text(dtype) -> str:
+    """numpy's name for an onnx-ir dtype ('float32', 'bfloat16'); '' unknown."""
+    if dtype is None:
+        return ""
+    try:
+        return str(dtype.numpy())
+    except (TypeError, ValueError, AttributeError):  # a dtype numpy cannot hold (string tensors, new types)
+        return str(dtype.name).lower()
+
+
+def _shape_text(value) -> str:
+    """'[batch, 128, 768]' (named dynamic axes by name, '?' unnamed); '' when the rank is unknown."""
+    if value.shape is None:
+        return ""
+    return "[" + ", ".join(str(d) if isinstance(d, int) else (getattr(d, "value", None) or "?") for d in value.shape) + "]"
+
+
+def _graph_model(result: Any):
+    """The result's onnx-ir model (in memory after an export, read from its file after ``load``), or None."""
+    if getattr(result, "onnx_model", None) is None and getattr(result, "onnx_path", None) is None:
+        return None
+    try:
+        return graph_of(result)
+    except Exception:  # an unreadable or vanished file: the explorer still shows the tree, without a graph
+        return None
+
+
+def empty_graph() -> dict:
+    return {"n": 0, "uses": 0, "dtypes": [], "shapes": [], "names": b"", "name_offsets": np.zeros(1, "<u4").tobytes(),
+            "dtype": b"", "shape": b"", "producer": b"", "output": b"",
+            "consumer_offsets": np.zeros(1, "<u4").tobytes(), "consumers": b""}
+
+
+def build_graph(model: Any, node_names: list[str]) -> dict:
+    """The ``graph`` payload of an onnx-ir model whose walked nodes are the payload's nodes.
+
+    Values are the graph inputs and every named node output (weights, initializers not fed as
+    inputs, are left out: they would double the edges and say nothing about dataflow). A model whose
+    walk does not match ``node_names`` (the table was built from another file) gets an empty graph.
+    """
+    if model is None:
+        return empty_graph()
+    walked = all_nodes(model)
+    if [n.name or "" for n in walked] != node_names:
+        return empty_graph()
+    index = {id(node): i for i, node in enumerate(walked)}
+    values: list = [v for v in model.graph.inputs]
+    seen = {id(v) for v in values}
+    for node in walked:
+        for v in node.outputs:
+            if v.name and id(v) not in seen:
+                seen.add(id(v))
+                values.append(v)
+    outputs = {id(v) for v in model.graph.outputs}
+    producer = np.empty(len(values), dtype="<i4")
+    consumer_offsets = np.zeros(len(values) + 1, dtype="<u4")
+    consumers: list[int] = []
+    for k, v in enumerate(values):
+        p = v.producer()
+        producer[k] = index.get(id(p), -1) if p is not None else -1
+        users = sorted({index[id(u.node)] for u in v.uses() if id(u.node) in index})
+        consumers.extend(users)
+        consumer_offsets[k + 1] = len(consumers)
+    names_blob, name_offsets = _utf8_column([v.name or "" for v in values])
+    dtype_names: dict = {}
+    dtypes, dtype = _vocab_index([dtype_names.get(v.dtype) or dtype_names.setdefault(v.dtype, _dtype_text(v.dtype))
+                                  for v in values], "u1")
+    shapes, shape = _vocab_index([_shape_text(v) for v in values], "<u4")
+    return {"n": len(values), "uses": len(consumers), "dtypes": dtypes, "shapes": shapes,
+            "names": names_blob, "name_offsets": name_offsets, "dtype": dtype, "shape": shape,
+            "producer": producer.tobytes(), "output": np.array([id(v) in outputs for v in values], dtype="u1").tobytes(),
+            "consumer_offsets": consumer_offsets.tobytes(), "consumers": np.array(consumers, dtype="<i4").tobytes()}
 
 
 def build_header(result: Any, n_nodes: int, n_modules: int, n_tagged: int) -> dict:
@@ -255,7 +329,21 @@ def build_header(result: Any, n_nodes: int, n_modules: int, n_tagged: int) -> di
         "onnx_path": str(onnx_path) if onnx_path else None,
         "structure_only": bool(getattr(result, "structure_only", False)),
         "warnings": [str(w) for w in getattr(result, "warnings", None) or []],
+        "io": _io_rows(getattr(result, "io", None)),
     }
+
+
+def _io_rows(io: Any) -> list[dict]:
+    """``result.io`` (kind, name, dtype, shape: ints and named dynamic axes) as JSON rows; [] without one."""
+    if not isinstance(io, pd.DataFrame) or not len(io):
+        return []
+    rows = []
+    for r in io.to_dict("records"):
+        shape = r.get("shape")
+        shape = [] if shape is None or (isinstance(shape, float) and math.isnan(shape)) else list(shape)
+        rows.append({"kind": str(r.get("kind", "")), "name": str(r.get("name", "")), "dtype": str(r.get("dtype", "") or ""),
+                     "shape": [int(d) if isinstance(d, (int, np.integer)) else str(d) for d in shape]})
+    return rows
 
 
 def _by_module(df: pd.DataFrame, names: list[str], column: str, dtype: str, missing) -> bytes:
@@ -273,6 +361,9 @@ def build_metrics(result: Any, names: list[str]) -> dict:
         out["latency"]["unattributed_ms"] = _float(latency.attrs.get("unattributed_ms"))
         by_op = latency.attrs.get("by_op_type") or {}
         out["latency"]["by_op_type"] = {str(k): v for k, v in ((k, _float(v)) for k, v in by_op.items()) if v is not None}
+        if "fused_into" in latency:
+            fused = dict(zip(latency["module"].astype(str), latency["fused_into"]))
+            out["latency"]["fused_into"] = [_name(fused.get(n)) for n in names]
     divergence = getattr(result, "divergence", None)
     if divergence is not None:
         ok = divergence.assign(ok=divergence["ok"].map(lambda v: 255 if v is None or pd.isna(v) else int(bool(v))))
@@ -283,7 +374,7 @@ def build_metrics(result: Any, names: list[str]) -> dict:
 
 
 def payload(result: Any, selected: str = "") -> dict:
-    """Everything the front end needs for ``result``: header, tree, nodes, metrics, selected."""
+    """Everything the front end needs for ``result``: header, tree, nodes, graph, metrics, selected."""
     nodes_df = result.nodes if result.nodes is not None else pd.DataFrame(columns=["node", "op_type", "module"])
     modules_df = result.modules if result.modules is not None else pd.DataFrame(columns=["module"])
     node_modules = [_name(m) for m in nodes_df["module"]] if "module" in nodes_df else [None] * len(nodes_df)
@@ -292,54 +383,71 @@ def payload(result: Any, selected: str = "") -> dict:
     nodes = build_nodes(nodes_df, node_modules, index)
     tagged = sum(m is not None for m in node_modules)
     header = build_header(result, len(nodes_df), tree["n"], tagged)
-    return {"header": header, "tree": tree, "nodes": nodes, "metrics": build_metrics(result, tree["names"]),
-            "selected": selected or ""}
+    node_names = ["" if _name(v) is None else str(v) for v in nodes_df["node"]] if "node" in nodes_df else [""] * len(nodes_df)
+    graph = build_graph(_graph_model(result), node_names)
+    return {"header": header, "tree": tree, "nodes": nodes, "graph": graph,
+            "metrics": build_metrics(result, tree["names"]), "selected": selected or ""}
 
 
-# (column, bytes per item) of each binary column; a column's length is n (or n + 1) items.
-_TREE_COLUMNS = {"parent": 4, "depth": 4, "size": 4, "own": 4, "total": 4, "params": 8, "executed": 1}
-_NODE_COLUMNS = {"module": 4, "op": 2, "confidence": 4, "source": 1}
-
-
-def check_payload(tree: dict | None = None, nodes: dict | None = None) -> None:
-    """``ValueError`` naming the first part of ``tree`` / ``nodes`` that breaks the contract above."""
+def check_payload(tree: dict | None = None, nodes: dict | None = None, graph: dict | None = None) -> None:
+    """``ValueError`` naming the first part of ``tree`` / ``nodes`` / ``graph`` that breaks ``payload_spec.json``."""
+    parts = {"tree": tree, "nodes": nodes, "graph": graph}
+    for part, d in parts.items():
+        if d is not None:
+            _check_part(part, d, parts)
     if tree is not None:
-        n = tree.get("n")
-        if not isinstance(n, int) or n < 1:
+        n = tree["n"]
+        if n < 1:
             raise ValueError(f"tree.n must be the number of modules (>= 1, the root), got {n!r}")
-        for key in ("names", "classes"):
-            if len(tree.get(key) or []) != n:
-                raise ValueError(f"tree.{key} has {len(tree.get(key) or [])} entries, expected tree.n = {n}")
-        for key, width in _TREE_COLUMNS.items():
-            _check_column("tree", tree, key, n * width)
         parent = np.frombuffer(tree["parent"], "<i4")
         if parent[0] != -1 or (n > 1 and not (parent[1:] < np.arange(1, n)).all()) or (parent[1:] < 0).any():
             raise ValueError("tree.parent must list modules in pre-order: -1 for the root, then a parent before its children")
-    if nodes is not None:
-        n = nodes.get("n")
-        if not isinstance(n, int) or n < 0:
-            raise ValueError(f"nodes.n must be the number of nodes, got {n!r}")
-        for key, width in _NODE_COLUMNS.items():
-            _check_column("nodes", nodes, key, n * width)
-        _check_column("nodes", nodes, "name_offsets", (n + 1) * 4)
-        offsets = np.frombuffer(nodes["name_offsets"], "<u4")
-        if offsets[0] != 0 or (np.diff(offsets.astype(np.int64)) < 0).any() or offsets[-1] != len(nodes.get("names", b"")):
-            raise ValueError("nodes.name_offsets must rise from 0 to the byte length of nodes.names")
-        op = np.frombuffer(nodes["op"], "<u2")
-        if n and int(op.max()) >= len(nodes.get("ops") or []):
-            raise ValueError(f"nodes.op refers to op type {int(op.max())} but nodes.ops has {len(nodes.get('ops') or [])}")
-        if n and int(np.frombuffer(nodes["source"], "u1").max()) >= len(SOURCES):
-            raise ValueError(f"nodes.source has a code outside 0..{len(SOURCES) - 1}")
-        if tree is not None and n:
-            module = np.frombuffer(nodes["module"], "<i4")
-            if int(module.min()) < -1 or int(module.max()) >= tree["n"]:
-                raise ValueError(f"nodes.module must index tree (-1 .. {tree['n'] - 1}), "
-                                 f"got {int(module.min())} .. {int(module.max())}")
 
 
-def _check_column(part: str, d: dict, key: str, expected: int) -> None:
-    v = d.get(key)
-    if not isinstance(v, (bytes, bytearray, memoryview)):
-        raise ValueError(f"{part}.{key} must be bytes, got {type(v).__name__}")
-    if len(v) != expected:
-        raise ValueError(f"{part}.{key} has {len(v)} bytes, expected {expected}")
+def _check_part(part: str, d: dict, parts: dict) -> None:
+    spec = SPEC["parts"][part]
+    if not isinstance(d, dict):
+        raise ValueError(f"{part} must be a dict, got {type(d).__name__}")
+    counts = {}
+    for key in spec["counts"]:
+        v = d.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{part}.{key} must be the {spec['counts'][key]}, got {v!r}")
+        counts[key] = v
+    for key, ls in spec["lists"].items():
+        v = d.get(key)
+        if not isinstance(v, list):
+            raise ValueError(f"{part}.{key} must be a list ({ls['about']}), got {type(v).__name__}")
+        if "length" in ls and len(v) != counts[ls["length"]]:
+            raise ValueError(f"{part}.{key} has {len(v)} entries, expected {part}.{ls['length']} = {counts[ls['length']]}")
+    for key, col in spec["columns"].items():
+        v = d.get(key)
+        if not isinstance(v, (bytes, bytearray, memoryview)):
+            raise ValueError(f"{part}.{key} must be bytes, got {type(v).__name__}")
+        if col["type"] == "bytes":
+            continue
+        dtype = np.dtype(_DTYPES[col["type"]])
+        length = col["length"]
+        items = counts["n"] + 1 if length == "n+1" else counts[length]
+        if len(v) != items * dtype.itemsize:
+            raise ValueError(f"{part}.{key} has {len(v)} bytes, expected {items * dtype.itemsize}")
+        a = np.frombuffer(v, dtype)
+        if not len(a):
+            continue
+        if "offsets" in col:
+            blob = d.get(col["offsets"], b"")
+            if a[0] != 0 or (np.diff(a.astype(np.int64)) < 0).any() or a[-1] != len(blob):
+                raise ValueError(f"{part}.{key} must rise from 0 to the byte length of {part}.{col['offsets']}")
+        if "vocab" in col:
+            vocab = SPEC["sources"] if col["vocab"] == "sources" else d.get(col["vocab"]) or []
+            if int(a.max()) >= len(vocab):
+                raise ValueError(f"{part}.{key} refers to entry {int(a.max())} but {col['vocab']} has {len(vocab)}")
+        if "index" in col and parts.get(col["index"]) is not None:
+            size = parts[col["index"]]["n"]
+            if int(a.min()) < -1 or int(a.max()) >= size:
+                raise ValueError(f"{part}.{key} must index {col['index']} (-1 .. {size - 1}), "
+                                 f"got {int(a.min())} .. {int(a.max())}")
+    if "consumer_offsets" in spec["columns"]:
+        off = np.frombuffer(d["consumer_offsets"], "<u4")
+        if off[0] != 0 or (np.diff(off.astype(np.int64)) < 0).any() or off[-1] != counts["uses"]:
+            raise ValueError(f"{part}.consumer_offsets must rise from 0 to {part}.uses")

@@ -1,6 +1,6 @@
 """HierxExplorer: an anywidget that explores an ExportResult (module tree, coverage, metrics, nodes).
 
-Its traits ``header``, ``tree``, ``nodes`` and ``metrics`` follow the data contract in
+Its traits ``header``, ``tree``, ``nodes``, ``graph`` and ``metrics`` follow the data contract in
 ``hierx_nb/notebook/payload.py``; each is checked when set (``traitlets.TraitError`` says which
 part is wrong). ``selected`` (Unicode) is the selected module's qualified name ("" = the whole
 model); synced both ways, Python is the source of truth: an unknown name raises
@@ -50,6 +50,7 @@ class HierxExplorer(anywidget.AnyWidget):
     header = traitlets.Dict().tag(sync=True)
     tree = traitlets.Dict().tag(sync=True)
     nodes = traitlets.Dict().tag(sync=True)
+    graph = traitlets.Dict().tag(sync=True)
     metrics = traitlets.Dict().tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
 
@@ -81,6 +82,12 @@ class HierxExplorer(anywidget.AnyWidget):
         _checked(lambda: check_payload(tree=tree, nodes=proposal["value"]))
         return proposal["value"]
 
+    @traitlets.validate("graph")
+    def _check_graph(self, proposal):
+        nodes = self.nodes or None  # set before graph by from_result; producer/consumer indices are checked against it
+        _checked(lambda: check_payload(nodes=nodes, graph=proposal["value"]))
+        return proposal["value"]
+
     @traitlets.validate("selected")
     def _check_selected(self, proposal) -> str:
         value = proposal["value"]
@@ -105,7 +112,7 @@ class HierxExplorer(anywidget.AnyWidget):
     def payload_bytes(self) -> int:
         """Approximate size of the synced data (binary buffers + JSON strings), for budgeting."""
         total = 0
-        for trait in ("header", "tree", "nodes"):
+        for trait in ("header", "tree", "nodes", "graph"):
             for v in getattr(self, trait).values():
                 if isinstance(v, (bytes, bytearray, memoryview)):
                     total += len(v)

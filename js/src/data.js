@@ -1,10 +1,12 @@
 // Decoding of the columnar payload (hierx_nb/notebook/payload.py), checked on arrival, and
 // subtree statistics.
 
+import spec from "./spec.js";
+
 /** @typedef {import("./types.js").Bytes} Bytes */
 
-// Node sources by code (payload.SOURCES); 0 is "none or unknown".
-export const SOURCES = ["", "exact", "pattern", "inferred"];
+// Node sources by code (payload_spec.json "sources"); 0 is "none or unknown".
+export const SOURCES = spec.sources;
 
 /** A payload that breaks the contract: the view shows this message instead of a tree. */
 export class PayloadError extends Error {}
@@ -16,13 +18,11 @@ function bytesOf(v, what) {
   throw new PayloadError(`${what} must be binary, got ${v === null ? "null" : typeof v}`);
 }
 
+const ARRAYS = { int32: Int32Array, uint32: Uint32Array, uint16: Uint16Array, uint8: Uint8Array, float32: Float32Array, float64: Float64Array };
+
 // A typed view of exactly `count` items, checked; without copying when aligned (the common case),
 // copied otherwise, because typed arrays need byteOffset to be a multiple of their element size.
-/**
- * @template {Int32ArrayConstructor | Uint32ArrayConstructor | Uint16ArrayConstructor | Uint8ArrayConstructor | Float32ArrayConstructor | Float64ArrayConstructor} C
- * @param {Bytes} v @param {C} Ctor @param {number} count @param {string} what
- * @returns {InstanceType<C>}
- */
+/** @param {Bytes} v @param {any} Ctor @param {number} count @param {string} what @returns {any} */
 function typed(v, Ctor, count, what) {
   const b = bytesOf(v, what);
   const k = Ctor.BYTES_PER_ELEMENT;
@@ -30,7 +30,7 @@ function typed(v, Ctor, count, what) {
     throw new PayloadError(`${what} has ${b.byteLength} bytes, expected ${count * k} (${count} × ${k})`);
   }
   const src = b.byteOffset % k === 0 ? b : b.slice();
-  return /** @type {InstanceType<C>} */ (new Ctor(/** @type {ArrayBuffer} */ (src.buffer), src.byteOffset, count));
+  return new Ctor(/** @type {ArrayBuffer} */ (src.buffer), src.byteOffset, count);
 }
 
 /** @param {boolean} ok @param {string} message */
@@ -39,67 +39,101 @@ function need(ok, message) {
 }
 
 /**
+ * One part of the payload (tree, nodes, graph) decoded by the spec: counts checked, lists checked,
+ * binary columns as typed arrays (blobs as Uint8Array), offsets and vocabulary codes checked.
+ * Indices into other parts are checked by `decode`, once every part is known.
+ * @param {string} part @param {any} p @returns {Record<string, any>}
+ */
+export function decodePart(part, p) {
+  const sp = spec.parts[part];
+  need(!!p && typeof p === "object", `the ${part} payload is missing`);
+  /** @type {Record<string, any>} */
+  const out = {};
+  for (const [key, about] of Object.entries(sp.counts)) {
+    need(Number.isInteger(p[key]) && p[key] >= 0, `${part}.${key} must be the ${about}, got ${p[key]}`);
+    out[key] = p[key];
+  }
+  for (const [key, ls] of Object.entries(sp.lists)) {
+    need(Array.isArray(p[key]), `${part}.${key} must list the ${ls.about}`);
+    if (ls.length) need(p[key].length === out[ls.length], `${part}.${key} must list ${out[ls.length]} entries, got ${p[key].length}`);
+    out[key] = p[key];
+  }
+  for (const [key, col] of Object.entries(sp.columns)) {
+    if (col.type === "bytes") { out[key] = bytesOf(p[key], `${part}.${key}`); continue; }
+    const count = col.length === "n+1" ? out.n + 1 : out[col.length];
+    out[key] = typed(p[key], ARRAYS[col.type], count, `${part}.${key}`);
+  }
+  for (const [key, col] of Object.entries(sp.columns)) {
+    const a = out[key];
+    if (col.offsets) {
+      const blob = out[col.offsets];
+      need(a[0] === 0 && a[a.length - 1] === blob.byteLength, `${part}.${key} must run from 0 to the byte length of ${part}.${col.offsets}`);
+      for (let i = 1; i < a.length; i++) need(a[i] >= a[i - 1], `${part}.${key} must not decrease (at ${i})`);
+    }
+    if (col.vocab) {
+      const size = col.vocab === "sources" ? SOURCES.length : out[col.vocab].length;
+      for (let i = 0; i < a.length; i++) if (a[i] >= size) throw new PayloadError(`${part}.${key}[${i}] = ${a[i]} is not in ${col.vocab}`);
+    }
+  }
+  return out;
+}
+
+/** @param {Int32Array} a @param {number} size @param {string} what */
+function checkIndex(a, size, what) {
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] < -1 || a[i] >= size) throw new PayloadError(`${what}[${i}] = ${a[i]} is not an index (-1 .. ${size - 1})`);
+  }
+}
+
+const utf8 = new TextDecoder("utf-8");
+/** @param {Uint8Array} blob @param {Uint32Array} off @returns {(i: number) => string} decoded lazily, only for what is on screen */
+const stringsOf = (blob, off) => (i) => utf8.decode(blob.subarray(off[i], off[i + 1]));
+
+/**
  * The payload as typed arrays, or a PayloadError saying which part breaks the contract.
  * @param {import("./types.js").TreePayload} treeP
  * @param {import("./types.js").NodesPayload} nodesP
+ * @param {import("./types.js").GraphPayload} [graphP]  absent: no dataflow (an older payload)
  */
-export function decode(treeP, nodesP) {
-  need(!!treeP && typeof treeP === "object", "the tree payload is missing");
-  need(!!nodesP && typeof nodesP === "object", "the nodes payload is missing");
-  const n = treeP.n;
-  need(Number.isInteger(n) && n >= 1, `tree.n must be the number of modules (>= 1), got ${n}`);
-  need(Array.isArray(treeP.names) && treeP.names.length === n, `tree.names must list ${n} names`);
-  need(Array.isArray(treeP.classes) && treeP.classes.length === n, `tree.classes must list ${n} classes`);
+export function decode(treeP, nodesP, graphP) {
+  const t = decodePart("tree", treeP);
+  need(t.n >= 1, `tree.n must be the number of modules (>= 1), got ${t.n}`);
   const tree = {
-    n,
-    names: treeP.names,
-    classes: treeP.classes,
-    parent: typed(treeP.parent, Int32Array, n, "tree.parent"),
-    depth: typed(treeP.depth, Int32Array, n, "tree.depth"),
-    size: typed(treeP.size, Int32Array, n, "tree.size"),
-    own: typed(treeP.own, Int32Array, n, "tree.own"),
-    total: typed(treeP.total, Int32Array, n, "tree.total"),
-    params: typed(treeP.params, Float64Array, n, "tree.params"),
-    executed: typed(treeP.executed, Uint8Array, n, "tree.executed"),
+    .../** @type {{n: number, names: string[], classes: string[], parent: Int32Array, depth: Int32Array, size: Int32Array, own: Int32Array, total: Int32Array, params: Float64Array, executed: Uint8Array}} */ (t),
     /** @type {Map<string, number>} */ index: new Map(),
     /** @type {string[] | null} lower-cased name + class for search, built on first search */ lower: null,
   };
   need(tree.parent[0] === -1, "tree.parent[0] must be -1 (the root comes first)");
-  for (let i = 1; i < n; i++) {
+  for (let i = 1; i < tree.n; i++) {
     const p = tree.parent[i];
     if (p < 0 || p >= i || i + tree.size[i] > p + tree.size[p]) {
-      throw new PayloadError(`tree is not in pre-order at module ${i} (${JSON.stringify(treeP.names[i])})`);
+      throw new PayloadError(`tree is not in pre-order at module ${i} (${JSON.stringify(tree.names[i])})`);
     }
   }
-  treeP.names.forEach((name, i) => tree.index.set(name, i));
+  tree.names.forEach((name, i) => tree.index.set(name, i));
 
-  const m = nodesP.n;
-  need(Number.isInteger(m) && m >= 0, `nodes.n must be the number of nodes, got ${m}`);
-  need(Array.isArray(nodesP.ops), "nodes.ops must list the op types");
+  const d = decodePart("nodes", nodesP);
+  checkIndex(d.module, tree.n, "nodes.module");
   const nodes = {
-    n: m,
-    module: typed(nodesP.module, Int32Array, m, "nodes.module"),
-    op: typed(nodesP.op, Uint16Array, m, "nodes.op"),
-    ops: nodesP.ops,
-    confidence: typed(nodesP.confidence, Float32Array, m, "nodes.confidence"),
-    source: typed(nodesP.source, Uint8Array, m, "nodes.source"),
-    nameBytes: bytesOf(nodesP.names, "nodes.names"),
-    offsets: typed(nodesP.name_offsets, Uint32Array, m + 1, "nodes.name_offsets"),
-    /** @type {(i: number) => string} */ name: null,
+    .../** @type {{n: number, module: Int32Array, op: Uint16Array, ops: string[], confidence: Float32Array, source: Uint8Array}} */ (d),
+    nameBytes: /** @type {Uint8Array} */ (d.names), offsets: /** @type {Uint32Array} */ (d.name_offsets),
+    name: stringsOf(d.names, d.name_offsets),
   };
-  for (let i = 0; i < m; i++) {
-    const k = nodes.module[i];
-    if (k < -1 || k >= n) throw new PayloadError(`nodes.module[${i}] = ${k} is not a module index (-1 .. ${n - 1})`);
-    if (nodes.op[i] >= nodes.ops.length) throw new PayloadError(`nodes.op[${i}] = ${nodes.op[i]} is not in nodes.ops`);
-    if (nodes.source[i] >= SOURCES.length) throw new PayloadError(`nodes.source[${i}] = ${nodes.source[i]} is not a source code`);
-  }
-  need(nodes.offsets[0] === 0 && nodes.offsets[m] === nodes.nameBytes.byteLength,
-    "nodes.name_offsets must run from 0 to the byte length of nodes.names");
-  const decoder = new TextDecoder("utf-8");
-  // Node names are decoded lazily, only for the rows on screen.
-  nodes.name = (i) => decoder.decode(nodes.nameBytes.subarray(nodes.offsets[i], nodes.offsets[i + 1]));
-  return { tree, nodes };
+
+  const g = decodePart("graph", graphP || EMPTY_GRAPH);
+  checkIndex(g.producer, nodes.n, "graph.producer");
+  checkIndex(g.consumers, nodes.n, "graph.consumers");
+  need(g.consumer_offsets[0] === 0 && g.consumer_offsets[g.n] === g.uses, "graph.consumer_offsets must run from 0 to graph.uses");
+  const graph = {
+    .../** @type {{n: number, uses: number, dtypes: string[], shapes: string[], dtype: Uint8Array, shape: Uint32Array, producer: Int32Array, output: Uint8Array, consumer_offsets: Uint32Array, consumers: Int32Array}} */ (g),
+    name: stringsOf(g.names, g.name_offsets),
+  };
+  return { tree, nodes, graph };
 }
+
+const EMPTY_GRAPH = { n: 0, uses: 0, dtypes: [], shapes: [], names: new Uint8Array(0), name_offsets: new Uint32Array(1),
+  dtype: new Uint8Array(0), shape: new Uint32Array(0), producer: new Int32Array(0), output: new Uint8Array(0),
+  consumer_offsets: new Uint32Array(1), consumers: new Int32Array(0) };
 
 /** @typedef {ReturnType<typeof decode>} Data */
 
@@ -116,6 +150,7 @@ export function decodeMetrics(metricsP, n) {
       total: typed(lat.total_ms, Float64Array, n, "metrics.latency.total_ms"),
       share: typed(lat.share, Float64Array, n, "metrics.latency.share"),
       kernelMs: lat.kernel_ms, unattributedMs: lat.unattributed_ms, byOpType: lat.by_op_type || {},
+      fusedInto: Array.isArray(lat.fused_into) && lat.fused_into.length === n ? lat.fused_into : null,
     };
   }
   const div = metricsP && metricsP.divergence;
@@ -126,7 +161,7 @@ export function decodeMetrics(metricsP, n) {
       firstDivergent: div.first_divergent ?? null,
     };
   }
-  return /** @type {{latency?: {self: Float64Array, total: Float64Array, share: Float64Array, kernelMs: number | null, unattributedMs: number | null, byOpType: Record<string, number>}, divergence?: {maxAbs: Float64Array, ok: Uint8Array, firstDivergent: string | null}}} */ (out);
+  return /** @type {{latency?: {self: Float64Array, total: Float64Array, share: Float64Array, kernelMs: number | null, unattributedMs: number | null, byOpType: Record<string, number>, fusedInto: (string | null)[] | null}, divergence?: {maxAbs: Float64Array, ok: Uint8Array, firstDivergent: string | null}}} */ (out);
 }
 
 export const HIST_BINS = 20;

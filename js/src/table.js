@@ -11,6 +11,7 @@ export function createTable({ data, onSelectModule }) {
   let page = 0;
   let sort = "graph";
   let opFilter = -1;
+  let selNode = -1;
 
   const tbody = h("tbody");
   const info = h("span", { class: "hx-page-info", "data-testid": "hierx-page-info" });
@@ -65,7 +66,7 @@ export function createTable({ data, onSelectModule }) {
         : h("td", { class: "hx-mod", title: `${mod || "(whole model)"} — ${tree.classes[m] || ""}` },
             h("a", { href: "#", text: mod || "(root)", onclick: (e) => { e.preventDefault(); onSelectModule(m); } }));
       const low = conf === conf && conf < 0.5;
-      trs.push(h("tr", { "data-testid": "hierx-node-row", "data-node-index": i },
+      trs.push(h("tr", { "data-testid": "hierx-node-row", "data-node-index": i, class: i === selNode ? "hx-node-on" : null },
         h("td", { class: "hx-node-name", text: nodes.name(i) }),
         h("td", { text: nodes.ops[nodes.op[i]] ?? "" }),
         modCell,
@@ -80,6 +81,16 @@ export function createTable({ data, onSelectModule }) {
 
   function setRows(idx) { all = idx; apply(); }
 
+  /** Shows node i's page and marks its row (-1: none). @param {number} i */
+  function setNode(i) {
+    selNode = i;
+    const k = view.indexOf(i);
+    if (k >= 0) page = Math.floor(k / PAGE);
+    render();
+    const row = tbody.querySelector(".hx-node-on");
+    if (row) row.scrollIntoView({ block: "nearest" });
+  }
+
   function setOpFilter(op, onClear) {
     opFilter = op;
     chip.replaceChildren(op >= 0
@@ -90,5 +101,5 @@ export function createTable({ data, onSelectModule }) {
     apply();
   }
 
-  return { el, setRows, setOpFilter };
+  return { el, setRows, setOpFilter, setNode };
 }

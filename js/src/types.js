@@ -27,32 +27,21 @@
  * @property {string | null} onnx_path
  * @property {boolean} structure_only
  * @property {string[]} warnings
+ * @property {IoRow[]} [io]
  */
 
-/**
- * @typedef {object} TreePayload
- * @property {number} n
- * @property {string[]} names
- * @property {string[]} classes
- * @property {Bytes} parent
- * @property {Bytes} depth
- * @property {Bytes} size
- * @property {Bytes} own
- * @property {Bytes} total
- * @property {Bytes} params
- * @property {Bytes} executed
- */
+// The binary parts (tree, nodes, graph) are specified once, in hierx_nb/notebook/payload_spec.json;
+// data.js decodes them by that spec.
+/** @typedef {Record<string, any>} TreePayload */
+/** @typedef {Record<string, any>} NodesPayload */
+/** @typedef {Record<string, any>} GraphPayload */
 
 /**
- * @typedef {object} NodesPayload
- * @property {number} n
- * @property {Bytes} module
- * @property {Bytes} op
- * @property {string[]} ops
- * @property {Bytes} confidence
- * @property {Bytes} source
- * @property {Bytes} names
- * @property {Bytes} name_offsets
+ * @typedef {object} IoRow  a model input or output (result.io)
+ * @property {"input" | "output"} kind
+ * @property {string} name
+ * @property {string} dtype
+ * @property {(number | string)[]} shape  named dynamic axes as strings
  */
 
 /**
@@ -63,6 +52,7 @@
  * @property {number | null} kernel_ms
  * @property {number | null} unattributed_ms
  * @property {Record<string, number>} [by_op_type]
+ * @property {(string | null)[]} [fused_into]  per module: the module whose kernel ORT fused its work into
  */
 
 /**
@@ -83,6 +73,7 @@
  * @property {Header} header
  * @property {TreePayload} tree
  * @property {NodesPayload} nodes
+ * @property {GraphPayload} graph
  * @property {MetricsPayload} metrics
  * @property {string} selected
  */

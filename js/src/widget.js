@@ -6,6 +6,7 @@ import { decode, decodeMetrics, subtreeStats, h, fmtInt, fmtParams, fmtSeconds, 
 import { createTree } from "./tree.js";
 import { createTable } from "./table.js";
 import { createChart } from "./charts.js";
+import { createGraph } from "./graph.js";
 
 /** @typedef {import("./types.js").Model} Model */
 /** @typedef {"nodes" | "latency" | "divergence"} Metric */
@@ -64,7 +65,7 @@ function render({ model, el }) {
   const root = h("div", { class: "hierx", "data-testid": "hierx-root" });
   el.append(root);
 
-  let data, metrics, tree, table, selIdx = 0, opFilter = -1, stats = null;
+  let data, metrics, tree, table, graphView, selIdx = 0, opFilter = -1, stats = null;
   /** @type {Metric} */
   let metric = "nodes";
   const disposers = [];
@@ -196,7 +197,41 @@ function render({ model, el }) {
     renderCrumbs();
     tree.setSelected(selIdx);
     table.setRows(stats.idx);
+    graphView.setModule(selIdx);
+    graphView.setMetric(graphMetric());
     drawCharts();
+  }
+
+  // How the chosen metric colours the graph: modules by their subtree's value relative to the
+  // selection's largest child, nodes by their module's own value.
+  function graphMetric() {
+    const t = data.tree;
+    const maxOf = (values) => {
+      let max = 0;
+      for (let c = selIdx; c < selIdx + t.size[selIdx]; c++) if (values[c] > max) max = values[c];
+      return max;
+    };
+    if (metric === "latency" && metrics.latency) {
+      const L = metrics.latency, max = maxOf(L.total), maxSelf = maxOf(L.self);
+      return { bad: false, module: (m) => (max > 0 && L.total[m] === L.total[m] ? L.total[m] / max : null),
+        node: (i) => { const m = data.nodes.module[i]; return m >= 0 && maxSelf > 0 && L.self[m] === L.self[m] ? L.self[m] / maxSelf : null; },
+        text: (m) => (L.total[m] === L.total[m] ? `${fmtMs(L.total[m])} ms` : "") };
+    }
+    if (metric === "divergence" && metrics.divergence) {
+      const D = metrics.divergence, max = maxOf(D.maxAbs);
+      const f = (m) => (D.ok[m] === 0 ? 1 : max > 0 && D.maxAbs[m] === D.maxAbs[m] ? D.maxAbs[m] / max : null);
+      return { bad: true, module: f, node: (i) => (data.nodes.module[i] >= 0 ? f(data.nodes.module[i]) : null),
+        text: (m) => (D.maxAbs[m] === D.maxAbs[m] ? `max |Δ| ${fmtDiff(D.maxAbs[m])}` : "") };
+    }
+    return null;
+  }
+
+  function selectNode(i) {
+    const m = data.nodes.module[i] < 0 ? 0 : data.nodes.module[i];
+    if (!(m >= selIdx && m < selIdx + data.tree.size[selIdx])) select(m);
+    if (opFilter >= 0 && data.nodes.op[i] !== opFilter) setOp(-1);
+    table.setNode(i);
+    graphView.setNode(i);
   }
 
   function select(i) {
@@ -223,7 +258,7 @@ function render({ model, el }) {
     metric = m in metrics || m === "nodes" ? m : "nodes";
     metricSel.value = metric;
     root.setAttribute("data-metric", metric);
-    timed(() => { tree.setColumns(columns()); drawCharts(); });
+    timed(() => { tree.setColumns(columns()); graphView.setMetric(graphMetric()); drawCharts(); });
   }
 
   function renderMetricOptions() {
@@ -244,11 +279,12 @@ function render({ model, el }) {
   function build() {
     try {
       timed(() => {
-        data = decode(model.get("tree"), model.get("nodes"));
+        data = decode(model.get("tree"), model.get("nodes"), model.get("graph"));
         metrics = decodeMetrics(model.get("metrics") || {}, data.tree.n);
         opFilter = -1;
         tree = createTree({ data, rootLabel: "(whole model)", columns: [], onSelect: select });
         table = createTable({ data, onSelectModule: select });
+        graphView = createGraph({ data, rootLabel: rootName, onSelectModule: select, onSelectNode: selectNode });
         headerEl = renderHeader(model.get("header") || /** @type {any} */ ({}), metrics.divergence?.firstDivergent);
         renderMetricOptions();
         const btn = (text, testid, fn) => h("button", { class: "hx-btn", text, "data-testid": testid, onclick: fn });
@@ -261,7 +297,8 @@ function render({ model, el }) {
           h("label", { class: "hx-metric" }, h("span", { text: "metric " }), metricSel),
           count, h("span", { text: " nodes in selection" }));
         root.replaceChildren(headerEl, sel,
-          h("div", { class: "hx-main" }, treePane, h("div", { class: "hx-pane hx-charts" }, chartA.el, chartB.el)),
+          h("div", { class: "hx-main" }, treePane, h("div", { class: "hx-pane hx-graph-pane" }, graphView.el)),
+          h("div", { class: "hx-charts" }, chartA.el, chartB.el),
           table.el);
         if (search.value) runSearch();
         selIdx = data.tree.index.get(model.get("selected") || "") ?? 0;
@@ -270,6 +307,7 @@ function render({ model, el }) {
         root.setAttribute("data-metric", metric);
         tree.setColumns(columns());
         showSelection();
+        graphView.setMetric(graphMetric());
       });
     } catch (e) {
       data = null;
@@ -323,7 +361,7 @@ function render({ model, el }) {
   let raf = 0;
   const ro = new ResizeObserver(() => {
     cancelAnimationFrame(raf);
-    raf = requestAnimationFrame(() => { if (data) { tree.refresh(); chartA.resize(); chartB.resize(); } });
+    raf = requestAnimationFrame(() => { if (data) { tree.refresh(); graphView.refresh(); chartA.resize(); chartB.resize(); } });
   });
   ro.observe(root);
 

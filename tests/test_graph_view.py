@@ -1,0 +1,161 @@
+"""The explorer's graph view in headless Chromium, through the offline HTML report.
+
+A CNN and a BERT exported for real: the selected module's dataflow with child modules as boxes,
+own nodes as op boxes and its inputs/outputs as ports; a click expands a box in place and a second
+click on its title collapses it; a double click selects the module (tree, breadcrumbs, table
+follow); a click on an op node marks it in the node table; latency colours after profile(). Then the
+timings the graph-view issue sets (first graph and an expand on a 12-layer BERT, a 2,000-node module,
+a 100k-node result), asserted with 2x headroom. Screenshots go to test-artifacts/.
+"""
+from __future__ import annotations
+
+import pytest
+from conftest import wait_for
+from test_widget_payload import _cnn_export, llama_like_result, with_chain_graph
+from test_widget_render import ARTIFACTS, _count, _row
+
+pytestmark = pytest.mark.browser
+
+GRAPH = '[data-testid="hierx-graph"]'
+
+
+def _graph_modules(page) -> list[str]:
+    return sorted(page.locator(f"{GRAPH} .hx-g-module").evaluate_all("es => es.map(e => e.dataset.graphModule)"))
+
+
+def _graph_nodes(page) -> list[str]:
+    return sorted(page.locator(f"{GRAPH} .hx-g-op").evaluate_all("es => es.map(e => e.dataset.graphNode)"))
+
+
+def _ms(page, attr: str) -> float:
+    return float(page.locator(GRAPH).get_attribute(attr))
+
+
+def _bert(tmp_path, layers: int):
+    import torch
+    from transformers import BertConfig, BertModel
+
+    import hierx_nb
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64)
+    return hierx_nb.export(BertModel(config).eval(), output=tmp_path / f"bert{layers}.onnx")
+
+
+def test_graph_of_a_cnn(open_report, tmp_path):
+    r = _cnn_export(tmp_path)
+    page = open_report(r, "cnn_graph")
+    children = sorted(str(m) for m in r.modules["module"] if m and "." not in str(m) and
+                      r.nodes["module"].astype(str).str.startswith(str(m)).any())
+    assert _graph_modules(page) == children  # the root's children, collapsed
+    inputs = page.locator(f"{GRAPH} .hx-g-in").evaluate_all("es => es.map(e => e.dataset.graphPort)")
+    outputs = page.locator(f"{GRAPH} .hx-g-out").evaluate_all("es => es.map(e => e.dataset.graphPort)")
+    assert inputs == [v.name for v in r.onnx_model.graph.inputs] and outputs == [v.name for v in r.onnx_model.graph.outputs]
+    # Edge hover: value name, dtype and shape.
+    tips = page.locator(f"{GRAPH} .hx-g-edge title").all_text_contents()
+    assert any(t.startswith(f"{inputs[0]}: float32 [1, 3, 8, 8]") for t in tips), tips
+
+    # Click: block 1 opens in place, its own Add as an op node, its conv and act as boxes.
+    page.locator(f'{GRAPH} .hx-g-module[data-graph-module="1"]').click()
+    wait_for(page, f"() => !!document.querySelector('{GRAPH} .hx-g-cluster[data-graph-module=\"1\"]')")
+    assert {"1.conv", "1.act"} <= set(_graph_modules(page))
+    own = r.nodes[r.nodes["module"] == "1"]["node"].tolist()
+    assert own and set(own) <= set(_graph_nodes(page))
+    assert _ms(page, "data-toggle-ms") < 200
+    page.screenshot(path=str(ARTIFACTS / "graph_cnn_expanded.png"), full_page=True)
+    # A second click (on the open cluster's title) collapses it.
+    page.locator(f'{GRAPH} .hx-g-cluster[data-graph-module="1"] .hx-g-title').click()
+    wait_for(page, f"() => !document.querySelector('{GRAPH} .hx-g-cluster')")
+    assert _graph_modules(page) == children
+
+    # Double click: block 2 becomes the selection; tree, breadcrumbs and table follow.
+    page.locator(f'{GRAPH} .hx-g-module[data-graph-module="2"]').dblclick()
+    wait_for(page, "() => window.hierx.model.get('selected') === '2'")
+    assert _row(page, "2").get_attribute("aria-selected") == "true"
+    assert page.get_by_test_id("hierx-breadcrumbs").locator(".hx-crumb-cur").text_content() == "2"
+    mine = r.mapping("2")
+    assert _count(page) == len(mine)
+    assert not page.locator(f"{GRAPH} .hx-g-cluster").count()  # the double click's first click was undone
+    assert _graph_modules(page) == ["2.act", "2.conv"]
+
+    # A node click marks its row in the node table.
+    node = mine[mine["module"] == "2"]["node"].iloc[0]
+    page.locator(f'{GRAPH} .hx-g-op[data-graph-node="{node}"]').click()
+    marked = page.locator('[data-testid="hierx-node-row"].hx-node-on .hx-node-name')
+    assert marked.all_text_contents() == [node]
+    assert page.locator(f'{GRAPH} .hx-g-op.hx-g-on').get_attribute("data-graph-node") == node
+    assert page.errors == [] and page.dialogs == []
+
+
+def test_graph_of_a_bert_with_latency_colours(open_report, tmp_path):
+    r = _bert(tmp_path, 2)
+    r.profile(runs=3, warmup=1)
+    page = open_report(r, "bert_graph")
+    assert _graph_modules(page) == ["embeddings", "encoder", "pooler"]
+    assert not page.locator(f"{GRAPH} .hx-g-module rect[style]").count()  # metric "nodes": no colours
+    page.get_by_test_id("hierx-metric").select_option("latency")
+    filled = page.locator(f"{GRAPH} .hx-g-module rect[style*='color-mix']")
+    assert filled.count() >= 2
+    subs = page.locator(f"{GRAPH} .hx-g-module .hx-g-sub").all_text_contents()
+    assert any(s.endswith(" ms") for s in subs), subs
+    # Expand encoder, then its layer list: the layers appear as boxes, each coloured by its time.
+    page.locator(f'{GRAPH} .hx-g-module[data-graph-module="encoder"]').click()
+    page.locator(f'{GRAPH} .hx-g-module[data-graph-module="encoder.layer"]').click()
+    wait_for(page, f"() => !!document.querySelector('{GRAPH} [data-graph-module=\"encoder.layer.1\"]')")
+    assert page.locator(f"{GRAPH} .hx-g-module[data-graph-module^='encoder.layer.'] rect[style*='color-mix']").count() == 2
+    page.screenshot(path=str(ARTIFACTS / "graph_bert_latency.png"), full_page=True)
+    assert page.errors == []
+
+
+def _print(title: str, figures: dict, targets: dict) -> None:
+    print(f"\n{title} (ms; shared machine, noisy):")
+    for k, v in figures.items():
+        t = targets.get(k)
+        print(f"  {k:44s} {v:8.1f}" + (f"   target {t} ms, ratio {v / t:.2f}" if t else ""))
+
+
+def test_graph_timings_12_layer_bert(open_report, tmp_path):
+    """First graph <= 1 s and an expand <= 200 ms on a 12-layer BERT (asserted with 2x headroom)."""
+    r = _bert(tmp_path, 12)
+    page = open_report(r, "bert12")
+    figures = {"first render (all views)": page.evaluate("window.hierx.firstRenderMs"),
+               "first graph (build + layout + draw)": _ms(page, "data-graph-ms")}
+    expands = []
+    for name in ("encoder", "encoder.layer", "encoder.layer.5"):
+        page.locator(f'{GRAPH} .hx-g-module[data-graph-module="{name}"]').click()
+        expands.append(_ms(page, "data-toggle-ms"))
+    figures["expand encoder / layer list / layer 5 (max)"] = max(expands)
+    assert page.locator(f'{GRAPH} .hx-g-cluster[data-graph-module="encoder.layer.5"]').count() == 1
+    targets = {"first render (all views)": 1000, "first graph (build + layout + draw)": 1000,
+               "expand encoder / layer list / layer 5 (max)": 200}
+    _print("12-layer BERT graph", figures, targets)
+    over = {k: v for k, v in figures.items() if v > 2 * targets[k]}
+    assert not over, over
+    assert page.errors == []
+
+
+def test_graph_timings_2000_node_module_and_100k_result(open_report):
+    """A module of 2,000 nodes (own nodes beyond 400 fold into one box) and a 100k-node result."""
+    r = with_chain_graph(llama_like_result(layers=10, nodes_per_layer=200), fan_in=5)
+    flat = r.nodes.assign(module="model.layers.3")  # one module owning all 2,000 nodes
+    r.nodes = flat
+    page = open_report(r, "flat2000")
+    page.evaluate("window.hierx.model.set('selected', 'model.layers.3')")
+    wait_for(page, "() => document.querySelector('[data-testid=hierx-graph-info]').textContent.includes('folded')")
+    figures = {"2,000-node module view": _ms(page, "data-graph-ms")}
+    info = page.get_by_test_id("hierx-graph-info").text_content()
+    assert f"{len(r.nodes) - 400:,} nodes folded" in info, info
+
+    big = with_chain_graph(llama_like_result(layers=468), fan_in=7)
+    page = open_report(big, "huge_graph")
+    figures["100k-node result: first render (all views)"] = page.evaluate("window.hierx.firstRenderMs")
+    figures["100k-node result: first graph"] = _ms(page, "data-graph-ms")
+    page.locator(f'{GRAPH} .hx-g-module[data-graph-module="model"]').click()
+    figures["100k-node result: expand model"] = _ms(page, "data-toggle-ms")
+    targets = {"2,000-node module view": 1000, "100k-node result: first render (all views)": 1000,
+               "100k-node result: first graph": 1000, "100k-node result: expand model": 200}
+    _print("large graph views", figures, targets)
+    over = {k: v for k, v in figures.items() if v > 2 * targets[k]}
+    assert not over, over
+    assert page.errors == []
