@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..attribution import all_nodes
+from ..graph_io import _dtype, _shape
 from ..validation import graph_of
 
 SPEC = json.loads((Path(__file__).parent / "payload_spec.json").read_text(encoding="utf-8"))
@@ -235,21 +236,10 @@ def _vocab_index(values: list[str], dtype: str) -> tuple[list[str], bytes]:
     return list(vocab), codes.tobytes()
 
 
-def _dtype_text(dtype) -> str:
-    """numpy's name for an onnx-ir dtype ('float32', 'bfloat16'); '' unknown."""
-    if dtype is None:
-        return ""
-    try:
-        return str(dtype.numpy())
-    except (TypeError, ValueError, AttributeError):  # a dtype numpy cannot hold (string tensors, new types)
-        return str(dtype.name).lower()
-
-
 def _shape_text(value) -> str:
-    """'[batch, 128, 768]' (named dynamic axes by name, '?' unnamed); '' when the rank is unknown."""
-    if value.shape is None:
-        return ""
-    return "[" + ", ".join(str(d) if isinstance(d, int) else (getattr(d, "value", None) or "?") for d in value.shape) + "]"
+    """'[batch, 128, 768]' (graph_io's axes: named dynamic axes by name); '' when the rank is unknown."""
+    shape = _shape(value)
+    return "" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
 
 
 def _graph_model(result: Any):
@@ -299,9 +289,11 @@ def build_graph(model: Any, node_names: list[str]) -> dict:
         consumers.extend(users)
         consumer_offsets[k + 1] = len(consumers)
     names_blob, name_offsets = _utf8_column([v.name or "" for v in values])
-    dtype_names: dict = {}
-    dtypes, dtype = _vocab_index([dtype_names.get(v.dtype) or dtype_names.setdefault(v.dtype, _dtype_text(v.dtype))
-                                  for v in values], "u1")
+    dtype_names: dict = {}  # one numpy name per dtype, not per value
+    for v in values:
+        if v.dtype not in dtype_names:
+            dtype_names[v.dtype] = _dtype(v)
+    dtypes, dtype = _vocab_index([dtype_names[v.dtype] for v in values], "u1")
     shapes, shape = _vocab_index([_shape_text(v) for v in values], "<u4")
     return {"n": len(values), "uses": len(consumers), "dtypes": dtypes, "shapes": shapes,
             "names": names_blob, "name_offsets": name_offsets, "dtype": dtype, "shape": shape,
@@ -334,15 +326,18 @@ def build_header(result: Any, n_nodes: int, n_modules: int, n_tagged: int) -> di
 
 
 def _io_rows(io: Any) -> list[dict]:
-    """``result.io`` (kind, name, dtype, shape: ints and named dynamic axes) as JSON rows; [] without one."""
+    """``result.io`` (kind, name, dtype, shape: ints and named dynamic axes, None for an unknown rank) as JSON rows."""
     if not isinstance(io, pd.DataFrame) or not len(io):
         return []
     rows = []
     for r in io.to_dict("records"):
         shape = r.get("shape")
-        shape = [] if shape is None or (isinstance(shape, float) and math.isnan(shape)) else list(shape)
+        if shape is not None and not (isinstance(shape, float) and math.isnan(shape)):
+            shape = [int(d) if isinstance(d, (int, np.integer)) else str(d) for d in shape]
+        else:
+            shape = None  # rank unknown
         rows.append({"kind": str(r.get("kind", "")), "name": str(r.get("name", "")), "dtype": str(r.get("dtype", "") or ""),
-                     "shape": [int(d) if isinstance(d, (int, np.integer)) else str(d) for d in shape]})
+                     "shape": shape})
     return rows
 
 

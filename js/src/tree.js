@@ -10,6 +10,7 @@ import { h, lastComponent } from "./data.js";
  * @property {(i: number) => string} text
  * @property {(i: number) => number} [bar]  0..1: an inline bar under the value
  * @property {(i: number) => string} [cls]  extra class of the cell
+ * @property {(i: number) => string} [tip]  the cell's tooltip ("" for none)
  */
 
 const ROW_H = 22; // px; fixed so a row's position is index * ROW_H
@@ -81,7 +82,7 @@ export function createTree({ data, rootLabel, columns, onSelect }) {
 
   /** @param {Column} c @param {number} i */
   function cell(c, i) {
-    const e = h("span", { class: "hx-num" + (c.cls ? " " + c.cls(i) : ""), text: c.text(i) });
+    const e = h("span", { class: "hx-num" + (c.cls ? " " + c.cls(i) : ""), text: c.text(i), title: c.tip ? c.tip(i) || null : null });
     const f = c.bar ? c.bar(i) : 0;
     if (f > 0) { // the inline bar: a background gradient sized to the value
       e.classList.add("hx-barcell");

@@ -41,7 +41,7 @@
  * @property {"input" | "output"} kind
  * @property {string} name
  * @property {string} dtype
- * @property {(number | string)[]} shape  named dynamic axes as strings
+ * @property {(number | string)[] | null} shape  named dynamic axes as strings; null: rank unknown
  */
 
 /**

@@ -36,6 +36,17 @@ function renderHeader(hd, firstDivergent) {
     stat("time", fmtSeconds(hd.seconds)),
     h("span", { class: "hx-path", text: hd.onnx_path || "in memory", title: hd.onnx_path || "not saved to disk" }));
   const parts = [top];
+  const io = hd.io || [];
+  if (io.length) {
+    // The model's inputs and outputs: name, dtype and shape with named dynamic axes, as text.
+    const one = (r) => h("span", { class: "hx-io-item", "data-io-kind": r.kind, "data-io-name": r.name },
+      h("span", { class: "hx-io-name", text: r.name }),
+      h("span", { class: "hx-io-type", text: ` ${r.dtype || "?"} ${r.shape ? `[${r.shape.join(", ")}]` : "[rank unknown]"}` }));
+    const list = (kind) => io.filter((r) => r.kind === kind).flatMap((r, k) => (k ? [", ", one(r)] : [one(r)]));
+    parts.push(h("div", { class: "hx-io", "data-testid": "hierx-io" },
+      h("span", { class: "hx-stat-label", text: "inputs" }), ...list("input"),
+      h("span", { class: "hx-stat-label hx-io-arrow", text: "→ outputs" }), ...list("output")));
+  }
   const warnings = hd.warnings || [];
   if (warnings.length || firstDivergent) {
     parts.push(h("ul", { class: "hx-warnings", "data-testid": "hierx-warnings" },
@@ -105,9 +116,13 @@ function render({ model, el }) {
     const t = data.tree;
     if (metric === "latency" && metrics.latency) {
       const L = metrics.latency;
+      const fused = L.fusedInto;
       return [
-        { head: "self ms", title: "mean kernel ms per run of the nodes this module owns", text: (i) => fmtMs(L.self[i]) },
-        { head: "total ms", title: "mean kernel ms per run of its subtree", text: (i) => fmtMs(L.total[i]) },
+        { head: "self ms", title: "median kernel ms per run of the nodes this module owns",
+          text: (i) => (fused && fused[i] && !(L.self[i] > 0) ? "fused" : fmtMs(L.self[i])),
+          tip: (i) => (fused && fused[i] ? `fused into ${fused[i]}: ONNX Runtime runs this module's work inside that module's kernel` : ""),
+          cls: (i) => (fused && fused[i] ? "hx-fused" : "") },
+        { head: "total ms", title: "median kernel ms per run of its subtree", text: (i) => fmtMs(L.total[i]) },
         { head: "share", title: "share of all kernel time (subtree)", text: (i) => (L.share[i] === L.share[i] ? `${(L.share[i] * 100).toFixed(1)}%` : "–"),
           bar: (i) => (L.share[i] === L.share[i] ? L.share[i] : 0) },
       ];
@@ -215,7 +230,8 @@ function render({ model, el }) {
       const L = metrics.latency, max = maxOf(L.total), maxSelf = maxOf(L.self);
       return { bad: false, module: (m) => (max > 0 && L.total[m] === L.total[m] ? L.total[m] / max : null),
         node: (i) => { const m = data.nodes.module[i]; return m >= 0 && maxSelf > 0 && L.self[m] === L.self[m] ? L.self[m] / maxSelf : null; },
-        text: (m) => (L.total[m] === L.total[m] ? `${fmtMs(L.total[m])} ms` : "") };
+        text: (m) => (L.fusedInto && L.fusedInto[m] && !(L.total[m] > 0) ? `fused into ${L.fusedInto[m]}`
+          : L.total[m] === L.total[m] ? `${fmtMs(L.total[m])} ms` : "") };
     }
     if (metric === "divergence" && metrics.divergence) {
       const D = metrics.divergence, max = maxOf(D.maxAbs);
