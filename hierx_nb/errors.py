@@ -27,7 +27,7 @@ class Attempt:
 
 
 class ExportError(Exception):
-    """An export (or a load) failed. ``attempts`` holds every strategy's reason.
+    """No strategy could export the model (``attempts`` holds each one's reason), or running it failed.
 
     Every error says what is wrong (``message``) and what to do, in the terms of where the user is:
     ``hint`` in Python (arguments: ``result.extract('encoder.layer.0', 'x.onnx')``), ``shell_hint``
@@ -126,7 +126,7 @@ class NoReference(InputError):
 
 
 class UnknownChoice(InputError):
-    """A value that is not one of the choices (strategy, metric, optimization level, chart kind)."""
+    """A value that is not one of the choices (strategy, metric, optimization level, figure kind)."""
 
     @classmethod
     def of(cls, what: str, value, choices) -> UnknownChoice:

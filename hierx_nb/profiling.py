@@ -30,7 +30,7 @@ import onnx
 import pandas as pd
 
 from .divergence import ancestors
-from .errors import ExportError, InputError, StructureOnly
+from .errors import ExportError, InputError, InputMismatch, StructureOnly
 from .tagging import MODULE_KEY
 from .validation import ort_session, session_feeds
 
@@ -183,7 +183,7 @@ def profile(result, runs: int = 20, warmup: int = 3, optimization: str = "all", 
             try:
                 feeds = session_feeds(session, feeds_for(result, session, inputs))
             except ExportError as e:
-                raise (InputError(e.message) if inputs is not None else e) from None
+                raise (InputMismatch(e.message) if inputs is not None else e) from None
             for _ in range(warmup + runs):
                 session.run(None, feeds)
             trace = json.loads(Path(session.end_profiling()).read_text())
