@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import ExportError, InputError, Mismatch, NoReference, StructureOnly, describe, first_line
+from .hierarchy import module_label, root_label
 from .version import __version__
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
@@ -253,7 +254,7 @@ def _cmd_report(ns) -> int:
         first = report.attrs["first_divergent"]
         bad = int(report["ok"].eq(False).sum())  # ok is None where a module was not compared
         print(f"divergence: {len(report)} modules compared with PyTorch, "
-              + (f"{bad} beyond tolerance, first divergent: {first or result.model_class}" if first is not None
+              + (f"{bad} beyond tolerance, first divergent: {module_label(first, result.model_class)}" if first is not None
                  else "all within tolerance"))
     if ns.profile:
         with _libraries_muted(True):
@@ -318,7 +319,7 @@ def _cmd_extract(ns) -> int:
     import onnx
 
     graph = onnx.load(str(piece.onnx_path), load_external_data=False).graph
-    print(f"{ns.module or '(model)'}: {len(piece.nodes)} ONNX nodes -> {piece.onnx_path}")
+    print(f"{module_label(ns.module, result.model_class)}: {len(piece.nodes)} ONNX nodes -> {piece.onnx_path}")
     print(f"  inputs   {', '.join(i.name for i in graph.input)}")
     print(f"  outputs  {', '.join(o.name for o in graph.output)}")
     _print_warnings(piece)
@@ -454,7 +455,7 @@ def _tree_lines(modules: pd.DataFrame, max_depth: int | None, headers: tuple[str
             visit(child, child.module[len(row.module) + 1:] if row.module else child.module, depth + 1)
 
     if root is not None:
-        visit(root, "(model)", 0)
+        visit(root, root_label(root.module_class), 0)
     width = min(max((len(label) for label, _ in rows), default=6), 60)
     cls_width = min(max((len(str(r.module_class)) for _, r in rows), default=5), 40)
     if cells is None:

@@ -222,3 +222,18 @@ class ModuleTree:
 
 def _split_path(path: str) -> list[str]:
     return [p for p in path.split(".") if p]
+
+
+# What the whole model (module "") is called wherever modules are named for people (CLI trees, figures,
+# the explorer: header.model_class there): its class name, this when the class is unknown.
+ROOT_FALLBACK = "model"
+
+
+def root_label(model_class: str | None) -> str:
+    """The one name of the whole model: its class name (``BertModel``), ``"model"`` if unknown."""
+    return str(model_class) if isinstance(model_class, str) and model_class else ROOT_FALLBACK
+
+
+def module_label(module: str, model_class: str | None) -> str:
+    """A module's qualified name for people; the whole model (``""``) by ``root_label``."""
+    return module if module else root_label(model_class)

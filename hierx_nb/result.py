@@ -200,12 +200,14 @@ class ExportResult:
 
         return write_html(self, path, selected)
 
-    def figure(self, kind: str = "coverage"):
+    def figure(self, kind: str = "coverage", theme: str | None = None):
         """A plotly Figure of one of the explorer's charts: ``coverage``, ``confidence``, ``latency``
-        (after ``profile()``) or ``divergence`` (after ``validate(per_module=True)``)."""
+        (after ``profile()``) or ``divergence`` (after ``validate(per_module=True)``). ``theme``:
+        ``"dark"``, ``"light"`` or a plotly template name; by default plotly's own default template
+        (``plotly.io.templates.default``), so a notebook set to ``plotly_dark`` gets dark figures."""
         from .notebook.figures import figure
 
-        return figure(self, kind)
+        return figure(self, kind, theme)
 
     def summary(self) -> dict:
         """The headline figures as a dict."""

@@ -108,8 +108,8 @@ def test_analyze_text(mlp_export, capfd):
     assert lines[1] == "  inputs   x float32 [2, 16]"
     assert lines[2] == "  outputs  linear_3 float32 [2, 4]"
     assert lines[3].split() == ["module", "class", "own", "total"]
-    assert lines[4].split() == ["(model)", "MLP", "0", "7"]
-    assert "    0    Linear" in stdout  # head.0, indented under head
+    assert lines[4].split() == ["MLP", "MLP", "0", "7"]  # the whole model goes by its class name
+    assert any(line.startswith("    0 ") and line.split() == ["0", "Linear", "1", "1"] for line in lines)  # head.0, under head
     code, stdout, _ = run_inline(capfd, "analyze", out, "--depth", "1")
     assert code == 0 and "Linear" in stdout and "3 deeper modules not shown" in stdout
 
@@ -236,7 +236,7 @@ def test_demo(tmp_path, capfd):
     assert (tmp_path / "demo" / "demo_bert.onnx").is_file()
     assert (tmp_path / "demo" / "demo_bert.hierx.json").is_file()
     assert "BertModel exported with" in stdout and "ONNX Runtime vs PyTorch" in stdout
-    assert "(model)" in stdout and "BertEmbeddings" in stdout and "MISMATCH" not in stdout
+    assert "\nBertModel " in stdout and "BertEmbeddings" in stdout and "MISMATCH" not in stdout  # the tree's root row
 
 
 # -- failures: one line, the right exit code, existing files untouched ------------------------------

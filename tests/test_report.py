@@ -103,7 +103,7 @@ def test_figures_of_a_real_profile_and_validation(tmp_path):
     bars = r.figure("latency").data[0]
     top = lat.dropna(subset=["self_ms"]).sort_values("self_ms", ascending=False).head(30)
     assert list(bars.x)[::-1] == pytest.approx(list(top["self_ms"]))
-    assert list(bars.y)[::-1] == [m or "(root)" for m in top["module"].astype(str)]
+    assert list(bars.y)[::-1] == [m or "Sequential" for m in top["module"].astype(str)]
     div = r.validate(per_module=True)
     bars = r.figure("divergence").data[0]
     compared = div.dropna(subset=["max_abs_diff"])
@@ -168,3 +168,44 @@ def test_cli_report_cannot_run_a_structure_only_file(tmp_path, capfd):
     _, err = capfd.readouterr()
     assert code == 2 and err.count("\n") == 1 and "structure-only" in err and "without --structure-only" in err
     assert not onnx_path.with_suffix(".html").exists()
+
+
+def test_figures_follow_the_theme_and_count_in_whole_numbers():
+    import plotly.io as pio
+
+    r = small_result()
+    default = pio.templates.default
+    try:
+        pio.templates.default = "plotly_dark"  # a notebook set up for a dark theme
+        dark = r.figure("coverage")
+        assert dark.layout.template.layout.paper_bgcolor == pio.templates["plotly_dark"].layout.paper_bgcolor
+    finally:
+        pio.templates.default = default
+    assert r.figure("confidence", theme="dark").layout.template.layout.paper_bgcolor == \
+        pio.templates["plotly_dark"].layout.paper_bgcolor
+    light = r.figure("coverage", theme="light").layout.template.layout.paper_bgcolor
+    assert light == pio.templates["plotly_white"].layout.paper_bgcolor != pio.templates["plotly_dark"].layout.paper_bgcolor
+    with pytest.raises(hierx_nb.UnknownChoice, match="figure theme"):
+        r.figure("coverage", theme="midnight")
+    # a handful of nodes: ticks every whole node, never at 0.5
+    for kind in ("coverage", "confidence"):
+        axis = r.figure(kind).layout.yaxis
+        assert axis.tickformat == ",d" and axis.dtick == 1 and axis.tick0 == 0
+
+
+def test_one_name_for_the_whole_model(tmp_path, capfd):
+    """The whole model goes by its class name in the CLI tree, extract's line and the figures."""
+    from cli_models import mlp
+
+    from hierx_nb.hierarchy import module_label, root_label
+
+    assert root_label("BertModel") == "BertModel" and root_label("") == root_label(None) == "model"
+    assert module_label("", "MLP") == "MLP" and module_label("head.0", "MLP") == "head.0"
+    onnx_path = tmp_path / "mlp.onnx"
+    r = hierx_nb.export(*mlp(), output=onnx_path)
+    r.profile(runs=2, warmup=1)
+    r.latency.loc[r.latency["module"] == "", "self_ms"] = 99.0  # make the root's own bar visible
+    assert list(r.figure("latency").data[0].y)[-1] == "MLP"
+    assert cli.main(["extract", str(onnx_path), "", "-o", str(tmp_path / "all.onnx")]) == 0
+    out, _ = capfd.readouterr()
+    assert out.startswith("MLP: 7 ONNX nodes -> ")

@@ -1,7 +1,9 @@
 """``result.figure(kind)``: plotly figures of the explorer's charts, for reports and ``write_html``.
 
 Built from the result's own tables (the nodes' sources and confidences, ``result.latency``,
-``result.divergence``), so they show the same numbers as the explorer for the whole model.
+``result.divergence``), so they show the same numbers as the explorer for the whole model. They take
+plotly's default template (``plotly.io.templates.default``: set it to ``plotly_dark`` in a dark
+notebook) unless ``theme`` says ``dark``, ``light`` or names a template; node counts tick in integers.
 """
 from __future__ import annotations
 
@@ -11,23 +13,35 @@ import numpy as np
 import pandas as pd
 
 from ..errors import NotComputed, UnknownChoice
+from ..hierarchy import module_label
 
 KINDS = ("coverage", "confidence", "latency", "divergence")
 _SOURCE_ORDER = ["exact", "pattern", "inferred", "unknown", "untagged"]
 _COLORS = {"exact": "#1976d2", "pattern": "#2e9e5b", "inferred": "#f0a020", "unknown": "#8a8a8a",
            "untagged": "#e4572e"}
 TOP_MODULES = 30
+THEMES = {"dark": "plotly_dark", "light": "plotly_white"}
+# Up to this many, count axes tick every 1; above it plotly's own steps are whole numbers already.
+_UNIT_TICKS_UP_TO = 10
 
 
-def figure(result: Any, kind: str = "coverage"):
+def figure(result: Any, kind: str = "coverage", theme: str | None = None):
+    """See ``ExportResult.figure``."""
     try:
         import plotly.graph_objects as go
+        import plotly.io as pio
     except ImportError:  # plotly comes with the notebook extra
         raise ImportError("result.figure needs plotly: pip install 'hierx_nb[notebook]' (or pip install plotly)") from None
     if kind not in KINDS:
         raise UnknownChoice.of("figure kind", kind, KINDS)
-    return {"coverage": _coverage, "confidence": _confidence, "latency": _latency,
-            "divergence": _divergence}[kind](result, go)
+    template = THEMES.get(theme, theme)
+    if template is not None and template not in pio.templates:
+        raise UnknownChoice.of("figure theme", theme, [*THEMES, *pio.templates])
+    fig = {"coverage": _coverage, "confidence": _confidence, "latency": _latency,
+           "divergence": _divergence}[kind](result, go)
+    if template is not None:  # else plotly's default template, applied when the figure was made
+        fig.update_layout(template=template)
+    return fig
 
 
 def _sources(nodes: pd.DataFrame) -> pd.Series:
@@ -37,8 +51,16 @@ def _sources(nodes: pd.DataFrame) -> pd.Series:
 
 
 def _layout(fig, title: str, **kw):
-    fig.update_layout(title=title, template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 60}, **kw)
+    fig.update_layout(title=title, margin={"l": 60, "r": 20, "t": 50, "b": 60}, **kw)
     return fig
+
+
+def _count_axis(title: str, largest: float) -> dict:
+    """An axis of node counts: whole numbers only (no 0.5 ticks), thousands separated."""
+    axis = {"title": title, "tickformat": ",d", "rangemode": "tozero"}
+    if largest <= _UNIT_TICKS_UP_TO:
+        axis.update(tick0=0, dtick=1)
+    return axis
 
 
 def _coverage(result, go):
@@ -49,7 +71,7 @@ def _coverage(result, go):
     fig = go.Figure([go.Bar(name=c, x=list(table.index), y=table[c].tolist(), marker_color=_COLORS[c])
                      for c in table.columns])
     return _layout(fig, f"Nodes by op type and source (known {result.coverage_pct:.1f}%)", barmode="stack",
-                   xaxis_title="op type", yaxis_title="nodes")
+                   xaxis_title="op type", yaxis=_count_axis("nodes", table.sum(axis=1).max() if len(table) else 0))
 
 
 def _confidence(result, go):
@@ -58,7 +80,7 @@ def _confidence(result, go):
     fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=0.048, marker_color=_COLORS["exact"]))
     missing = int(result.nodes["confidence"].isna().sum())
     return _layout(fig, "Tag confidence" + (f" ({missing} nodes without)" if missing else ""),
-                   xaxis={"title": "confidence", "range": [0, 1]}, yaxis_title="nodes")
+                   xaxis={"title": "confidence", "range": [0, 1]}, yaxis=_count_axis("nodes", counts.max(initial=0)))
 
 
 def _needs(result, attr: str) -> pd.DataFrame:
@@ -71,7 +93,7 @@ def _needs(result, attr: str) -> pd.DataFrame:
 def _latency(result, go):
     df = _needs(result, "latency")
     top = df.dropna(subset=["self_ms"]).sort_values("self_ms", ascending=False).head(TOP_MODULES)
-    labels = [m if m else "(root)" for m in top["module"].astype(str)]
+    labels = [module_label(m, result.model_class) for m in top["module"].astype(str)]
     fig = go.Figure(go.Bar(x=top["self_ms"].tolist()[::-1], y=labels[::-1], orientation="h",
                            marker_color=_COLORS["exact"], customdata=top["module_class"].astype(str).tolist()[::-1],
                            hovertemplate="%{y} (%{customdata}): %{x:.3f} ms<extra></extra>"))
@@ -84,7 +106,7 @@ def _latency(result, go):
 
 def _divergence(result, go):
     df = _needs(result, "divergence").dropna(subset=["max_abs_diff"])
-    labels = [m if m else "(root)" for m in df["module"].astype(str)]
+    labels = [module_label(m, result.model_class) for m in df["module"].astype(str)]
     colors = [_COLORS["untagged"] if ok is False or ok == 0 else _COLORS["exact"] for ok in df["ok"]]
     fig = go.Figure(go.Bar(x=labels, y=df["max_abs_diff"].tolist(), marker_color=colors))
     first = df.attrs.get("first_divergent") or getattr(result.divergence, "attrs", {}).get("first_divergent")
