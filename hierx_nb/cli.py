@@ -287,12 +287,13 @@ def _cmd_profile(ns) -> int:
     with _libraries_muted(True):
         df = result.profile(runs=ns.runs, warmup=ns.warmup, optimization=ns.optimization, threads=ns.threads,
                             inputs=ns.inputs)
-    table = result.modules.merge(df[["module", "nodes", "self_ms", "total_ms", "share"]], on="module", how="left",
-                                 suffixes=("", "_kernels")).rename(columns={"nodes": "kernels"})
+    fused = ["fused_into"] if "fused_into" in df else []
+    table = result.modules.merge(df[["module", "nodes", "self_ms", "total_ms", "share", *fused]], on="module",
+                                 how="left", suffixes=("", "_kernels")).rename(columns={"nodes": "kernels"})
     if ns.depth is not None:
         table = table[table["depth"] <= ns.depth]
     kernel, lost = df.attrs["kernel_ms"], df.attrs["unattributed_ms"]
-    columns = ["module", "module_class", "depth", "kernels", "self_ms", "total_ms", "share"]
+    columns = ["module", "module_class", "depth", "kernels", "self_ms", "total_ms", "share", *fused]
     if ns.format == "csv":
         table[columns].to_csv(sys.stdout, index=False)
     elif ns.format == "json":
@@ -305,7 +306,9 @@ def _cmd_profile(ns) -> int:
               f"optimization {ns.optimization}); unattributed {lost:.3f} ms "
               f"({100 * lost / kernel if kernel else 0:.1f}%)")
         cells = {r.module: (f"{r.self_ms:9.3f}", f"{r.total_ms:9.3f}", f"{100 * r.share:5.1f}%") for r in df.itertuples()}
-        print("\n".join(_tree_lines(result.modules, ns.depth, ("self ms", "total ms", "share"), cells)))
+        notes = {m: f"  (fused into {module_label(t, result.model_class)})"
+                 for m, t in zip(df["module"], df["fused_into"] if fused else []) if isinstance(t, str)}
+        print("\n".join(_tree_lines(result.modules, ns.depth, ("self ms", "total ms", "share"), cells, notes)))
     return 0
 
 
@@ -432,9 +435,9 @@ def _headline(result) -> str:
 
 
 def _tree_lines(modules: pd.DataFrame, max_depth: int | None, headers: tuple[str, ...] = ("own", "total"),
-                cells: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+                cells: dict[str, tuple[str, ...]] | None = None, notes: dict[str, str] | None = None) -> list[str]:
     """The module tree, children under their parent in table order, with own/total node counts
-    (or ``cells[module]`` under ``headers``)."""
+    (or ``cells[module]`` under ``headers``), and ``notes[module]`` at the end of its line."""
     children: dict[str, list] = {}
     root = None
     for row in modules.itertuples(index=False):
@@ -464,7 +467,7 @@ def _tree_lines(modules: pd.DataFrame, max_depth: int | None, headers: tuple[str
     lines = [f"{'module':<{width}}  {'class':<{cls_width}}  " + "  ".join(f"{h:>{w}}" for h, w in zip(headers, widths))]
     for label, r in rows:
         # Containers such as ModuleList are never called themselves; only an empty subtree never ran.
-        note = "  (not executed)" if not r.executed and r.total_nodes == 0 else ""
+        note = "  (not executed)" if not r.executed and r.total_nodes == 0 else (notes or {}).get(r.module, "")
         values = cells.get(r.module, ("",) * len(headers))
         lines.append(f"{label:<{width}}  {str(r.module_class):<{cls_width}}  "
                      + "  ".join(f"{v:>{w}}" for v, w in zip(values, widths)) + note)

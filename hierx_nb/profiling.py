@@ -47,11 +47,14 @@ def common_ancestor(names) -> str:
     return common[0] if common else ""
 
 
-def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto) -> tuple[dict[str, str], dict[str, str]]:
+def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto,
+                          absorbed: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """For every optimized node that can be placed: its module, and the exported node that carries
     its time in per-node views (itself when unchanged; for a fusion, the first in graph order of
     the exported nodes it stands for, e.g. the Conv of Conv+BatchNorm+ReLU; for a helper node, the
-    carrier of the node it works for)."""
+    carrier of the node it works for). ``absorbed``, when given, is filled with each exported node
+    that kept its place or went into a fusion: the optimized node doing its work."""
+    absorbed = {} if absorbed is None else absorbed
     g0 = original.graph
     module_of = {n.name: dict((p.key, p.value) for p in n.metadata_props).get(MODULE_KEY) for n in g0.node}
     producer = {out: n for n in g0.node for out in n.output if out}
@@ -82,6 +85,7 @@ def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto)
             if module_of.get(n.name) is not None:
                 placed[n.name] = module_of[n.name]
                 carrier[n.name] = n.name
+            absorbed.setdefault(n.name, n.name)
             continue
         anchored.append((n, {o for o in n.output if o in producer} | stem_values(n.name)))
     # The walk back stops at values the optimized graph has or another node stands for.
@@ -94,6 +98,8 @@ def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto)
     loose = []
     for n, anchors in anchored:
         replaced = _replaced(anchors, producer, cut, order, consumers)
+        for p in replaced:
+            absorbed.setdefault(p, n.name)
         modules = {module_of.get(p) for p in replaced} - {None}
         if modules:
             placed[n.name] = common_ancestor(modules)
@@ -122,6 +128,20 @@ def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto)
                 waiting.append(n)
         loose = waiting
     return placed, carrier
+
+
+def fused_into(original: onnx.ModelProto, absorbed: dict[str, str], placed: dict[str, str],
+               timed) -> dict[str, dict[str, int]]:
+    """Per module: the modules on which the timed kernels doing its nodes' work were placed, other
+    than itself, with how many of its nodes each took ({module: {kernel's module: nodes}})."""
+    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for n in original.graph.node:
+        module = dict((p.key, p.value) for p in n.metadata_props).get(MODULE_KEY)
+        kernel = absorbed.get(n.name)
+        if module is None or kernel not in timed or placed.get(kernel) in (None, module):
+            continue
+        out[module][placed[kernel]] += 1
+    return out
 
 
 def _replaced(anchors: set[str], producer: dict, cut: set[str], order: dict, consumers: dict) -> set[str]:
@@ -189,9 +209,10 @@ def profile(result, runs: int = 20, warmup: int = 3, optimization: str = "all", 
             trace = json.loads(Path(session.end_profiling()).read_text())
         optimized = onnx.load(optimized_path, load_external_data=False)
     original = _original_proto(result)
-    placed, carrier = place_optimized_nodes(original, optimized)
+    absorbed: dict[str, str] = {}
+    placed, carrier = place_optimized_nodes(original, optimized, absorbed)
     totals, ops, measured = kernel_times(trace, warmup)
-    df = latency_frame(result, placed, totals, ops, measured)
+    df = latency_frame(result, placed, totals, ops, measured, fused_into(original, absorbed, placed, totals))
     by_node: dict[str, float] = defaultdict(float)
     for name, us in totals.items():
         if name in carrier:
@@ -245,10 +266,13 @@ def feeds_for(result, session, inputs, skip: frozenset[str] = frozenset()) -> li
 
 
 def latency_frame(result, placed: dict[str, str], totals: dict[str, float], ops: dict[str, str],
-                  runs: int) -> pd.DataFrame:
+                  runs: int, fused: dict[str, dict[str, int]] | None = None) -> pd.DataFrame:
     """One row per module of ``result.modules`` (``LATENCY_COLUMNS``), ms per run; attrs
     ``kernel_ms``, ``unattributed_ms``, ``by_op_type``, ``runs``, ``kernels`` (``profile`` adds
-    ``by_node``: ms per exported node that carries kernel time)."""
+    ``by_node``: ms per exported node that carries kernel time). With ``fused`` (``fused_into``'s
+    answer) a ``fused_into`` column: for a module that owns nodes but got no kernel of its own
+    because ORT fused them into a kernel placed on another module, that module (the one that took
+    most of its nodes), else None."""
     modules = result.modules
     known = set(modules["module"].astype(str))
     self_us: dict[str, float] = defaultdict(float)
@@ -279,9 +303,25 @@ def latency_frame(result, placed: dict[str, str], totals: dict[str, float], ops:
         "total_ms": [total_us.get(m, 0.0) / per_run for m in modules["module"]],
     })
     df["share"] = df["total_ms"] / (kernel_us / per_run) if kernel_us else 0.0
+    if fused is not None:
+        df["fused_into"] = [_fused_target(m, fused, count, known) for m in df["module"]]
     df.attrs["kernel_ms"] = kernel_us / per_run
     df.attrs["unattributed_ms"] = unattributed / per_run
     df.attrs["by_op_type"] = {k: v / per_run for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}
     df.attrs["runs"] = runs
     df.attrs["kernels"] = len(totals)
     return df
+
+
+def _fused_target(module: str, fused: dict[str, dict[str, int]], count: dict[str, int], known: set[str]) -> str | None:
+    """Where ``module``'s work went when it has no kernel of its own: the listed module whose kernels
+    took most of its nodes (ties: the first in name order)."""
+    if count.get(module) or not fused.get(module):
+        return None
+    taken: dict[str, int] = defaultdict(int)
+    for target, nodes in fused[module].items():
+        while target and target not in known:
+            target = target.rpartition(".")[0]  # nearest listed ancestor, as for kernel time
+        if target != module:
+            taken[target] += nodes
+    return min(taken, key=lambda t: (-taken[t], t)) if taken else None
