@@ -193,3 +193,19 @@ def first_line(text: str, limit: int = 300) -> str:
 def describe(e: BaseException, limit: int = 300) -> str:
     """``"KindOfError: its first line"``: how an exception is shown in one-line messages."""
     return first_line(f"{type(e).__name__}: {e}", limit)
+
+
+class UntaggedSource(InputError):
+    """``retag``/``compare``: the file to carry tags from has none (hierx did not export it)."""
+
+
+class NotMadeFrom(InputError):
+    """``retag``: too few of the file's nodes trace back to the source: it was not made from it."""
+
+
+class UnloadableModel(InputError):
+    """A file (or model) ONNX Runtime cannot load, given to retag or compare."""
+
+
+class DifferentModels(InputError):
+    """``compare``: the two files are not the same model (too few modules or values in common)."""
