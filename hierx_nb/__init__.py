@@ -10,6 +10,7 @@ from . import strategies
 from .errors import (
     Attempt,
     CannotGenerate,
+    DifferentModels,
     ExportError,
     InputError,
     InputMismatch,
@@ -18,6 +19,7 @@ from .errors import (
     NoReference,
     NoSuchFile,
     NotComputed,
+    NotMadeFrom,
     NotOnnxFile,
     NotTagged,
     OutputFolderMissing,
@@ -26,20 +28,23 @@ from .errors import (
     StructureOnly,
     UnknownChoice,
     UnknownModule,
+    UnloadableModel,
+    UntaggedSource,
 )
 from .exporter import export
 from .generation import GenerationResult, export_for_generation, load_generation
 from .hf import meta_model
-from .loading import load
 from .result import ExportResult
+from .retag import load, retag
 from .version import __version__
 
-__all__ = ["export", "export_for_generation", "load_generation", "GenerationResult", "load", "meta_model",
+__all__ = ["export", "export_for_generation", "load_generation", "GenerationResult", "load", "retag", "meta_model",
            "ExportResult", "Attempt", "strategies", "__version__", "load_ipython_extension", "unload_ipython_extension",
            # errors: one class per mistake (README, "Errors")
            "CannotGenerate", "ExportError", "InputError", "InputMismatch", "Mismatch", "MissingInputs", "NoReference",
            "NoSuchFile", "NotComputed", "NotOnnxFile", "NotTagged", "OutputFolderMissing", "OutputIsFolder", "OutputNotWritable",
-           "StructureOnly", "UnknownChoice", "UnknownModule"]
+           "StructureOnly", "UnknownChoice", "UnknownModule",
+           "UntaggedSource", "NotMadeFrom", "UnloadableModel", "DifferentModels"]
 
 
 def load_ipython_extension(ipython):

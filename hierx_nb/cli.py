@@ -1,5 +1,5 @@
 """The ``hierx`` command (also ``python -m hierx_nb``): ``export``, ``analyze``, ``report``, ``profile``,
-``extract``, ``cache`` and ``demo``.
+``extract``, ``retag``, ``cache`` and ``demo``.
 
 stdout carries the report (summary, tree, tables); progress and errors go to stderr. An error is
 exactly one line, ``hierx: error: ...``, with exit code 2 for bad input (arguments, model
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ns = parser.parse_args(argv)
         if ns.command is None:
-            parser.error("choose a command: export, analyze, report, profile, extract, cache or demo")
+            parser.error("choose a command: export, analyze, report, profile, extract, retag, cache or demo")
     except SystemExit as e:  # --help / --version (0) or a usage error already reported (2)
         return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
     try:
@@ -160,6 +160,16 @@ def _parser() -> argparse.ArgumentParser:
     ext.add_argument("module", metavar="MODULE", help="qualified name as in model.named_modules(), e.g. encoder.layer.0")
     ext.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the ONNX file to write")
     ext.set_defaults(run=_cmd_extract)
+
+    ret = sub.add_parser("retag", help="carry the module tags onto a file made from a tagged one",
+                         description="Give every node of FILE.onnx (made from SOURCE.onnx by ONNX Runtime's optimizer, "
+                                     "onnxslim, onnxsim, fp16 conversion, quantization...) the module of the source "
+                                     "nodes it came from, and write a tagged copy: only metadata is added.")
+    ret.add_argument("file", metavar="FILE.onnx", help="the transformed file (its tags lost or partial)")
+    ret.add_argument("--from", dest="source", required=True, metavar="SOURCE.onnx",
+                     help="the tagged file hierx export wrote, that FILE.onnx was made from")
+    ret.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the tagged copy to write")
+    ret.set_defaults(run=_cmd_retag)
 
     cache = sub.add_parser("cache", help="the failure memory of auto (clear)",
                            description="auto remembers, on disk, the strategies that failed for a kind of model "
@@ -326,6 +336,22 @@ def _cmd_extract(ns) -> int:
     print(f"  inputs   {', '.join(i.name for i in graph.input)}")
     print(f"  outputs  {', '.join(o.name for o in graph.output)}")
     _print_warnings(piece)
+    return 0
+
+
+def _cmd_retag(ns) -> int:
+    from .files import check_output
+    from .retag import retag, rule_counts
+
+    check_output(ns.output)
+    for label, path in (("file", ns.file), ("--from", ns.source)):
+        if not Path(path).is_file():
+            raise InputError(f"no such file: {path!r} ({label})")
+    with _libraries_muted(True):
+        result = retag(ns.file, ns.source, output=ns.output)
+    counts = rule_counts(result)
+    print(f"{_headline(result)}\n  rules: " + ", ".join(f"{rule} {n}" for rule, n in counts.most_common()))
+    print(f"hierx: wrote {result.onnx_path}")
     return 0
 
 

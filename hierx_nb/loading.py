@@ -28,14 +28,49 @@ def load(path: str | PathLike) -> ExportResult:
     and ``divergence`` from the sidecar when they were measured on this file (or its export).
     """
     path = Path(path)
+    model = read_model(path)
+    side_path = sidecar.sidecar_path_for(path)
+    side = None
+    if side_path.is_file():
+        try:
+            side = sidecar.read(side_path)
+        except (ValueError, OSError) as e:
+            raise NotOnnxFile(f"sidecar {str(side_path)!r} is unreadable: {e}") from None
+    if side is None:
+        return result_of(model, path)
+    m = side["modules"]
+    infos = [{"module": m["module"][i], "module_class": m["module_class"][i], "parent": m["parent"][i],
+              "depth": m["depth"][i], "params": m["params"][i], "executed": m["executed"][i]}
+             for i in range(len(m["module"]))]
+    attempts = [Attempt(**{**a, "switched": tuple(a.get("switched", ()))}) for a in side.get("attempts", [])]
+    result = result_of(model, path, infos=infos, model_class=side["model_class"], attempts=attempts,
+                       seconds=float(side.get("seconds", 0.0)), warnings=[str(w) for w in side.get("warnings", [])],
+                       sidecar_path=side_path)
+    for name, df in sidecar.metric_frames(side).items():
+        setattr(result, name, df)  # profile() / validate(per_module=True) measured earlier
+    return result
+
+
+def read_model(path: Path) -> ir.Model:
+    """The ONNX file at ``path`` through onnx-ir (external data stays on disk: only the metadata is
+    read until weights are asked for). ``NoSuchFile``, ``NotOnnxFile``."""
     if not path.is_file():
         raise NoSuchFile(f"no such file: {str(path)!r}")
     try:
-        model = ir.load(path)  # external data stays on disk: only the metadata is read
+        model = ir.load(path)
     except Exception as e:
         raise NotOnnxFile(f"{str(path)!r} is not a readable ONNX file ({type(e).__name__})", **_GIVE_ONNX) from None
     if not len(model.graph) and not model.graph.inputs:
         raise NotOnnxFile(f"{str(path)!r} is not a readable ONNX file (no graph)", **_GIVE_ONNX)
+    return model
+
+
+def result_of(model: ir.Model, path: Path | None, *, infos: list[dict] | None = None, model_class: str | None = None,
+              attempts: list[Attempt] = (), seconds: float = 0.0, warnings: list[str] = (),
+              sidecar_path: Path | None = None) -> ExportResult:
+    """The result tables of a tagged model, read from its nodes' tags (``NotTagged`` if none has
+    one); the module tree from ``infos`` (module, module_class, parent, depth, params, executed)
+    when given, else implied by the tags."""
     rows = []
     classes: dict[str, str] = {}
     for node, _ in walk(model):
@@ -48,41 +83,24 @@ def load(path: str | PathLike) -> ExportResult:
         conf = meta.get(CONFIDENCE_KEY)
         rows.append((node.name or "", node.op_type, module, cls, tag, float(conf) if conf else 0.0, meta.get(SOURCE_KEY, "")))
     if rows and all(r[2] is None for r in rows):
-        raise NotTagged(f"{str(path)!r} has no hierx tags", hint="export the model with hierx_nb.export",
+        where = repr(str(path)) if path is not None else "the model"
+        raise NotTagged(f"{where} has no hierx tags", hint="export the model with hierx_nb.export",
                         shell_hint="export the model with hierx export MODEL -o FILE.onnx")
     nodes = nodes_frame(rows)
     model_meta = model.metadata_props
-    side_path = sidecar.sidecar_path_for(path)
-    side = None
-    if side_path.is_file():
-        try:
-            side = sidecar.read(side_path)
-        except (ValueError, OSError) as e:
-            raise NotOnnxFile(f"sidecar {str(side_path)!r} is unreadable: {e}") from None
-    if side is not None:
-        m = side["modules"]
-        infos = [{"module": m["module"][i], "module_class": m["module_class"][i], "parent": m["parent"][i],
-                  "depth": m["depth"][i], "params": m["params"][i], "executed": m["executed"][i]}
-                 for i in range(len(m["module"]))]
-        cls_of = dict(zip(m["module"], m["module_class"]))
+    if infos is not None:
+        cls_of = {i["module"]: i["module_class"] for i in infos}
         nodes["module_class"] = nodes["module"].map(cls_of).astype("category")
-        attempts = [Attempt(**{**a, "switched": tuple(a.get("switched", ()))}) for a in side.get("attempts", [])]
-        model_class, seconds = side["model_class"], float(side.get("seconds", 0.0))
-        warnings = [str(w) for w in side.get("warnings", [])]
     else:
         infos = _infos_from_tags(nodes, classes)
-        attempts, seconds, warnings = [], 0.0, []
         model_class = classes.get("", "model")
     modules = modules_frame(infos, nodes)
     coverage, pct = coverage_frame(nodes)
-    result = ExportResult(model_class=model_class, strategy=model_meta.get(STRATEGY_KEY, "unknown"), attempts=attempts,
-                        nodes=nodes, modules=modules, coverage=coverage, coverage_pct=pct, seconds=seconds,
-                        onnx_path=path, sidecar_path=side_path if side is not None else None,
-                        structure_only=model_meta.get(STRUCTURE_ONLY_KEY) == "true", warnings=warnings,
+    return ExportResult(model_class=model_class or "model", strategy=model_meta.get(STRATEGY_KEY, "unknown"),
+                        attempts=list(attempts), nodes=nodes, modules=modules, coverage=coverage, coverage_pct=pct,
+                        seconds=seconds, onnx_path=path, sidecar_path=sidecar_path,
+                        structure_only=model_meta.get(STRUCTURE_ONLY_KEY) == "true", warnings=list(warnings),
                         io=io_frame(model))
-    for name, df in (sidecar.metric_frames(side) if side is not None else {}).items():
-        setattr(result, name, df)  # profile() / validate(per_module=True) measured earlier
-    return result
 
 
 def _infos_from_tags(nodes: pd.DataFrame, classes: dict[str, str]) -> list[dict]:

@@ -19,7 +19,6 @@ ORT saves that graph (``optimized_model_filepath``) for the same session, and it
 """
 from __future__ import annotations
 
-import heapq
 import json
 import tempfile
 from collections import defaultdict
@@ -27,10 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import pandas as pd
 
 from .divergence import ancestors
 from .errors import ExportError, InputError, InputMismatch, StructureOnly
+from .placement import place
 from .tagging import MODULE_KEY
 from .validation import ort_session, session_feeds
 
@@ -38,95 +39,25 @@ LATENCY_COLUMNS = ["module", "module_class", "nodes", "self_ms", "total_ms", "sh
 _KERNEL = "_kernel_time"
 
 
-def common_ancestor(names) -> str:
-    names = list(names)
-    common = ancestors(names[0])
-    for n in names[1:]:
-        mine = set(ancestors(n))
-        common = [a for a in common if a in mine]
-    return common[0] if common else ""
-
-
 def place_optimized_nodes(original: onnx.ModelProto, optimized: onnx.ModelProto,
                           absorbed: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
-    """For every optimized node that can be placed: its module, and the exported node that carries
-    its time in per-node views (itself when unchanged; for a fusion, the first in graph order of
-    the exported nodes it stands for, e.g. the Conv of Conv+BatchNorm+ReLU; for a helper node, the
-    carrier of the node it works for). ``absorbed``, when given, is filled with each exported node
-    that kept its place or went into a fusion: the optimized node doing its work."""
+    """For every optimized node that can be placed (``placement.place``): its module, and the
+    exported node that carries its time in per-node views (itself when unchanged; for a fusion, the
+    first in graph order of the exported nodes it stands for, e.g. the Conv of Conv+BatchNorm+ReLU;
+    for a helper node, the carrier of the node it works for). ``absorbed``, when given, is filled with
+    each exported node that kept its place or went into a fusion: the optimized node doing its work."""
     absorbed = {} if absorbed is None else absorbed
-    g0 = original.graph
-    module_of = {n.name: dict((p.key, p.value) for p in n.metadata_props).get(MODULE_KEY) for n in g0.node}
-    producer = {out: n for n in g0.node for out in n.output if out}
-    by_name = {n.name: n for n in g0.node}
-    g1 = optimized.graph
-    present = {i.name for i in g1.initializer} | {i.name for i in g1.input}
-    present |= {out for n in g1.node for out in n.output if out}
-
-    def stem_values(name: str) -> set[str]:
-        """Exported values a new node's name points at: ORT names fused nodes after the node or
-        value they replace (``node_MatMul_7/MatMulAddFusion``, ``relu_3_nchwc``, ``fused node_Gemm_9``)."""
-        for text in (name, name.partition(" ")[2]):
-            while text:
-                if text in by_name:
-                    return set(by_name[text].output)
-                if text in producer:
-                    return {text}
-                cut = max(text.rfind("/"), text.rfind("_"))
-                text = text[:cut] if cut > 0 else ""
-        return set()
-
-    placed: dict[str, str] = {}
-    carrier: dict[str, str] = {}
-    anchored = []
-    for n in g1.node:
-        twin = by_name.get(n.name)
-        if twin is not None and twin.op_type == n.op_type and list(twin.output) == list(n.output):
-            if module_of.get(n.name) is not None:
-                placed[n.name] = module_of[n.name]
-                carrier[n.name] = n.name
-            absorbed.setdefault(n.name, n.name)
-            continue
-        anchored.append((n, {o for o in n.output if o in producer} | stem_values(n.name)))
-    # The walk back stops at values the optimized graph has or another node stands for.
-    cut = present.union(*(anchors for _, anchors in anchored))
-    order = {n.name: i for i, n in enumerate(g0.node)}
-    consumers = defaultdict(set)
-    for n in g0.node:
-        for v in n.input:
-            consumers[v].add(n.name)
-    loose = []
-    for n, anchors in anchored:
-        replaced = _replaced(anchors, producer, cut, order, consumers)
-        for p in replaced:
-            absorbed.setdefault(p, n.name)
-        modules = {module_of.get(p) for p in replaced} - {None}
-        if modules:
-            placed[n.name] = common_ancestor(modules)
-            carrier[n.name] = min(replaced, key=order.__getitem__)
-        else:
-            loose.append(n)
-    # Nodes that replaced nothing of the exported graph (Reshapes around a Gemm, layout reorders)
-    # work for the nodes they feed: their module, else that of the nodes feeding them.
-    makers = {out: n.name for n in g1.node for out in n.output if out}
-    users = defaultdict(list)
-    for n in g1.node:
-        for v in n.input:
-            users[v].append(n.name)
-    changed = True
-    while changed and loose:
-        changed, waiting = False, []
-        for n in loose:
-            after = [u for o in n.output for u in users.get(o, []) if u in placed]
-            before = [makers[v] for v in n.input if v in makers and makers[v] in placed]
-            neighbours = after or before
-            if neighbours:
-                placed[n.name] = common_ancestor({placed[x] for x in neighbours})
-                carrier[n.name] = carrier[neighbours[0]]
-                changed = True
-            else:
-                waiting.append(n)
-        loose = waiting
+    placements = place(ir.serde.deserialize_model(original), ir.serde.deserialize_model(optimized))
+    placed, carrier = {}, {}
+    for node, p in placements.items():
+        if p.carrier is not None:
+            placed[node.name] = p.module
+            carrier[node.name] = p.carrier.name
+    for carried in (True, False):  # a surviving node does its own work, before any fusion claims it
+        for node, p in placements.items():
+            if (p.rule == "carried") == carried:
+                for source in p.replaced:
+                    absorbed.setdefault(source.name, node.name)
     return placed, carrier
 
 
@@ -142,28 +73,6 @@ def fused_into(original: onnx.ModelProto, absorbed: dict[str, str], placed: dict
             continue
         out[module][placed[kernel]] += 1
     return out
-
-
-def _replaced(anchors: set[str], producer: dict, cut: set[str], order: dict, consumers: dict) -> set[str]:
-    """Exported nodes a fused node stands for: those that made its anchors, and, walking back, the
-    nodes whose values only fed nodes already found (a value used elsewhere too was a real tensor,
-    made by another kernel), up to values in ``cut``."""
-    heap = [(-order[producer[a].name], producer[a].name, producer[a]) for a in anchors if a in producer]
-    heapq.heapify(heap)
-    seen: set[str] = set()
-    first = {name for _, name, _ in heap}
-    while heap:
-        _, name, node = heapq.heappop(heap)
-        if name in seen:
-            continue
-        if name not in first and not all(consumers[o] <= seen for o in node.output if o):
-            continue
-        seen.add(name)
-        for v in node.input:
-            if v and v not in cut and v in producer:
-                p = producer[v]
-                heapq.heappush(heap, (-order[p.name], p.name, p))
-    return seen
 
 
 def kernel_times(profile: list[dict], warmup: int) -> tuple[dict[str, float], dict[str, str], int]:
@@ -224,8 +133,6 @@ def profile(result, runs: int = 20, warmup: int = 3, optimization: str = "all", 
 def _original_proto(result) -> onnx.ModelProto:
     if result.onnx_path is not None:
         return onnx.load(str(result.onnx_path), load_external_data=False)
-    import onnx_ir as ir
-
     from .validation import graph_of
 
     model = graph_of(result)

@@ -19,6 +19,8 @@ STRUCTURE_ONLY_KEY = "hierx.structure_only"
 # retag placed a fused node) is tagged with the module whose operation it computes; this prop
 # names the others, as a JSON list of qualified names (names may hold any character, even ',').
 FUSED_KEY = "hierx.fused"
+# On a retagged file: which rule placed the node (hierx_nb.placement.RULES: carried, replaced, fused, ...).
+RULE_KEY = "hierx.rule"
 # Google Model Explorer groups nodes into nested layers by this '/'-separated path.
 NAMESPACE_KEY = "namespace"
 

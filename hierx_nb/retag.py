@@ -1,0 +1,247 @@
+"""``retag``: module tags carried onto a file made from a tagged one (ORT-optimized, slimmed,
+simplified, fp16, quantized), by the rules of ``placement``; only metadata is added."""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+
+from . import files, sidecar
+from .errors import NotMadeFrom, NotTagged, UnloadableModel, UntaggedSource
+from .exporter import EXTERNAL_DATA_THRESHOLD
+from .loading import load as load_file
+from .loading import read_model, result_of
+from .placement import INSERTED_OPS, RULES, place, same_shape
+from .result import ExportResult
+from .tagging import (
+    CONFIDENCE_KEY,
+    FUSED_KEY,
+    MODULE_KEY,
+    NAMESPACE_KEY,
+    RULE_KEY,
+    SOURCE_KEY,
+    STRATEGY_KEY,
+    STRUCTURE_ONLY_KEY,
+    TAG_KEY,
+    VERSION_KEY,
+    confidence_text,
+    fused_text,
+)
+from .validation import graph_of
+from .version import __version__
+
+# Precision of each rule: how often the module it names is the one the transform itself kept on the
+# node (measured by benchmarks/retag_precision.py: tiny BERT, ViT and CNN through every transform of
+# the README's table, the kept tags hidden before retagging; the README gives the counts). A fused
+# node is right when the kept module is one of those it names; an inserted node when the kept module
+# of the node it serves is its module. Rules with too few nodes to measure are marked so.
+CONFIDENCE = {
+    "carried": 1.0,          # 3276 nodes
+    "replaced": 0.99,        # 364 nodes
+    "fused": 1.0,            # 44 nodes
+    "inserted": 0.64,        # 455 nodes: judged against the tensor a Q/DQ is named after (its producer's module)
+    "helper": 1.0,           # 8 nodes only
+    "subgraph owner": 0.9,   # not measured: no transform of the table leaves If/Loop bodies
+    "no neighbour": 0.1,     # not measured: the root, for nodes with nothing placed around them
+}
+# Below this share of the transformed file's own nodes (inserted Cast/Q/DQ aside) traced back to the
+# source (carried, replaced or fused), the source is not the file it was made from (README: measured
+# shares of real transforms and of wrong pairings).
+MIN_TRACED = 0.7
+_PROPS = (MODULE_KEY, TAG_KEY, CONFIDENCE_KEY, SOURCE_KEY, NAMESPACE_KEY, FUSED_KEY, RULE_KEY)
+
+
+def retag(transformed, source, output: str | os.PathLike | None = None) -> ExportResult:
+    """Give every node of ``transformed`` the module of the ``source`` nodes it came from.
+
+    ``transformed``: a path, ``onnx.ModelProto`` or ``onnx_ir.Model`` (tagged in place: metadata only)
+    made from ``source`` by any tool; ``source``: the tagged file (a path) or the result of
+    ``hierx_nb.export``/``load``. Each node gets ``hierx.module``, ``hierx.tag``, ``namespace``,
+    ``hierx.confidence`` (its rule's measured precision), ``hierx.source`` (the source node's for a
+    carried node, else ``inferred``), ``hierx.rule`` (``placement.RULES``) and, for a fused node,
+    ``hierx.fused``. With ``output``, the tagged copy is written there (and its ``.hierx.json``
+    sidecar), staged beside it and moved into place; the graph is unchanged, so ONNX Runtime's
+    outputs are bit-identical.
+
+    Returns the same result type as ``hierx_nb.load``: ``profile``, ``validate`` and ``extract``
+    work on it. Errors (``InputError``, nothing written): ``UntaggedSource``, ``NotMadeFrom`` (too
+    few of its nodes trace back to the source), ``UnloadableModel`` (ONNX Runtime cannot load it).
+    """
+    out_path = files.check_output(output) if output is not None else None
+    src = source if isinstance(source, ExportResult) else load_source(source)
+    src_model = _graph(src)
+    if not any(MODULE_KEY in n.metadata_props for n in src_model.graph):
+        raise UntaggedSource(f"the source {_where(src)} has no hierx tags: give the tagged file hierx export wrote")
+    model, path = _transformed(transformed)
+    check_loads(model, path)
+    placements = place(src_model, model)
+    _check_made_from(src_model, model, placements, src)
+    _write_tags(model, src_model, placements)
+    for key in (STRATEGY_KEY, VERSION_KEY, STRUCTURE_ONLY_KEY):
+        if key in src_model.metadata_props:
+            model.metadata_props[key] = src_model.metadata_props[key]
+    infos = [{"module": r.module, "module_class": r.module_class, "parent": r.parent, "depth": r.depth,
+              "params": r.params, "executed": r.executed} for r in src.modules.itertuples()]
+    result = result_of(model, None, infos=infos, model_class=src.model_class)
+    result.onnx_model = model
+    if out_path is not None:
+        _write(result, model, out_path)
+    return result
+
+
+def load(path: str | os.PathLike, source=None) -> ExportResult:
+    """``hierx_nb.load``: the tables of a tagged file; with ``source`` (the tagged file or result it
+    was made from), of an untagged file retagged from it (``retag(path, source)``)."""
+    return load_file(path) if source is None else retag(path, source)
+
+
+def load_source(path) -> ExportResult:
+    try:
+        return load_file(path)
+    except NotTagged:
+        raise UntaggedSource(f"the source {str(path)!r} has no hierx tags", hint="give the tagged file hierx_nb.export wrote",
+                             shell_hint="give --from the tagged file hierx export wrote") from None
+
+
+def check_loads(model: ir.Model, path: Path | None) -> None:
+    """``UnloadableModel`` when ONNX Runtime cannot load the model (no graph optimization: only loading)."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        what = str(path) if path is not None else ir.serde.serialize_model(model).SerializeToString()
+        ort.InferenceSession(what, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        where = repr(str(path)) if path is not None else "the transformed model"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnloadableModel(f"ONNX Runtime cannot load {where} ({first}): give a file ONNX Runtime runs") from None
+
+
+def _graph(result: ExportResult) -> ir.Model:
+    return graph_of(result)
+
+
+def _where(result: ExportResult) -> str:
+    return repr(str(result.onnx_path)) if result.onnx_path is not None else "(in memory)"
+
+
+def _transformed(transformed) -> tuple[ir.Model, Path | None]:
+    if isinstance(transformed, ir.Model):
+        return transformed, None
+    if isinstance(transformed, onnx.ModelProto):
+        return ir.serde.deserialize_model(transformed), None
+    if isinstance(transformed, (str, os.PathLike)):
+        path = Path(transformed)
+        return read_model(path), path
+    raise TypeError(f"transformed must be a path, onnx.ModelProto or onnx_ir.Model, got {type(transformed).__name__}")
+
+
+def traced_share(placements) -> float:
+    """Share of the nodes (inserted Cast/Q/DQ aside) placed through the source's values or names."""
+    own = [p for n, p in placements.items() if n.op_type not in INSERTED_OPS]
+    if not own:
+        return 1.0
+    return sum(p.rule in ("carried", "replaced", "fused") for p in own) / len(own)
+
+
+def _check_made_from(src_model: ir.Model, model: ir.Model, placements, src: ExportResult) -> None:
+    """``NotMadeFrom`` unless the file looks made from the source: its inputs and outputs are the
+    source's (by name, with compatible shapes; transforms may drop an unused input or change a
+    dtype), weights it shares by name have the source's shapes, and enough of its nodes trace back."""
+    where = _where(src)
+
+    def fail(why: str):
+        raise NotMadeFrom(f"the file was not made from the source {where}: {why}; give the tagged file it was made from")
+
+    src_io = {v.name: v for v in (*src_model.graph.inputs, *src_model.graph.outputs)}
+    for v in (*model.graph.inputs, *model.graph.outputs):
+        if v.name in src_model.graph.initializers:
+            continue
+        if v.name not in src_io:
+            fail(f"its {'input' if v.is_graph_input() else 'output'} {v.name!r} is not one of the source's")
+        if not same_shape(v, src_io[v.name]):
+            fail(f"{v.name!r} has shape {v.shape} there, {src_io[v.name].shape} in the source")
+    shared = [(v, src_model.graph.initializers[name]) for name, v in model.graph.initializers.items()
+              if name in src_model.graph.initializers]
+    differ = [v.name for v, w in shared if not same_shape(v, w)]
+    if shared and len(differ) > 0.1 * len(shared):
+        fail(f"{len(differ)} of the {len(shared)} weights it shares by name have other shapes (e.g. {differ[0]!r})")
+    share = traced_share(placements)
+    if share < MIN_TRACED:
+        fail(f"only {share:.0%} of its nodes trace back to it (at least {MIN_TRACED:.0%} expected)")
+
+
+def _module_text(src_model: ir.Model) -> tuple[dict[str, str], dict[str, str]]:
+    """Tags and namespaces of every module named in the source, and of their ancestors (derived from
+    a descendant's: one tag segment per non-container module, one namespace segment per module)."""
+    tags, spaces = {}, {}
+    for n in src_model.graph:
+        m = n.metadata_props.get(MODULE_KEY)
+        if m is None or m in tags:
+            continue
+        tag, space = n.metadata_props.get(TAG_KEY, ""), n.metadata_props.get(NAMESPACE_KEY, "")
+        tags[m], spaces[m] = tag, space
+        segments = space.split("/") if space else []
+        tag_parts = tag.split("/")  # "" then one segment per non-container module
+        kept = 0
+        for i, seg in enumerate(segments):
+            name, _, class_path = seg.partition(": ")
+            if not class_path.startswith("torch.nn.modules.container."):
+                kept += 1
+            name = name.replace("\u2215", "/")
+            if name not in tags:
+                tags[name] = "/".join(tag_parts[: kept + 1]) if kept + 1 <= len(tag_parts) else tag
+                spaces[name] = "/".join(segments[: i + 1])
+    return tags, spaces
+
+
+def _write_tags(model: ir.Model, src_model: ir.Model, placements) -> None:
+    tags, spaces = _module_text(src_model)
+    for node, p in placements.items():
+        props = node.metadata_props
+        for key in _PROPS:
+            props.pop(key, None)
+        props[MODULE_KEY] = p.module
+        tag = tags.get(p.module, "")
+        props[TAG_KEY] = tag
+        props[NAMESPACE_KEY] = spaces.get(p.module, "")
+        confidence = CONFIDENCE[p.rule]
+        if p.rule == "carried":
+            carried = p.carrier.metadata_props
+            confidence *= float(carried.get(CONFIDENCE_KEY) or 1.0)
+            props[SOURCE_KEY] = carried.get(SOURCE_KEY, "inferred")
+        else:
+            props[SOURCE_KEY] = "inferred"
+        props[CONFIDENCE_KEY] = confidence_text(confidence)
+        props[RULE_KEY] = p.rule
+        if p.rule == "fused" and p.fused:
+            props[FUSED_KEY] = fused_text(p.fused)
+        node.doc_string = tag
+
+
+def _write(result: ExportResult, model: ir.Model, out_path: Path) -> None:
+    with files.staging(out_path.parent) as tmp:
+        staged = files.stage_model(model, tmp, out_path, external_data_threshold=EXTERNAL_DATA_THRESHOLD)
+        side_path = sidecar.sidecar_path_for(out_path)
+        doc = sidecar.build(onnx_file=out_path.name, model_class=result.model_class, strategy=result.strategy,
+                            structure_only=result.structure_only, seconds=0.0, version=__version__, attempts=[],
+                            coverage=result.coverage, coverage_pct=result.coverage_pct, modules=result.modules,
+                            module_extra={}, nodes=result.nodes, warnings=[])
+        sidecar.write(doc, tmp / side_path.name)
+        files.publish([*staged, (tmp / side_path.name, side_path)])
+    result.onnx_path, result.sidecar_path = out_path, side_path
+    # The file on disk is what later answers read.
+    result.onnx_model = None
+
+
+def rule_counts(result: ExportResult) -> Counter:
+    """How many nodes each rule placed (from the nodes' ``hierx.rule``)."""
+    model = _graph(result)
+    return Counter(n.metadata_props.get(RULE_KEY) for n in model.graph)
+
+
+__all__ = ["retag", "load", "RULES", "CONFIDENCE", "rule_counts", "traced_share"]
