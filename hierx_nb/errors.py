@@ -200,7 +200,7 @@ class UntaggedSource(InputError):
 
 
 class NotMadeFrom(InputError):
-    """``retag``: too few of the file's nodes trace back to the source: it was not made from it."""
+    """``retag``: the file was not made from the source: its inputs, outputs or weights differ, or too few of its nodes trace back to it."""
 
 
 class UnloadableModel(InputError):

@@ -180,7 +180,7 @@ def place(source: ir.Model, derived: ir.Model) -> dict[ir.Node, Placement]:
     cut = present.union(*by_output.values(), *by_stem.values())
     inserted, named = [], []
     for n in pending:
-        if by_output[n] and stand_for(n, by_output[n], cut):
+        if by_output[n] and stand_for(n, by_output[n] | by_stem[n], cut):
             continue
         (inserted if n.op_type in INSERTED_OPS else named).append(n)
     loose = [n for n in named if not (by_stem[n] and stand_for(n, by_stem[n], cut))]
