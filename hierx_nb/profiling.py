@@ -32,6 +32,7 @@ import pandas as pd
 from .divergence import ancestors
 from .errors import ExportError, InputError, InputMismatch, StructureOnly
 from .placement import place
+from .tagging import MODULE_KEY
 from .validation import ort_session, session_feeds
 
 LATENCY_COLUMNS = ["module", "module_class", "nodes", "self_ms", "total_ms", "share"]
