@@ -281,6 +281,54 @@ def apply(model: ir.Model, spec: DynamicSpec, strategy: str) -> None:
                 if axis < len(dims):
                     dims[axis] = ir.SymbolicDim(dim_name)
             value.shape = ir.Shape(dims)
+    _name_output_dims(model, {d for axes in spec.inputs for d in axes.values()}, set(spec.outputs))
+
+
+# Symbolic shape inference serializes the graph (a copy of the weights): skipped above this size.
+_INFER_LIMIT_BYTES = 1024**3
+_LARGE_ELEMENTS = 1024  # weights with more elements go without their data (only their shape matters)
+
+
+def _name_output_dims(model: ir.Model, names: set[str], named_outputs: set[str]) -> None:
+    """Outputs' dynamic axes the exporter named itself (TorchScript: ``LayerNormalizationonnx::Gather_270_dim_0``)
+    get the user's names where ONNX Runtime's symbolic shape inference traces them back to the
+    inputs' (``batch``, ``seq``). Left as they are when it cannot tell, or the model is too large."""
+    import re
+
+    if not names:
+        return
+    word = re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + r")\b")
+
+    def foreign(dim) -> bool:
+        return isinstance(dim, ir.SymbolicDim) and not (dim.value and word.search(dim.value))
+
+    todo = [v for v in model.graph.outputs if v.name not in named_outputs and v.shape is not None
+            and any(foreign(d) for d in v.shape)]
+    from .files import weight_bytes
+
+    if not todo or weight_bytes(model) > _INFER_LIMIT_BYTES:
+        return
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        proto = ir.serde.serialize_model(model)
+        for init in proto.graph.initializer:
+            if init.raw_data and len(init.raw_data) > _LARGE_ELEMENTS * 8:
+                init.ClearField("raw_data")
+        del proto.graph.value_info[:]
+        for out in proto.graph.output:
+            out.type.tensor_type.ClearField("shape")
+        inferred = SymbolicShapeInference.infer_shapes(proto, auto_merge=True)
+    except Exception:  # ops it does not know, custom domains: the exporter's names stay
+        return
+    found = {o.name: [d.dim_param if d.HasField("dim_param") else d.dim_value
+                      for d in o.type.tensor_type.shape.dim] for o in inferred.graph.output}
+    for value in todo:
+        dims = found.get(value.name)
+        if dims is None or len(dims) != len(value.shape):
+            continue
+        value.shape = ir.Shape([ir.SymbolicDim(new) if foreign(old) and isinstance(new, str) and word.search(new)
+                                else old for old, new in zip(value.shape, dims)])
 
 
 def _match_inputs(model: ir.Model, spec: DynamicSpec) -> list[tuple[ir.Value, dict[int, str]]]:

@@ -115,3 +115,15 @@ def test_tuple_outputs_are_indexed_and_user_names_win():
     result = hierx_nb.export(Nested().eval(), (torch.randn(2, 4),), output=None, strategy="dynamo",
                              output_names=["a", "b", "c"])
     assert result.io[result.io["kind"] == "output"]["name"].tolist() == ["a", "b", "c"]
+
+
+def test_htp_output_axes_take_the_users_names(tmp_path):
+    """TorchScript names output axes itself (``LayerNormalizationonnx::Gather_270_dim_0``); traced back
+    to the inputs' axes, they read ``batch`` and ``seq`` in the file, the io frame and after load."""
+    result = hierx_nb.export(tiny_bert(), output=tmp_path / "bert.onnx", strategy="htp", dynamic_shapes="batch,seq")
+    outputs = result.io[result.io["kind"] == "output"]
+    assert outputs["shape"].tolist() == [["batch", "seq", 32], ["batch", 32]]
+    loaded = hierx_nb.load(result.onnx_path)
+    assert loaded.io.to_dict("records") == result.io.to_dict("records")
+    session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
+    assert [o.shape for o in session.get_outputs()] == [["batch", "seq", 32], ["batch", 32]]
