@@ -9,6 +9,7 @@ In Jupyter: ``%load_ext hierx_nb`` then ``%hierexport model (x,)``.
 from . import strategies
 from .errors import (
     Attempt,
+    BadSpec,
     CannotGenerate,
     DifferentModels,
     ExportError,
@@ -18,10 +19,13 @@ from .errors import (
     MissingInputs,
     NoReference,
     NoSuchFile,
+    NotAModule,
     NotComputed,
     NotMadeFrom,
     NotOnnxFile,
+    NotPretrainedFolder,
     NotTagged,
+    NoWeights,
     OutputFolderMissing,
     OutputIsFolder,
     OutputNotWritable,
@@ -41,10 +45,10 @@ from .version import __version__
 __all__ = ["export", "export_for_generation", "load_generation", "GenerationResult", "load", "retag", "meta_model",
            "ExportResult", "Attempt", "strategies", "__version__", "load_ipython_extension", "unload_ipython_extension",
            # errors: one class per mistake (README, "Errors")
-           "CannotGenerate", "ExportError", "InputError", "InputMismatch", "Mismatch", "MissingInputs", "NoReference",
-           "NoSuchFile", "NotComputed", "NotOnnxFile", "NotTagged", "OutputFolderMissing", "OutputIsFolder", "OutputNotWritable",
-           "StructureOnly", "UnknownChoice", "UnknownModule",
-           "UntaggedSource", "NotMadeFrom", "UnloadableModel", "DifferentModels"]
+           "BadSpec", "CannotGenerate", "DifferentModels", "ExportError", "InputError", "InputMismatch", "Mismatch",
+           "MissingInputs", "NoReference", "NoSuchFile", "NoWeights", "NotAModule", "NotComputed", "NotMadeFrom",
+           "NotOnnxFile", "NotPretrainedFolder", "NotTagged", "OutputFolderMissing", "OutputIsFolder", "OutputNotWritable",
+           "StructureOnly", "UnknownChoice", "UnknownModule", "UnloadableModel", "UntaggedSource"]
 
 
 def load_ipython_extension(ipython):

@@ -79,6 +79,27 @@ class InputMismatch(InputError):
     does not have, one it needs left out, or a wrong shape or dtype."""
 
 
+class NotAModule(InputError):
+    """Something other than a ``torch.nn.Module`` given as the model (or returned by a factory)."""
+
+    @classmethod
+    def of(cls, value) -> NotAModule:
+        return cls(f"model must be a torch.nn.Module, got {type(value).__name__}")
+
+
+class BadSpec(InputError):
+    """An inputs or dynamic-shape SPEC string (``--inputs``/``inputs=``, ``--dynamic``/``dynamic_shapes=``)
+    that does not follow its grammar."""
+
+
+class NotPretrainedFolder(InputError):
+    """A path given as a ``save_pretrained`` folder that is not one (not a folder, or no ``config.json``)."""
+
+
+class NoWeights(InputError):
+    """A model given without weights (a config file, a folder without weight files) to an export that needs them."""
+
+
 class UnknownModule(InputError, KeyError):
     """A module name the model does not have (``mapping``, ``extract``, the explorer's ``selected``).
 

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 from torch.utils import _pytree as pytree
 
-from .errors import CannotGenerate, ExportError, InputError, describe
+from .errors import CannotGenerate, ExportError, InputError, NotAModule, describe
 from .exporter import export
 from .result import ExportResult
 
@@ -408,7 +408,7 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
     started = time.perf_counter()
     say = progress or (lambda step, fraction=None: None)
     if not isinstance(model, torch.nn.Module):
-        raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise NotAModule.of(model)
     if not can_generate(model):
         raise CannotGenerate(f"{type(model).__name__} cannot generate (it has no generation head): "
                              "export it with hierx_nb.export(model, ...) instead")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError, describe
+from .errors import InputError, NoSuchFile, NotPretrainedFolder, describe
 from .inputs import forward_params
 
 _SEED = 0
@@ -247,7 +247,7 @@ def _as_config(config_or_path, transformers):
         path = Path(config_or_path)
         file = _config_folder(path) / "config.json" if path.is_dir() else path
         if not file.is_file():
-            raise InputError(f"no such config file: {str(file)!r}")
+            raise NoSuchFile(f"no such config file: {str(file)!r}")
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -282,9 +282,9 @@ def _architecture_class(config):
 def _config_folder(path: str | PathLike) -> Path:
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        raise InputError(f"{str(path)!r} is not a folder: give a folder written by save_pretrained")
+        raise NotPretrainedFolder(f"{str(path)!r} is not a folder", hint="give a folder written by save_pretrained")
     if not (folder / "config.json").is_file():
-        raise InputError(f"{str(path)!r} has no config.json: give a folder written by save_pretrained")
+        raise NotPretrainedFolder(f"{str(path)!r} has no config.json", hint="give a folder written by save_pretrained")
     return folder
 
 

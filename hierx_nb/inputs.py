@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-from .errors import InputError, MissingInputs
+from .errors import InputError, MissingInputs, NotAModule
 
 
 def normalize(model: Any, args: Any, kwargs: dict | None) -> tuple[tuple, dict]:
@@ -18,7 +18,7 @@ def normalize(model: Any, args: Any, kwargs: dict | None) -> tuple[tuple, dict]:
     Model outputs may be any pytree (HF ``ModelOutput`` included): the exporters flatten them.
     """
     if not isinstance(model, torch.nn.Module):
-        raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise NotAModule.of(model)
     if isinstance(args, torch.Tensor):
         args = (args,)
     elif args is None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError, describe
+from .errors import BadSpec, InputError, NoSuchFile, NotAModule, NotPretrainedFolder, NoWeights, describe
 
 # What save_pretrained writes (sharded checkpoints add an index beside the shards).
 _WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth")
@@ -57,11 +57,11 @@ def _from_hf_folder(path: Path, structure_only: bool):
     from . import hf
 
     if not (path / "config.json").is_file():
-        raise InputError(f"folder {str(path)!r} has no config.json: give a folder written by save_pretrained, "
-                         "or a module:factory reference")
+        raise NotPretrainedFolder(f"folder {str(path)!r} has no config.json",
+                                  shell_hint="give a folder written by save_pretrained, or a module:factory reference")
     if not structure_only and not any(any(path.glob(pattern)) for pattern in _WEIGHT_FILES):
-        raise InputError(f"folder {str(path)!r} has a config.json but no weights ({', '.join(_WEIGHT_FILES)}): "
-                         "add --structure-only to export its structure, or save the model with save_pretrained")
+        raise NoWeights(f"folder {str(path)!r} has a config.json but no weights ({', '.join(_WEIGHT_FILES)})",
+                        shell_hint="add --structure-only to export its structure, or save the model with save_pretrained")
     model = hf.meta_model(path) if structure_only else hf.load_pretrained_dir(path)
     kind = "structure only, from its config" if structure_only else "with its weights"
     return model, None, None, f"{path} ({type(model).__name__}, {kind})"
@@ -71,8 +71,8 @@ def _from_config_file(path: Path, structure_only: bool):
     from . import hf
 
     if not structure_only:
-        raise InputError(f"{str(path)!r} is a config file, which has no weights: add --structure-only to export "
-                         "its structure, or give the save_pretrained folder")
+        raise NoWeights(f"{str(path)!r} is a config file, which has no weights",
+                        shell_hint="add --structure-only to export its structure, or give the save_pretrained folder")
     model = hf.meta_model(path)
     return model, None, None, f"{path} ({type(model).__name__}, structure only, from its config)"
 
@@ -99,7 +99,7 @@ def _import(module_part: str):
 
 def _import_file(file: Path):
     if not file.is_file():
-        raise InputError(f"no such Python file: {str(file)!r}")
+        raise NoSuchFile(f"no such Python file: {str(file)!r}")
     if file.suffix != ".py":
         raise InputError(f"{str(file)!r} is not a .py file: {_FACTORY_HINT}")
     folder = str(file.resolve().parent)
@@ -145,8 +145,8 @@ def _call_factory(target, ref: str):
     if isinstance(value, tuple) and len(value) in (2, 3) and isinstance(value[0], torch.nn.Module):
         kwargs = value[2] if len(value) == 3 else None
         return value[0], value[1], kwargs
-    raise InputError(f"{ref!r} returned a {type(value).__name__}: a factory must return a torch.nn.Module, "
-                     "(model, args) or (model, args, kwargs)")
+    raise NotAModule(f"{ref!r} returned a {type(value).__name__}",
+                     hint="a factory must return a torch.nn.Module, (model, args) or (model, args, kwargs)")
 
 
 # -- --inputs SPEC -------------------------------------------------------------------------------
@@ -180,28 +180,28 @@ def parse_inputs(spec: str) -> tuple[tuple, dict]:
     compact = "".join(spec.split())
     items = re.split(r",(?![^\[]*\))", compact) if compact else []
     if not items:
-        raise InputError(f"empty --inputs: {grammar}")
+        raise BadSpec(f"empty --inputs: {grammar}")
     gen = torch.Generator().manual_seed(_SEED)
     args, kwargs = [], {}
     for item in items:
         m = _ITEM.fullmatch(item)
         if m is None:
-            raise InputError(f"bad --inputs item {item!r}: {grammar}")
+            raise BadSpec(f"bad --inputs item {item!r}: {grammar}")
         shape = tuple(int(d) for d in m["shape"].split("x"))
         if 0 in shape:
-            raise InputError(f"bad --inputs item {item!r}: dimensions must be at least 1")
+            raise BadSpec(f"bad --inputs item {item!r}: dimensions must be at least 1")
         dtype_name = m["dtype"] or "float32"
         dtype = _DTYPES.get(dtype_name)
         if dtype is None:
-            raise InputError(f"bad --inputs item {item!r}: unknown dtype {dtype_name!r}; use one of {', '.join(_DTYPES)}")
+            raise BadSpec(f"bad --inputs item {item!r}: unknown dtype {dtype_name!r}; use one of {', '.join(_DTYPES)}")
         tensor = _random(item, shape, dtype, m["low"], m["high"], gen)
         name = m["name"]
         if name is None:
             if kwargs:
-                raise InputError(f"bad --inputs item {item!r}: positional inputs must come before NAME= inputs")
+                raise BadSpec(f"bad --inputs item {item!r}: positional inputs must come before NAME= inputs")
             args.append(tensor)
         elif name in kwargs:
-            raise InputError(f"bad --inputs: {name!r} is given twice")
+            raise BadSpec(f"bad --inputs: {name!r} is given twice")
         else:
             kwargs[name] = tensor
     return tuple(args), kwargs
@@ -210,17 +210,17 @@ def parse_inputs(spec: str) -> tuple[tuple, dict]:
 def _random(item: str, shape, dtype, low, high, gen) -> torch.Tensor:
     if dtype.is_floating_point:
         if low is not None:
-            raise InputError(f"bad --inputs item {item!r}: a [LOW,HIGH) range is for integer dtypes only")
+            raise BadSpec(f"bad --inputs item {item!r}: a [LOW,HIGH) range is for integer dtypes only")
         return torch.randn(shape, generator=gen).to(dtype)
     if dtype == torch.bool:
         if low is not None:
-            raise InputError(f"bad --inputs item {item!r}: a [LOW,HIGH) range is for integer dtypes only")
+            raise BadSpec(f"bad --inputs item {item!r}: a [LOW,HIGH) range is for integer dtypes only")
         return torch.randint(0, 2, shape, generator=gen).bool()
     lo, hi = (int(low), int(high)) if low is not None else _DEFAULT_INT_RANGE
     if hi <= lo:
-        raise InputError(f"bad --inputs item {item!r}: the range [{lo},{hi}) is empty")
+        raise BadSpec(f"bad --inputs item {item!r}: the range [{lo},{hi}) is empty")
     info = torch.iinfo(dtype)
     if lo < info.min or hi - 1 > info.max:
-        raise InputError(f"bad --inputs item {item!r}: [{lo},{hi}) does not fit {str(dtype).removeprefix('torch.')}")
+        raise BadSpec(f"bad --inputs item {item!r}: [{lo},{hi}) does not fit {str(dtype).removeprefix('torch.')}")
     return torch.randint(lo, hi, shape, generator=gen, dtype=torch.int64).to(dtype)
 

@@ -111,6 +111,8 @@ def profile(result, runs: int = 20, warmup: int = 3, optimization: str = "all", 
                          optimized_path=optimized_path, threads=threads) as (session, _):
             try:
                 feeds = session_feeds(session, feeds_for(result, session, inputs))
+            except InputError:  # a bad SPEC (BadSpec) stays what it is
+                raise
             except ExportError as e:
                 raise (InputMismatch(e.message) if inputs is not None else e) from None
             for _ in range(warmup + runs):

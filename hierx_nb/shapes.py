@@ -14,7 +14,7 @@ import onnx_ir as ir
 import torch
 from torch.utils import _pytree as pytree
 
-from .errors import InputError, first_line
+from .errors import BadSpec, InputError, first_line
 from .inputs import forward_params, named_tensor_inputs
 
 
@@ -50,7 +50,7 @@ def parse_dynamic(items: list[str] | str) -> dict | str:
     """``--dynamic`` values as ``dynamic_shapes``: ``{name: {axis: dim}}``, or a short form string."""
     parts = [p.strip() for item in ([items] if isinstance(items, str) else items) for p in item.split(";") if p.strip()]
     if not parts:
-        raise InputError(f"--dynamic needs a value: {DYNAMIC_GRAMMAR}")
+        raise BadSpec(f"--dynamic needs a value: {DYNAMIC_GRAMMAR}")
     if all("=" not in p for p in parts):
         return _short_form(",".join(parts))
     shapes: dict[str, dict[int, str]] = {}
@@ -58,7 +58,7 @@ def parse_dynamic(items: list[str] | str) -> dict | str:
         name, eq, axes = part.partition("=")
         name = name.strip()
         if not eq or not name.isidentifier():
-            raise InputError(f"--dynamic {part!r}: expected {DYNAMIC_GRAMMAR}")
+            raise BadSpec(f"--dynamic {part!r}: expected {DYNAMIC_GRAMMAR}")
         for item in axes.split(","):
             axis, colon, dim = item.strip().partition(":")
             try:
@@ -66,7 +66,7 @@ def parse_dynamic(items: list[str] | str) -> dict | str:
             except ValueError:
                 axis_number = None
             if axis_number is None or not colon or not dim.strip():
-                raise InputError(f"--dynamic {part!r}: {item.strip()!r} is not AXIS:DIM (e.g. 0:batch)")
+                raise BadSpec(f"--dynamic {part!r}: {item.strip()!r} is not AXIS:DIM (e.g. 0:batch)")
             shapes.setdefault(name, {})[axis_number] = dim.strip()
     return shapes
 
@@ -75,7 +75,7 @@ def _short_form(text: str) -> str:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in SHORT_FORMS]
     if unknown or not names:
-        raise InputError(f"dynamic short form {text!r}: use 'batch' or 'batch,seq' (or {DYNAMIC_GRAMMAR.split(' (')[0]})")
+        raise BadSpec(f"dynamic short form {text!r}: use 'batch' or 'batch,seq' (or {DYNAMIC_GRAMMAR.split(' (')[0]})")
     return ",".join(names)
 
 

@@ -187,3 +187,31 @@ def test_other_mistakes_raise_their_class(files):
         hierx_nb.load(folder / "junk.onnx")
     with pytest.raises(hierx_nb.OutputIsFolder):
         full.to_html(folder)
+
+
+def test_model_and_spec_mistakes_raise_their_class(files, tmp_path):
+    from hierx_nb.model_ref import parse_inputs, resolve_model
+    from hierx_nb.shapes import parse_dynamic
+
+    folder, full, _ = files
+    with pytest.raises(hierx_nb.NotAModule, match="got str"):
+        hierx_nb.export("model.pt", output=None)
+    for bad in (lambda: parse_inputs("1x3y"), lambda: parse_dynamic("x=0"), lambda: parse_dynamic("batchh"),
+                lambda: hierx_nb.load(full.onnx_path).profile(inputs="1x0")):
+        with pytest.raises(hierx_nb.BadSpec):
+            bad()
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(hierx_nb.NoWeights) as info:
+        resolve_model(str(tmp_path / "config.json"))
+    assert "--structure-only" in info.value.one_line(shell=True)
+    with pytest.raises(hierx_nb.NoWeights):
+        resolve_model(str(tmp_path))  # a config.json but no weight files
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(hierx_nb.NotPretrainedFolder):
+        resolve_model(str(tmp_path / "empty"))
+    with pytest.raises(hierx_nb.NotPretrainedFolder):
+        hierx_nb.meta_model(tmp_path / "empty")
+    with pytest.raises(hierx_nb.NoSuchFile):
+        hierx_nb.meta_model(tmp_path / "missing.json")
+    with pytest.raises(hierx_nb.NoSuchFile):
+        resolve_model(str(tmp_path / "missing.py") + ":build")
