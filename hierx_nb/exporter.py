@@ -19,7 +19,7 @@ from .files import check_output, publish, stage_model, staging, weight_bytes
 from .graph_io import io_frame, name_outputs
 from .hf import example_inputs, is_hf_model
 from .hf_switches import exportable
-from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree
+from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree, root_label
 from .inputs import normalize, recording_output_names
 from .result import ExportResult
 from .strategies.base import ExportContext, Strategy, StrategyOutput, StrategyResult
@@ -148,7 +148,7 @@ def check(result: ExportResult) -> list[str]:
     if blame is None:
         return [f"{line}; no single module could be blamed (see result.validate(per_module=True))"]
     cls = result.modules.set_index("module")["module_class"].get(blame, "")
-    where = "the model's own forward" if blame == "" else f"module {blame!r} ({cls})"
+    where = f"{root_label(result.model_class)} (its own forward)" if blame == "" else f"module {blame!r} ({cls})"
     return [f"{line}; first divergent: {where}"]
 
 

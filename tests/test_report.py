@@ -209,3 +209,28 @@ def test_one_name_for_the_whole_model(tmp_path, capfd):
     assert cli.main(["extract", str(onnx_path), "", "-o", str(tmp_path / "all.onnx")]) == 0
     out, _ = capfd.readouterr()
     assert out.startswith("MLP: 7 ONNX nodes -> ")
+
+
+class _GeluNet(torch.nn.Module):
+    """GELU in the model's own forward: a wrong translation of it is the root's fault."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return torch.nn.functional.gelu(self.fc(x))
+
+
+def test_the_root_is_named_in_the_export_warning_and_its_divergence_is_kept(tmp_path, monkeypatch):
+    from onnxscript import opset18 as op
+
+    from hierx_nb import translations
+
+    monkeypatch.setitem(translations.TABLE, torch.ops.aten.gelu.default, lambda x, approximate="none": op.Relu(x))
+    torch.manual_seed(0)
+    result = hierx_nb.export(_GeluNet().eval(), (torch.randn(4, 8),), output=tmp_path / "g.onnx", strategy="dynamo")
+    assert result.divergence.attrs["first_divergent"] == ""
+    assert len(result.warnings) == 1 and result.warnings[0].endswith("first divergent: _GeluNet (its own forward)")
+    loaded = hierx_nb.load(tmp_path / "g.onnx")  # the export's own per-module comparison went into the sidecar
+    assert loaded.divergence.attrs["first_divergent"] == "" and not loaded.divergence.set_index("module")["ok"][""]
