@@ -16,6 +16,7 @@ from .errors import (
     InputError,
     InputMismatch,
     Mismatch,
+    MissingDependency,
     MissingInputs,
     NoReference,
     NoSuchFile,
@@ -46,7 +47,7 @@ __all__ = ["export", "export_for_generation", "load_generation", "GenerationResu
            "ExportResult", "Attempt", "strategies", "__version__", "load_ipython_extension", "unload_ipython_extension",
            # errors: one class per mistake (README, "Errors")
            "BadSpec", "CannotGenerate", "DifferentModels", "ExportError", "InputError", "InputMismatch", "Mismatch",
-           "MissingInputs", "NoReference", "NoSuchFile", "NoWeights", "NotAModule", "NotComputed", "NotMadeFrom",
+           "MissingDependency", "MissingInputs", "NoReference", "NoSuchFile", "NoWeights", "NotAModule", "NotComputed", "NotMadeFrom",
            "NotOnnxFile", "NotPretrainedFolder", "NotTagged", "OutputFolderMissing", "OutputIsFolder", "OutputNotWritable",
            "StructureOnly", "UnknownChoice", "UnknownModule", "UnloadableModel", "UntaggedSource"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import ExportError, InputError, Mismatch, NoReference, StructureOnly, describe, first_line
+from .errors import ExportError, InputError, Mismatch, NoReference, NoSuchFile, StructureOnly, describe, first_line
 from .hierarchy import module_label, root_label
 from .version import __version__
 
@@ -346,7 +346,7 @@ def _cmd_retag(ns) -> int:
     check_output(ns.output)
     for label, path in (("file", ns.file), ("--from", ns.source)):
         if not Path(path).is_file():
-            raise InputError(f"no such file: {path!r} ({label})")
+            raise NoSuchFile(f"no such file: {path!r} ({label})")
     with _libraries_muted(True):
         result = retag(ns.file, ns.source, output=ns.output)
     counts = rule_counts(result)

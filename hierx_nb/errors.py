@@ -100,6 +100,21 @@ class NoWeights(InputError):
     """A model given without weights (a config file, a folder without weight files) to an export that needs them."""
 
 
+class MissingDependency(InputError, ImportError):
+    """An optional library the call needs is not installed (transformers, plotly).
+
+    Also an ``ImportError``, so ``except ImportError`` keeps working.
+    """
+
+    __str__ = Exception.__str__
+
+    @classmethod
+    def of(cls, what: str, library: str, extra: str) -> MissingDependency:
+        """``what`` needs ``library``, which comes with ``hierx_nb[extra]``."""
+        return cls(f"{what} need{'' if what.endswith('s') else 's'} {library}, which is not installed",
+                   hint=f"pip install 'hierx_nb[{extra}]' (or pip install {library})")
+
+
 class UnknownModule(InputError, KeyError):
     """A module name the model does not have (``mapping``, ``extract``, the explorer's ``selected``).
 

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 from torch.utils import _pytree as pytree
 
-from .errors import CannotGenerate, ExportError, InputError, NotAModule, describe
+from .errors import CannotGenerate, ExportError, InputError, MissingDependency, NoReference, NotAModule, describe
 from .exporter import export
 from .result import ExportResult
 
@@ -358,8 +358,8 @@ class GenerationResult:
         ``attrs["tokens_equal"]`` is the verdict over all steps. Neither the model nor the inputs
         are changed."""
         if self.model is None:
-            raise InputError("this result has no PyTorch model to compare with (it was loaded from files): "
-                             "export it with export_for_generation(model, ...) to validate")
+            raise NoReference("this result has no PyTorch model to compare with (it was loaded from files)",
+                              hint="export it with export_for_generation(model, ...) to validate")
         inputs = _clone(inputs if inputs is not None else self.inputs)
         ids, mask = inputs["input_ids"], inputs.get("attention_mask")
         with torch.no_grad():
@@ -403,7 +403,8 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
     try:
         from transformers.exporters.utils import decompose_for_generation
     except ImportError:
-        raise InputError("export_for_generation builds on transformers.exporters: pip install 'transformers>=5'") from None
+        raise MissingDependency("export_for_generation builds on transformers.exporters (transformers 5)",
+                                hint="pip install 'transformers>=5'") from None
 
     started = time.perf_counter()
     say = progress or (lambda step, fraction=None: None)

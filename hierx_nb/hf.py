@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError, NoSuchFile, NotPretrainedFolder, describe
+from .errors import InputError, MissingDependency, NoSuchFile, NotPretrainedFolder, describe
 from .inputs import forward_params
 
 _SEED = 0
@@ -292,6 +292,6 @@ def require_transformers():
     try:
         import transformers
     except ImportError:
-        raise InputError("HuggingFace models need transformers: pip install 'hierx_nb[hf]'") from None
+        raise MissingDependency.of("HuggingFace models", "transformers", "hf") from None
     return transformers
 

@@ -60,6 +60,7 @@ def test_readme_table_lists_every_error_class_and_no_other():
     errors.NoReference.for_action("validate"),
     errors.UnknownChoice.of("strategy", "dynamoo", ["auto", "dynamo", "htp", "fx"]),
     errors.NotComputed.of("latency"),
+    errors.MissingDependency.of("result.figure", "plotly", "notebook"),
 ], ids=lambda e: type(e).__name__)
 def test_readme_shows_the_messages_the_classes_build(error):
     row = readme_errors()[type(error).__name__]
@@ -77,6 +78,24 @@ def test_hint_follows_the_entry_point():
     attempts = [errors.Attempt("dynamo", False, "boom\nmore"), errors.Attempt("htp", False, "bang")]
     failed = errors.ExportError("no strategy could export Net", attempts, hint="h", shell_hint="s")
     assert failed.one_line(shell=True) == "no strategy could export Net; s | dynamo: boom | htp: bang"
+
+
+def test_missing_dependency_is_an_import_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_plotly(name, *args, **kwargs):
+        if name.startswith("plotly"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_plotly)
+    from hierx_nb.notebook.figures import figure
+
+    with pytest.raises(ImportError) as info:
+        figure(object(), "coverage")
+    assert type(info.value) is hierx_nb.MissingDependency and "pip install 'hierx_nb[notebook]'" in str(info.value)
 
 
 def test_unknown_module_is_a_key_error_that_reads_as_text():

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import NotComputed, UnknownChoice
+from ..errors import MissingDependency, NotComputed, UnknownChoice
 from ..hierarchy import module_label
 
 KINDS = ("coverage", "confidence", "latency", "divergence")
@@ -31,7 +31,7 @@ def figure(result: Any, kind: str = "coverage", theme: str | None = None):
         import plotly.graph_objects as go
         import plotly.io as pio
     except ImportError:  # plotly comes with the notebook extra
-        raise ImportError("result.figure needs plotly: pip install 'hierx_nb[notebook]' (or pip install plotly)") from None
+        raise MissingDependency.of("result.figure", "plotly", "notebook") from None
     if kind not in KINDS:
         raise UnknownChoice.of("figure kind", kind, KINDS)
     template = THEMES.get(theme, theme)
