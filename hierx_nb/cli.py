@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--validate", nargs="?", const="", metavar="MODEL",
                      help="compare each module's ONNX outputs with PyTorch's first, so the report shows divergence; "
                           "MODEL is the model exported (as for hierx export: module:factory, file.py:factory or "
-                          "a save_pretrained folder)")
+                          "a save_pretrained folder; default: the MODEL hierx export was given for FILE)")
     rep.add_argument("--inputs", metavar="SPEC",
                      help="inputs for --profile and --validate, as for export --inputs (default: the factory's, "
                           "a HuggingFace config's, or made from the graph's input types)")
@@ -230,6 +230,11 @@ def _cmd_export(ns) -> int:
         result = export(model, args, kwargs, output=ns.output, strategy=ns.strategy,
                         structure_only=ns.structure_only, opset=ns.opset, torch_nn_filter=ns.torch_nn_filter,
                         dynamic_shapes=dynamic, progress=say)
+    if result.sidecar_path is not None and not ns.structure_only:  # for hierx report --validate later
+        from . import sidecar
+        from .model_ref import portable_ref
+
+        sidecar.update(result.sidecar_path, model_ref={"model": portable_ref(ns.model), "inputs": ns.inputs})
     _print_summary(result)
     if ns.validate:
         with _libraries_muted(ns.quiet):
@@ -249,12 +254,19 @@ def _cmd_report(ns) -> int:
     """The HTML report, after profiling and validating when asked (both also kept in the sidecar)."""
     from .model_ref import parse_inputs, resolve_model
 
-    if ns.validate == "":
-        raise NoReference("--validate needs the PyTorch model to compare with",
-                          shell_hint="give the MODEL given to hierx export: --validate pkg.models:make or "
-                                     "--validate path/to/hf-folder")
     given = parse_inputs(ns.inputs) if ns.inputs is not None else None
     result = _load_input(ns.file)
+    if ns.validate == "":  # the model hierx export was given, as its sidecar remembers it
+        from . import sidecar
+
+        ref = sidecar.read(result.sidecar_path).get("model_ref") if result.sidecar_path is not None else None
+        if not ref:
+            raise NoReference("--validate needs the PyTorch model to compare with (this file's sidecar does not "
+                              "name it: it was not written by hierx export)",
+                              shell_hint="give the MODEL: --validate pkg.models:make or --validate path/to/hf-folder")
+        ns.validate = ref["model"]
+        if given is None and ref.get("inputs"):
+            given = parse_inputs(ref["inputs"])
     if ns.validate:
         with _libraries_muted(True):
             model, args, kwargs, _ = resolve_model(ns.validate)

@@ -53,6 +53,18 @@ def resolve_model(ref: str, structure_only: bool = False):
     return model, args, kwargs, f"{ref} ({type(model).__name__})"
 
 
+def portable_ref(ref: str) -> str:
+    """``ref`` as it resolves from any folder: paths (a folder, a file, ``file.py:factory``) made
+    absolute; ``package.module:factory`` unchanged."""
+    path = Path(ref).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    module_part, sep, attr = ref.rpartition(":")
+    if sep and module_part.endswith(".py") and Path(module_part).expanduser().is_file():
+        return f"{Path(module_part).expanduser().resolve()}:{attr}"
+    return ref
+
+
 def _from_hf_folder(path: Path, structure_only: bool):
     from . import hf
 

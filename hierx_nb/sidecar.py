@@ -9,8 +9,10 @@ total_nodes) and ``nodes`` (columnar: node, op_type, module, tag, confidence, so
 means {column: [values...]}, all lists of equal length.
 
 Version 3 adds, when they were measured, ``latency`` (``result.profile()``) and ``divergence``
-(``result.validate(per_module=True)``): each {columns: columnar frame, attrs: the frame's attrs}.
-Version 2 files are read as they are (they hold neither).
+(``result.validate(per_module=True)``): each {columns: columnar frame, attrs: the frame's attrs};
+and, for files written by ``hierx export``, ``model_ref`` ({model: the MODEL argument, folders and
+files made absolute; inputs: the ``--inputs`` SPEC or null}) so ``hierx report --validate`` can
+rebuild the PyTorch model. Version 2 files are read as they are (they hold none of these).
 """
 from __future__ import annotations
 
@@ -88,10 +90,15 @@ def metric_frames(data: dict) -> dict[str, pd.DataFrame]:
 
 
 def update_metrics(path: Path, **frames: pd.DataFrame | None) -> None:
-    """Store ``frames`` (e.g. ``latency=df``) in the sidecar at ``path``, written beside it and moved
-    into place, so a failure leaves the old sidecar whole."""
+    """Store ``frames`` (e.g. ``latency=df``) in the sidecar at ``path`` (see ``update``)."""
+    update(path, **metric_entries(**frames))
+
+
+def update(path: Path, **entries) -> None:
+    """Set top-level ``entries`` in the sidecar at ``path``, written beside it and moved into place,
+    so a failure leaves the old sidecar whole."""
     data = read(path)
-    data.update(metric_entries(**frames))
+    data.update(entries)
     data["version"] = SCHEMA_VERSION
     staged = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

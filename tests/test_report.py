@@ -234,3 +234,23 @@ def test_the_root_is_named_in_the_export_warning_and_its_divergence_is_kept(tmp_
     assert len(result.warnings) == 1 and result.warnings[0].endswith("first divergent: _GeluNet (its own forward)")
     loaded = hierx_nb.load(tmp_path / "g.onnx")  # the export's own per-module comparison went into the sidecar
     assert loaded.divergence.attrs["first_divergent"] == "" and not loaded.divergence.set_index("module")["ok"][""]
+
+
+def test_cli_report_validate_reuses_the_model_hierx_export_was_given(tmp_path, capfd, monkeypatch):
+    """After ``hierx export MODEL``, ``hierx report FILE --validate`` needs no MODEL: the sidecar names
+    it (paths made absolute, so it works from another folder)."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "factory.py").write_text("import torch\n\ndef make():\n    torch.manual_seed(0)\n"
+                                       "    m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh()).eval()\n"
+                                       "    return m, (torch.randn(2, 4),)\n")
+    monkeypatch.chdir(folder)
+    onnx_path = tmp_path / "m.onnx"
+    assert cli.main(["export", "factory.py:make", "-o", str(onnx_path), "-q"]) == 0
+    capfd.readouterr()
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["report", str(onnx_path), "--validate"])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert "divergence: 3 modules compared with PyTorch, all within tolerance" in out
+    assert len(hierx_nb.load(onnx_path).divergence) == 3
