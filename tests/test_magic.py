@@ -9,6 +9,7 @@ import pytest
 from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
+import hierx_nb
 from hierx_nb import ExportResult
 from hierx_nb.notebook import magic
 from hierx_nb.notebook.progress import Progress
@@ -140,7 +141,7 @@ def test_validation_mismatch_fails_the_cell_but_keeps_the_result(shell, monkeypa
                           columns=["output", "shape", "max_abs_diff", "max_rel_diff", "ok"])
     monkeypatch.setattr(ExportResult, "validate", lambda self, **kw: report)
     res, out = run(shell, "%hierexport mlp x --validate -r checked")
-    assert isinstance(res.error_in_exec, magic.HierexportError) and "Traceback" not in out
+    assert type(res.error_in_exec) is hierx_nb.Mismatch and "Traceback" not in out
     assert "max_abs_diff" in out  # the report is shown before the error line
     assert ("hierexport: error: validation failed: ONNX Runtime output 'y' differs from PyTorch's "
             "(max abs diff 0.5); the result is in checked") in out
@@ -173,25 +174,31 @@ def test_usage_has_examples(shell):
 
 # -- failures: one line, the kernel usable, nothing written ------------------------------------------
 
-@pytest.mark.parametrize("line, message", [
-    ("mlpp x", "MODEL 'mlpp' failed: NameError: name 'mlpp' is not defined"),
-    ("mlp (x,", "ARGS '(x,' is not a Python expression: '(' was never closed"),
-    ("mlp x -k {'input': ", "-k \"{'input':\" is not a Python expression"),
-    ("mlp x -o {OUT}/missing/out.onnx", "does not exist"),
-    ("svd torch.randn(4, 4)", "no strategy could export Svd | dynamo: "),
-    ("mlp torch.randn(4, 5)", "Sequential does not run on the given inputs: RuntimeError: mat1 and mat2"),
-    ("mlp", "Sequential needs inputs: give ARGS"),
-    ("mlp x -s magic", "argument -s/--strategy: invalid choice: 'magic'"),
-    ("mlp x --validate --structure-only", "--validate needs weights"),
-    ("mlp x -r 2fast", "-r '2fast' is not a Python variable name"),
-    ("mlp x --out o.onnx", "unknown option --out"),
-    ("mlp -x", "unknown option -x (see %hierexport?); put an expression that starts with '-' in parentheses"),
-    ("", "give the model to export"),
-    ("mlp x --dynamic input=0", "--dynamic 'input=0': '0' is not AXIS:DIM"),
-    ("mlp x --dynamic input=0:batch,2:seq", "dynamic axis 2 (seq) of 'input' is out of range"),
-    ("mlp x --dynamic x=0:batch", "dynamic_shapes names 'x', which the model is not given; its inputs are input"),
+# The magic's own usage errors are HierexportError; the library's mistakes keep their class (README, "Errors").
+MAGIC_USAGE = magic.HierexportError
+
+
+@pytest.mark.parametrize("line, message, error", [
+    ("mlpp x", "MODEL 'mlpp' failed: NameError: name 'mlpp' is not defined", MAGIC_USAGE),
+    ("mlp (x,", "ARGS '(x,' is not a Python expression: '(' was never closed", MAGIC_USAGE),
+    ("mlp x -k {'input': ", "-k \"{'input':\" is not a Python expression", MAGIC_USAGE),
+    ("mlp x -o {OUT}/missing/out.onnx", "does not exist", hierx_nb.OutputFolderMissing),
+    ("svd torch.randn(4, 4)", "no strategy could export Svd | dynamo: ", hierx_nb.ExportError),
+    ("mlp torch.randn(4, 5)", "Sequential does not run on the given inputs: RuntimeError: mat1 and mat2",
+     hierx_nb.InputError),
+    ("mlp", "Sequential needs inputs; give ARGS", hierx_nb.MissingInputs),
+    ("mlp x -s magic", "argument -s/--strategy: invalid choice: 'magic'", MAGIC_USAGE),
+    ("mlp x --validate --structure-only", "--validate needs weights", hierx_nb.StructureOnly),
+    ("mlp x -r 2fast", "-r '2fast' is not a Python variable name", MAGIC_USAGE),
+    ("mlp x --out o.onnx", "unknown option --out", MAGIC_USAGE),
+    ("mlp -x", "unknown option -x (see %hierexport?); put an expression that starts with '-' in parentheses", MAGIC_USAGE),
+    ("", "give the model to export", MAGIC_USAGE),
+    ("mlp x --dynamic input=0", "--dynamic 'input=0': '0' is not AXIS:DIM", hierx_nb.BadSpec),
+    ("mlp x --dynamic input=0:batch,2:seq", "dynamic axis 2 (seq) of 'input' is out of range", hierx_nb.InputError),
+    ("mlp x --dynamic x=0:batch", "dynamic_shapes names 'x', which the model is not given; its inputs are input",
+     hierx_nb.InputError),
 ])
-def test_bad_input_is_one_line_and_leaves_files_alone(shell, tmp_path, line, message):
+def test_bad_input_is_one_line_and_leaves_files_alone(shell, tmp_path, line, message, error):
     shell.user_ns["OUT"] = tmp_path
     existing = tmp_path / "out.onnx"
     existing.write_bytes(b"previous export")
@@ -199,7 +206,7 @@ def test_bad_input_is_one_line_and_leaves_files_alone(shell, tmp_path, line, mes
         line = "-o {OUT}/out.onnx " + line
     res, out = run(shell, f"%hierexport {line}")
     assert not res.success
-    assert isinstance(res.error_in_exec, magic.HierexportError)
+    assert type(res.error_in_exec) is error
     lines = [ln for ln in out.splitlines() if ln.startswith("hierexport: error:")]
     assert len(lines) == 1 and message in lines[0], out
     assert "Traceback" not in out
@@ -305,7 +312,7 @@ def test_profile_and_validate_fill_the_explorer_metrics(shell):
     assert metrics["latency"]["kernel_ms"] > 0 and metrics["latency"]["by_op_type"]
     assert metrics["divergence"]["first_divergent"] is None
     res, out = run(shell, "%hierexport bert --profile --structure-only")
-    assert isinstance(res.error_in_exec, magic.HierexportError) and "--profile needs weights" in out
+    assert type(res.error_in_exec) is hierx_nb.StructureOnly and "--profile needs weights" in out
 
 
 def test_warnings_are_printed(shell, monkeypatch):

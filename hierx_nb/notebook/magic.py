@@ -14,7 +14,7 @@ from IPython.core.magic import Magics, line_magic, magics_class, needs_local_sco
 from IPython.utils.text import DollarFormatter
 
 from .. import ExportError, ExportResult, MissingInputs, strategies
-from ..errors import describe
+from ..errors import Mismatch, StructureOnly, describe
 from ..shapes import DYNAMIC_GRAMMAR, parse_dynamic
 from .progress import Progress
 
@@ -62,10 +62,18 @@ _OPTION_WORD = re.compile(r"--?[A-Za-z]")
 
 
 class HierexportError(Exception):
-    """A failed ``%hierexport``: IPython shows only its one-line message, and the cell fails."""
+    """A ``%hierexport`` line that cannot be run as written (its own syntax, expressions, -r, writing):
+    IPython shows only its one-line message, and the cell fails. The library's mistakes keep their
+    own class (``hierx_nb.StructureOnly``, ...), shown the same way (``_one_line``)."""
 
     def _render_traceback_(self) -> list[str]:  # IPython's hook for exceptions that draw themselves
         return [f"{MAGIC}: error: {self}"]
+
+
+def _one_line(e: ExportError, prefix: str = "") -> ExportError:
+    """``e``, still of its own class (the README's error table), drawn by IPython as one line."""
+    e._render_traceback_ = lambda: [f"{MAGIC}: error: {prefix}{e.one_line()}"]
+    return e
 
 
 class HierexportInterrupted(KeyboardInterrupt):
@@ -134,7 +142,8 @@ class HierxMagics(Magics):
         opts = _parse(line, self.hierexport.parser)
         for flag in ("validate", "profile"):
             if getattr(opts, flag) and opts.structure_only:
-                raise HierexportError(f"--{flag} needs weights: it cannot be combined with --structure-only")
+                raise _one_line(StructureOnly(f"--{flag} needs weights: it cannot be combined with --structure-only",
+                                              hint="drop one of them"))
         if opts.result is not None and (not opts.result.isidentifier() or keyword.iskeyword(opts.result)):
             raise HierexportError(f"-r {opts.result!r} is not a Python variable name")
         user_ns = self.shell.user_ns
@@ -166,10 +175,10 @@ class HierxMagics(Magics):
             where = f" during '{progress.step}'" if progress.step else ""
             raise HierexportInterrupted(f"interrupted{where} after {progress.elapsed:.1f} s") from None
         except MissingInputs:
-            raise HierexportError(f"{type(model).__name__} needs inputs: give ARGS (a tensor or a tuple) or -k KWARGS; "
-                                  "only HuggingFace models get inputs generated from their config") from None
+            raise _one_line(MissingInputs(f"{type(model).__name__} needs inputs", hint="give ARGS (a tensor or a tuple) "
+                                          "or -k KWARGS; only HuggingFace models get inputs generated from their config")) from None
         except ExportError as e:
-            raise HierexportError(e.one_line()) from None
+            raise _one_line(e) from None
         except OSError as e:  # the disk filled up or the folder vanished while writing
             where = f" {e.filename!r}" if e.filename else ""
             raise HierexportError(f"cannot write{where}: {e.strerror or e}") from None
@@ -312,7 +321,7 @@ def _short(source: str, limit: int = 60) -> str:
 
 
 def _validate(result):
-    """The ONNX Runtime vs PyTorch report; ``HierexportError`` when ONNX Runtime cannot run the model."""
+    """The ONNX Runtime vs PyTorch report; the library's error (one line) when ONNX Runtime cannot run the model."""
     try:
         report = result.validate(raise_on_mismatch=False)
         result.validate(per_module=True, raise_on_mismatch=False)  # fills result.divergence for the explorer
@@ -320,14 +329,14 @@ def _validate(result):
     except ImportError:
         raise HierexportError("--validate needs onnxruntime: pip install onnxruntime") from None
     except ExportError as e:
-        raise HierexportError(f"validation failed: {e.one_line()}") from None
+        raise _one_line(e, "validation failed: ") from None
     except Exception as e:  # ONNX Runtime rejecting the exported graph is the finding validation is for
         raise HierexportError(f"validation failed: ONNX Runtime cannot run the exported model: "
                               f"{describe(e)}") from None
 
 
 def _show_validation(report, bound: str | None, result=None) -> None:
-    """Display the report; ``HierexportError`` after it when an output differs from PyTorch's,
+    """Display the report; ``Mismatch`` (one line) after it when an output differs from PyTorch's,
     naming the first divergent module when the per-module comparison found one."""
     from IPython.display import display
 
@@ -338,8 +347,8 @@ def _show_validation(report, bound: str | None, result=None) -> None:
         divergence = getattr(result, "divergence", None)
         first = divergence.attrs.get("first_divergent") if divergence is not None else None
         blame = f"; first divergent module {first!r}" if first is not None else ""
-        raise HierexportError(f"validation failed: ONNX Runtime output {bad.iloc[0].output!r} differs from "
-                              f"PyTorch's (max abs diff {bad.iloc[0].max_abs_diff:.3g}){blame}{kept}")
+        raise _one_line(Mismatch(f"validation failed: ONNX Runtime output {bad.iloc[0].output!r} differs from "
+                                 f"PyTorch's (max abs diff {bad.iloc[0].max_abs_diff:.3g}){blame}{kept}"))
 
 
 def load_ipython_extension(shell) -> None:
