@@ -254,3 +254,13 @@ def test_cli_report_validate_reuses_the_model_hierx_export_was_given(tmp_path, c
     assert code == 0, err
     assert "divergence: 3 modules compared with PyTorch, all within tolerance" in out
     assert len(hierx_nb.load(onnx_path).divergence) == 3
+
+
+def test_confidence_figure_of_an_all_exact_export_says_so(tmp_path):
+    from cli_models import mlp
+
+    r = hierx_nb.export(*mlp(), output=None, strategy="dynamo")
+    assert (r.nodes["source"] == "exact").all()
+    fig = r.figure("confidence")
+    assert not fig.data and fig.layout.annotations[0].text == "all 7 nodes exact (confidence 1.0)"
+    assert len(small_result().figure("confidence").data) == 1  # mixed sources: the histogram

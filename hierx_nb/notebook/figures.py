@@ -76,6 +76,13 @@ def _coverage(result, go):
 
 def _confidence(result, go):
     conf = pd.to_numeric(result.nodes["confidence"], errors="coerce").dropna()
+    if len(conf) and len(conf) == len(result.nodes) and (conf == 1.0).all() and \
+            (result.nodes["source"].astype(str) == "exact").all():
+        # One bar at 1.0 says less than a sentence: every node is PyTorch's own record.
+        fig = go.Figure()
+        fig.add_annotation(text=f"all {len(conf):,d} nodes exact (confidence 1.0)", showarrow=False,
+                           xref="paper", yref="paper", x=0.5, y=0.5, font={"size": 16})
+        return _layout(fig, "Tag confidence", xaxis={"visible": False}, yaxis={"visible": False})
     counts, edges = np.histogram(conf.clip(0, 1), bins=20, range=(0, 1))
     fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=0.048, marker_color=_COLORS["exact"]))
     missing = int(result.nodes["confidence"].isna().sum())
