@@ -1,0 +1,270 @@
+"""A call with a KV cache as a graph of tensors: the cache's tensors become graph inputs and the
+cache the call returns becomes graph outputs, never constants.
+
+The stage's module is shallow-copied (it shares every submodule and weight with the user's model,
+whose own ``forward`` is never touched) and the copy's ``forward`` takes flat tensors. The cache
+object is rebuilt inside it from its tensors with transformers' own pytree flattening of cache
+classes (the one that lets ``torch.export`` accept them), the original forward runs, and the cache it
+returns comes back flattened again. Names (``CACHE_NAMING``):
+
+* inputs ``past_key_values.{layer}.key`` / ``past_key_values.{layer}.value`` and outputs
+  ``present.{layer}.key`` / ``present.{layer}.value`` for attention layers; other cache tensors keep
+  their attribute (``past_key_values.{layer}.conv_states``), an encoder-decoder cache adds
+  ``decoder`` / ``encoder`` after the layer (Optimum's ``past_key_values.{i}.decoder.key``);
+* dynamic axes ``batch`` (axis 0 of everything), ``sequence`` (the new tokens), ``past_sequence``
+  (the cache fed in) and ``total_sequence`` (``past_sequence`` + ``sequence``: the attention mask and
+  the cache coming out).
+
+Cache tensors the call returns as they came in (a sliding window's size) are settings, not state:
+they stay constants of the graph.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils import _pytree as pytree
+
+from .errors import ExportError
+
+CACHE_INPUT = "past_key_values"
+CACHE_OUTPUT = "present"
+CACHE_NAMING = (f"{CACHE_INPUT}.{{layer}}.key / {CACHE_INPUT}.{{layer}}.value in, "
+                f"{CACHE_OUTPUT}.{{layer}}.key / {CACHE_OUTPUT}.{{layer}}.value out")
+BATCH, SEQUENCE, PAST, TOTAL = "batch", "sequence", "past_sequence", "total_sequence"
+# Names of cache sub-objects in the flat names (EncoderDecoderCache's two caches).
+_CACHE_PARTS = {"self_attention_cache": "decoder", "cross_attention_cache": "encoder"}
+_LEAF_NAMES = {"keys": "key", "values": "value"}
+# Inputs whose axes are named by their role.
+TOKENS, MASK, POSITIONS, CACHE_POSITION = "input_ids", "attention_mask", "position_ids", "cache_position"
+
+
+@dataclass
+class Stage:
+    """One stage ready for ``hierx_nb.export``: a module with a flat forward and its flat inputs."""
+
+    name: str
+    module: torch.nn.Module
+    kwargs: dict[str, torch.Tensor]  # by input name (the graph's); the forward's parameters are _identifier(name)
+    output_names: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
+    cache_inputs: list[str] = field(default_factory=list)
+    cache_outputs: list[str] = field(default_factory=list)
+    constants: dict = field(default_factory=dict)  # non-tensor forward inputs, bound in the graph
+
+    def feeds(self) -> dict[str, torch.Tensor]:
+        """The flat forward's keyword inputs (copies)."""
+        return {_identifier(k): v.clone() for k, v in self.kwargs.items()}
+
+
+def is_cache(value) -> bool:
+    """Whether ``value`` is a transformers cache object (``DynamicCache``, ``EncoderDecoderCache``, a model's own)."""
+    if not type(value).__module__.startswith("transformers") or isinstance(value, (torch.Tensor, type)):
+        return False
+    from transformers.exporters.exporter_dynamo import is_cache_object
+
+    return is_cache_object(value)
+
+
+def _leaf_paths(context, path=()) -> dict[int, tuple]:
+    """Leaf index -> attribute path, read from the context transformers' cache flattening writes."""
+    out: dict[int, tuple] = {}
+    if isinstance(context, dict):
+        if context.get("_t") in ("tensor", "sym"):
+            out[context["i"]] = path
+            return out
+        if context.get("_t") == "obj":
+            return _leaf_paths(context["s"], path)
+        if context.get("_t") in ("seq", "map"):
+            return _leaf_paths(context["v"], path)
+        for k, v in context.items():
+            out.update(_leaf_paths(v, (*path, k)))
+    elif isinstance(context, list):
+        for i, v in enumerate(context):
+            out.update(_leaf_paths(v, (*path, i)))
+    return out
+
+
+def cache_name(prefix: str, path: tuple) -> str:
+    """The flat name of one cache tensor: ``("layers", 3, "keys")`` -> ``past_key_values.3.key``."""
+    parts = []
+    layer = None
+    for p in path:
+        if p == "layers":
+            continue
+        if isinstance(p, int) and layer is None:
+            layer = p
+            continue
+        parts.append(_CACHE_PARTS.get(p, _LEAF_NAMES.get(p, str(p))))
+    # The part (decoder/encoder) comes after the layer, as in Optimum's names.
+    return ".".join([prefix, *([str(layer)] if layer is not None else []), *parts])
+
+
+def _flatten_cache(cache) -> tuple[list[torch.Tensor], object, list[tuple]]:
+    leaves, spec = pytree.tree_flatten(cache)
+    if leaves and not all(isinstance(x, torch.Tensor) for x in leaves):
+        raise ExportError(f"the {type(cache).__name__} holds values that are not tensors; it cannot be graph inputs")
+    node = spec if spec.type is type(cache) else None
+    paths = _leaf_paths(node.context) if node is not None else {}
+    return leaves, spec, [paths.get(i, (i,)) for i in range(len(leaves))]
+
+
+@contextlib.contextmanager
+def export_patches():
+    """transformers' reversible export patches (sliding-window cache layers traced as growing ones,
+    ONNX-friendly ``where``/``sdpa``...): what its own exporter applies, so the graphs are the same."""
+    from transformers.exporters.utils import apply_patches
+
+    with apply_patches("dynamo"):
+        yield
+
+
+def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool) -> Stage:
+    """The flat form of one captured stage. The user's module is not changed: a shallow copy sharing
+    its submodules gets the flat ``forward``."""
+    from transformers.exporters.exporter_dynamo import register_cache_pytrees_for_model
+
+    register_cache_pytrees_for_model(module)
+    tensors: dict[str, torch.Tensor] = {}
+    constants: dict = {}
+    cache_key = None
+    cache_spec = None
+    cache_inputs: list[str] = []
+    for key, value in captured.items():
+        if isinstance(value, torch.Tensor):
+            tensors[key] = value.detach().clone()
+        elif is_cache(value):
+            if cache_key is not None:
+                raise ExportError(f"stage {name!r} takes two caches ({cache_key}, {key})")
+            cache_key = key
+            leaves, cache_spec, paths = _flatten_cache(copy.deepcopy(value))
+            for leaf, path in zip(leaves, paths):
+                n = cache_name(CACHE_INPUT, path)
+                tensors[n] = leaf.detach().clone()
+                cache_inputs.append(n)
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            constants[key] = value
+        else:
+            raise ExportError(f"stage {name!r} takes {key}={type(value).__name__}, which cannot be a graph input")
+    tensor_keys = [k for k in tensors if k not in cache_inputs]
+    own = module.__dict__.get("forward")
+    if getattr(own, "__func__", None) is type(module).forward:
+        own = None  # the class's forward, left bound on the instance by a capture: not a patch of the user's
+    flat = copy.copy(module)  # shares submodules, parameters and buffers; its own __dict__
+
+    def call_original(kw):
+        return own(**kw) if own is not None else type(module).forward(flat, **kw)
+
+    fixed: dict[str, torch.Tensor] = {}  # cache tensors the stage returns untouched: baked into the graph
+    kept: list[int] = []  # the outputs the graph returns (by position in the forward's flat outputs)
+
+    def run(**feeds):
+        kw = dict(constants)
+        kw.update({k: feeds[k] for k in tensor_keys})
+        if cache_key is not None:
+            leaves = [fixed[n] if n in fixed else feeds[_identifier(n)] for n in cache_names]
+            kw[cache_key] = pytree.tree_unflatten(leaves, cache_spec)
+        return _flat_outputs(call_original(kw))
+
+    def forward(**feeds):
+        outs = run(**feeds)
+        return tuple(outs[i][1] for i in kept)
+
+    # One eager run names the outputs, finds the cache tensors that are settings rather than state
+    # (a sliding window's size: returned as they came in) and the cache's growing axis (present vs past).
+    cache_names = list(cache_inputs)
+    feeds = {_identifier(k): v.clone() for k, v in tensors.items()}
+    with torch.no_grad(), export_patches():
+        outs = run(**feeds)
+    returned = {id(v) for _, v, _ in outs}
+    for n in cache_names:
+        if id(feeds[_identifier(n)]) in returned:
+            fixed[n] = tensors.pop(n)
+            cache_inputs.remove(n)
+    passed = {id(feeds[_identifier(n)]) for n in fixed}
+    kept.extend(i for i, (_, v, _) in enumerate(outs) if id(v) not in passed)
+    outs = [outs[i] for i in kept]
+    forward.__signature__ = inspect.Signature(
+        [inspect.Parameter(_identifier(k), inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in tensors])
+    flat.forward = forward
+    output_names, cache_outputs = [], []
+    for key, _value, path in outs:
+        if path is None:
+            output_names.append(key)
+        else:
+            n = cache_name(CACHE_OUTPUT, path)
+            output_names.append(n)
+            cache_outputs.append(n)
+    axes: dict[str, dict[int, str]] = {}
+    if dynamic:
+        batch = tensors[tensor_keys[0]].shape[0] if tensor_keys else None
+        query = _query_length(tensors)
+        past = {n: tensors[n] for n in cache_inputs}
+        for k in tensor_keys:
+            t = tensors[k]
+            a = {0: BATCH} if t.dim() and t.shape[0] == batch else {}
+            if t.dim() >= 2 and k in (TOKENS, POSITIONS, "inputs_embeds") and query and query > 1:
+                a[1] = SEQUENCE
+            if k == MASK and t.dim() == 2:
+                a[1] = TOTAL if past else SEQUENCE
+            if k == CACHE_POSITION and query and query > 1:
+                a = {0: SEQUENCE}
+            if a:
+                axes[k] = a
+        present = {n: v for (_, v, _), n in zip(outs, output_names) if n in cache_outputs}
+        for n_in, t in past.items():
+            n_out = CACHE_OUTPUT + n_in[len(CACHE_INPUT):]
+            grown = present.get(n_out)
+            a = {0: BATCH} if t.dim() and t.shape[0] == batch else {}
+            if grown is not None and grown.dim() == t.dim():
+                for i, (x, y) in enumerate(zip(t.shape, grown.shape)):
+                    if x != y and i != 0:
+                        a[i] = PAST
+                        axes.setdefault(n_out, {0: BATCH} if a.get(0) else {})[i] = TOTAL
+            if a:
+                axes[n_in] = a
+        for (_key, value, path), n in zip(outs, output_names):
+            if n in axes or value.dim() == 0:
+                continue
+            a = {0: BATCH} if value.shape[0] == batch else {}
+            if n == "logits" and value.dim() == 3 and query and query > 1 and value.shape[1] == query:
+                a[1] = SEQUENCE
+            if path is not None and not past and value.dim() == 4 and query and query > 1 and value.shape[2] == query:
+                a[2] = SEQUENCE  # a prefill's cache out: as long as the prompt
+            if a:
+                axes[n] = a
+    return Stage(name, flat, tensors, output_names, axes, cache_inputs, cache_outputs, constants)
+
+
+def _identifier(name: str) -> str:
+    """The forward parameter for an input name (``past_key_values.0.key`` -> ``past_key_values_0_key``)."""
+    return name.replace(".", "_")
+
+
+def _query_length(tensors: dict) -> int | None:
+    for k in (TOKENS, "inputs_embeds", "decoder_input_ids"):
+        if k in tensors and tensors[k].dim() >= 2:
+            return int(tensors[k].shape[1])
+    return None
+
+
+def _flat_outputs(out) -> list[tuple[str, torch.Tensor, tuple | None]]:
+    """``(name, tensor, cache path or None)`` for every tensor the stage returns, the cache flattened."""
+    items = out.items() if hasattr(out, "items") else enumerate(out if isinstance(out, (tuple, list)) else [out])
+    flat = []
+    for key, value in items:
+        key = str(key)
+        if value is None:
+            continue
+        if isinstance(value, torch.Tensor):
+            flat.append((key, value, None))
+        elif is_cache(value):
+            leaves, _, paths = _flatten_cache(value)
+            flat += [(key, leaf, path) for leaf, path in zip(leaves, paths)]
+        else:
+            flat += [(f"{key}.{i}", leaf, None) for i, leaf in enumerate(pytree.tree_leaves(value))
+                     if isinstance(leaf, torch.Tensor)]
+    return flat
