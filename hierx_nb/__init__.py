@@ -10,6 +10,7 @@ from . import strategies
 from .errors import (
     Attempt,
     BadSpec,
+    CacheOptions,
     CannotGenerate,
     DifferentModels,
     ExportError,
@@ -46,7 +47,7 @@ from .version import __version__
 __all__ = ["export", "export_for_generation", "load_generation", "GenerationResult", "load", "retag", "meta_model",
            "ExportResult", "Attempt", "strategies", "__version__", "load_ipython_extension", "unload_ipython_extension",
            # errors: one class per mistake (README, "Errors")
-           "BadSpec", "CannotGenerate", "DifferentModels", "ExportError", "InputError", "InputMismatch", "Mismatch",
+           "BadSpec", "CacheOptions", "CannotGenerate", "DifferentModels", "ExportError", "InputError", "InputMismatch", "Mismatch",
            "MissingDependency", "MissingInputs", "NoReference", "NoSuchFile", "NoWeights", "NotAModule", "NotComputed", "NotMadeFrom",
            "NotOnnxFile", "NotPretrainedFolder", "NotTagged", "OutputFolderMissing", "OutputIsFolder", "OutputNotWritable",
            "StructureOnly", "UnknownChoice", "UnknownModule", "UnloadableModel", "UntaggedSource"]

@@ -268,3 +268,44 @@ def _flat_outputs(out) -> list[tuple[str, torch.Tensor, tuple | None]]:
             flat += [(f"{key}.{i}", leaf, None) for i, leaf in enumerate(pytree.tree_leaves(value))
                      if isinstance(leaf, torch.Tensor)]
     return flat
+
+
+def holds_cache(kwargs: dict | None) -> bool:
+    """Whether ``export``'s keyword inputs include a transformers cache object."""
+    return bool(kwargs) and any(is_cache(v) for v in kwargs.values())
+
+
+def flat_call(model: torch.nn.Module, args: tuple, kwargs: dict, dynamic_shapes, input_names, output_names) -> Stage:
+    """``export(model, args, kwargs)`` with a cache among ``kwargs`` as a stage of tensors only: the
+    cache's tensors become the graph inputs ``past_key_values.*`` and the cache the model returns
+    the outputs ``present.*`` (``use_cache=True`` unless given), never constants of the graph.
+
+    ``CacheOptions`` when ``dynamic_shapes``, ``input_names`` or ``output_names`` are given: they name
+    the forward's parameters, and the cache's tensors have names of their own (give ``dynamic_axes``
+    by those names instead).
+    """
+    from .errors import CacheOptions
+
+    given = [n for n, v in (("dynamic_shapes", dynamic_shapes), ("input_names", input_names),
+                            ("output_names", output_names)) if v is not None]
+    if given:
+        raise CacheOptions(f"a cache passed to export names its tensors itself ({CACHE_NAMING}), so "
+                           f"{' and '.join(given)} cannot apply",
+                           hint="give dynamic_axes by those names (e.g. {'past_key_values.0.key': {2: 'past_sequence'}}),"
+                                " or use hierx_nb.export_for_generation(model, output_dir) for prefill and decode files")
+    try:
+        bound = inspect.signature(model.forward).bind(*args, **kwargs)
+    except TypeError as e:
+        from .errors import InputError
+
+        raise InputError(f"inputs do not fit {type(model).__name__}.forward: {e}") from None
+    captured = {}
+    for name, value in bound.arguments.items():
+        kind = inspect.signature(model.forward).parameters[name].kind
+        if kind == inspect.Parameter.VAR_KEYWORD:
+            captured.update(value)
+        elif kind != inspect.Parameter.VAR_POSITIONAL:
+            captured[name] = value
+    if "use_cache" in inspect.signature(model.forward).parameters and "use_cache" not in captured:
+        captured["use_cache"] = True
+    return plan_stage(type(model).__name__, model, captured, dynamic=False)

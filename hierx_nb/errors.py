@@ -213,6 +213,11 @@ class CannotGenerate(InputError):
     encoder-only config) or whose ``generate`` fails on the inputs given."""
 
 
+class CacheOptions(InputError):
+    """A KV cache was passed to ``export`` with ``dynamic_shapes``, ``input_names`` or ``output_names``,
+    which name the forward's parameters: the cache's tensors have names of their own."""
+
+
 class Mismatch(ExportError):
     """ONNX Runtime's outputs differ from PyTorch's beyond the tolerance (validation)."""
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import onnx_ir as ir
 import torch
 
+from . import caches, precheck, shapes, sidecar, strategies
 from . import memory as failure_memory
-from . import precheck, shapes, sidecar, strategies
 from .attribution import complete
 from .errors import Attempt, ExportError, InputError, describe
 from .files import check_output, publish, stage_model, staging, weight_bytes
@@ -71,6 +71,10 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     if _empty(args) and not kwargs and is_hf_model(model):
         say("generating example inputs from the model's config")
         args, kwargs = example_inputs(model, dynamic=bool(dynamic_shapes or dynamic_axes))
+    if caches.holds_cache(kwargs):  # its tensors become graph inputs and outputs, never constants
+        stage = caches.flat_call(model, args, kwargs, dynamic_shapes, input_names, output_names)
+        model, args, kwargs = stage.module, (), stage.feeds()
+        input_names, output_names = list(stage.kwargs), stage.output_names
     args, kwargs = normalize(model, args, kwargs)
     dynamic = shapes.resolve(model, args, kwargs, dynamic_shapes, dynamic_axes, input_names, output_names)
     if structure_only:

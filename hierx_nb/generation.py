@@ -176,8 +176,9 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
     if not isinstance(model, torch.nn.Module):
         raise NotAModule.of(model)
     if not can_generate(model):
-        raise CannotGenerate(f"{type(model).__name__} cannot generate (it has no generation head): "
-                             "export it with hierx_nb.export(model, ...) instead")
+        raise CannotGenerate(f"{type(model).__name__} cannot generate (it has no generation head)",
+                             hint="export it with hierx_nb.export(model, ...) instead",
+                             shell_hint="export it with hierx export MODEL -o FILE.onnx instead")
     if inputs is None:
         inputs = default_inputs(model)
     elif not isinstance(inputs, dict) or "input_ids" not in inputs and "inputs_embeds" not in inputs:

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import hierx_nb
+from hierx_nb.caches import cache_name
 from hierx_nb.errors import CannotGenerate
-from hierx_nb.generation import GenerationRunner, cache_name, default_inputs, export_for_generation
+from hierx_nb.generation import GenerationRunner, default_inputs, export_for_generation
 
 NEW_TOKENS = 32
 
@@ -109,3 +110,54 @@ def test_a_model_that_cannot_generate_gets_one_line(tmp_path):
     assert isinstance(e.value, hierx_nb.InputError)
     assert "cannot generate" in str(e.value) and "\n" not in str(e.value)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_cache_passed_to_export_is_never_frozen(tmp_path):
+    """export(model, kwargs={..., "past_key_values": cache}): the cache's tensors are graph inputs
+    and the new cache graph outputs; another cache fed to the file gives PyTorch's answer for it;
+    the caller's cache does not grow."""
+    import copy
+
+    import onnxruntime as ort
+
+    def tensors(cache):
+        return [t for layer in cache.layers for t in (layer.keys, layer.values)]
+
+    model = tiny_llama()
+    ids = torch.randint(3, 256, (2, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cache = model(input_ids=ids[:, :5], use_cache=True).past_key_values
+    kept = [t.clone() for t in tensors(cache)]
+    result = hierx_nb.export(model, kwargs={"input_ids": ids[:, 5:], "past_key_values": cache},
+                             output=tmp_path / "step.onnx")
+    assert cache.get_seq_length() == 5
+    assert all(torch.equal(a, b) for a, b in zip(kept, tensors(cache)))
+    graph = result.onnx_model.graph
+    inputs = [v.name for v in graph.inputs if v.name not in graph.initializers]
+    assert inputs == ["input_ids", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key",
+                      "past_key_values.1.value"]
+    assert [v.name for v in graph.outputs] == ["logits", "present.0.key", "present.0.value", "present.1.key",
+                                               "present.1.value"]
+    # Another cache (of other tokens): the file answers for it, as PyTorch does.
+    with torch.no_grad():
+        other = model(input_ids=ids[:, :5].flip(1), use_cache=True).past_key_values
+        want = model(input_ids=ids[:, 5:], past_key_values=copy.deepcopy(other), use_cache=True)
+    session = ort.InferenceSession(str(tmp_path / "step.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {"input_ids": ids[:, 5:].numpy(),
+             **{n: t.numpy() for n, t in zip(inputs[1:], tensors(other))}}
+    logits, *present = session.run(None, feeds)
+    np.testing.assert_allclose(logits, want.logits.numpy(), atol=1e-4)
+    assert present[0].shape[2] == 6  # 5 past + 1 new position
+    np.testing.assert_allclose(present[0][:, :, :5], tensors(other)[0].numpy())
+
+
+def test_a_cache_with_options_naming_parameters_is_refused(tmp_path):
+    model = tiny_llama()
+    ids = torch.randint(3, 256, (1, 4), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cache = model(input_ids=ids[:, :3], use_cache=True).past_key_values
+    with pytest.raises(hierx_nb.CacheOptions) as e:
+        hierx_nb.export(model, kwargs={"input_ids": ids[:, 3:], "past_key_values": cache}, output=tmp_path / "x.onnx",
+                        dynamic_shapes={"input_ids": {0: "batch"}})
+    assert "export_for_generation" in str(e.value) and "dynamic_shapes" in str(e.value)
+    assert not (tmp_path / "x.onnx").exists()
