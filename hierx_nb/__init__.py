@@ -7,6 +7,7 @@
 In Jupyter: ``%load_ext hierx_nb`` then ``%hierexport model (x,)``.
 """
 from . import strategies
+from .compare import compare
 from .errors import (
     Attempt,
     BadSpec,
@@ -44,7 +45,7 @@ from .result import ExportResult
 from .retag import load, retag
 from .version import __version__
 
-__all__ = ["export", "export_for_generation", "load_generation", "GenerationResult", "load", "retag", "meta_model",
+__all__ = ["export", "export_for_generation", "load_generation", "GenerationResult", "load", "retag", "compare", "meta_model",
            "ExportResult", "Attempt", "strategies", "__version__", "load_ipython_extension", "unload_ipython_extension",
            # errors: one class per mistake (README, "Errors")
            "BadSpec", "CacheOptions", "CannotGenerate", "DifferentModels", "ExportError", "InputError", "InputMismatch", "Mismatch",

@@ -1,5 +1,5 @@
 """The ``hierx`` command (also ``python -m hierx_nb``): ``export``, ``analyze``, ``report``, ``profile``,
-``extract``, ``retag``, ``cache`` and ``demo``.
+``extract``, ``retag``, ``compare``, ``cache`` and ``demo``.
 
 stdout carries the report (summary, tree, tables); progress and errors go to stderr. An error is
 exactly one line, ``hierx: error: ...``, with exit code 2 for bad input (arguments, model
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ns = parser.parse_args(argv)
         if ns.command is None:
-            parser.error("choose a command: export, analyze, report, profile, extract, retag, cache or demo")
+            parser.error("choose a command: export, analyze, report, profile, extract, retag, compare, cache or demo")
     except SystemExit as e:  # --help / --version (0) or a usage error already reported (2)
         return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
     try:
@@ -170,6 +170,24 @@ def _parser() -> argparse.ArgumentParser:
                      help="the tagged file hierx export wrote, that FILE.onnx was made from")
     ret.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the tagged copy to write")
     ret.set_defaults(run=_cmd_retag)
+
+    cmp = sub.add_parser("compare", help="compare two files of one model, module by module",
+                         description="Compare B.onnx with A.onnx module by module: node and op changes, ONNX Runtime "
+                                     "kernel time of each, and B's numeric error against A (SQNR, dB), inherited and "
+                                     "its own (B's module run on A's values at its inputs). An untagged B is "
+                                     "retagged from A first.")
+    cmp.add_argument("a", metavar="A.onnx", help="the reference file (tagged, e.g. the export)")
+    cmp.add_argument("b", metavar="B.onnx", help="the file to check (fp16, int8, optimized, another export)")
+    cmp.add_argument("--inputs", metavar="SPEC", help="inputs as for export --inputs (default: from A's graph input types)")
+    cmp.add_argument("--runs", type=_positive, default=20, metavar="N", help="measured runs per file (default 20)")
+    cmp.add_argument("--warmup", type=_non_negative, default=3, metavar="N", help="runs before measuring (default 3)")
+    cmp.add_argument("--threads", type=_positive, metavar="N", help="intra-op threads (default: ORT's)")
+    cmp.add_argument("--sqnr-db", type=float, metavar="DB",
+                     help="own SQNR below which a module is divergent (default 20 dB)")
+    cmp.add_argument("--format", default="text", choices=["text", "json", "csv"],
+                     help="text: indented tree (default); json: totals and modules; csv: modules")
+    cmp.add_argument("--depth", type=_non_negative, metavar="N", help="show modules down to depth N only")
+    cmp.set_defaults(run=_cmd_compare)
 
     cache = sub.add_parser("cache", help="the failure memory of auto (clear)",
                            description="auto remembers, on disk, the strategies that failed for a kind of model "
@@ -364,6 +382,41 @@ def _cmd_retag(ns) -> int:
     counts = rule_counts(result)
     print(f"{_headline(result)}\n  rules: " + ", ".join(f"{rule} {n}" for rule, n in counts.most_common()))
     print(f"hierx: wrote {result.onnx_path}")
+    return 0
+
+
+def _cmd_compare(ns) -> int:
+    from .compare import DEFAULT_SQNR_DB, compare
+
+    for label, path in (("A", ns.a), ("B", ns.b)):
+        if not Path(path).is_file():
+            raise InputError(f"no such file: {path!r} ({label})")
+    a = _load_input(ns.a)
+    with _libraries_muted(True):
+        df = compare(a, ns.b, inputs=ns.inputs, runs=ns.runs, warmup=ns.warmup, threads=ns.threads,
+                     sqnr_db=DEFAULT_SQNR_DB if ns.sqnr_db is None else ns.sqnr_db)
+    depth = df["module"].map(lambda m: m.count(".") + 1 if m else 0)
+    shown = df if ns.depth is None else df[depth <= ns.depth]
+    attrs = {k: (v if not isinstance(v, float) or v == v else None) for k, v in df.attrs.items()}
+    if ns.format == "csv":
+        shown.to_csv(sys.stdout, index=False)
+    elif ns.format == "json":
+        print(json.dumps({"a": ns.a, "b": ns.b, **attrs, "modules": _records(shown)}, indent=2, default=str))
+    else:
+        first = df.attrs["first_divergent"]
+        print(f"a {ns.a}: {df.attrs['kernel_ms_a']:.3f} ms of kernel time per run ({df.attrs['unattributed_ms_a']:.3f} "
+              f"unattributed); b {ns.b}: {df.attrs['kernel_ms_b']:.3f} ms ({df.attrs['unattributed_ms_b']:.3f} unattributed)")
+        print(f"first divergent: {first!r}" if first is not None else
+              f"first divergent: none (no module's own SQNR is below {df.attrs['sqnr_threshold_db']:g} dB)")
+
+        def db(x):
+            return "" if x != x else ("inf" if x == float("inf") else f"{x:.1f}")
+        cells = {r.module: (f"{r.ms_a:.3f}", f"{r.ms_b:.3f}", "" if r.time_ratio != r.time_ratio else f"{r.time_ratio:.2f}",
+                            db(r.sqnr_db), db(r.own_sqnr_db)) for r in df.itertuples()}
+        notes = {r.module: f"  {r.op_changes}" for r in df.itertuples() if r.op_changes}
+        if first is not None:
+            notes[first] = "  <- first divergent" + notes.get(first, "")
+        print("\n".join(_tree_lines(a.modules, ns.depth, ("ms a", "ms b", "ratio", "SQNR dB", "own dB"), cells, notes)))
     return 0
 
 

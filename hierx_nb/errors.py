@@ -176,7 +176,8 @@ class NotComputed(InputError):
     """Asking for a per-module metric (``latency``, ``divergence``) before computing it."""
 
     _HOW = {"latency": ("result.profile()", "hierx profile FILE.onnx"),
-            "divergence": ("result.validate(per_module=True)", None)}
+            "divergence": ("result.validate(per_module=True)", None),
+            "comparison": ("result.compare(other)", "hierx compare A.onnx B.onnx")}
 
     @classmethod
     def of(cls, metric: str) -> NotComputed:

@@ -57,6 +57,8 @@ class ExportResult:
     # divergence: module, module_class, outputs, max_abs_diff, max_rel_diff, ok (attrs first_divergent).
     latency: pd.DataFrame | None = None
     divergence: pd.DataFrame | None = None
+    # compare(): this file against another, module by module (hierx_nb.compare's frame); None until asked for.
+    comparison: pd.DataFrame | None = None
     # The graph's inputs and outputs (graph_io.io_frame): kind, name, dtype, shape (named dynamic axes).
     io: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=IO_COLUMNS))
     _widget: Any = field(default=None, repr=False)
@@ -200,9 +202,22 @@ class ExportResult:
 
         return write_html(self, path, selected)
 
+    def compare(self, other, *, inputs=None, runs: int = 20, warmup: int = 3, threads: int | None = None,
+                sqnr_db: float | None = None) -> pd.DataFrame:
+        """This file (a) against ``other`` (b: a tagged file or result, or an untagged file made from
+        this one), module by module: ``hierx_nb.compare(self, other, ...)``. Also kept as
+        ``self.comparison`` (``figure("compare")``)."""
+        from .compare import DEFAULT_SQNR_DB, compare
+
+        self.comparison = compare(self, other, inputs=inputs, runs=runs, warmup=warmup, threads=threads,
+                                  sqnr_db=DEFAULT_SQNR_DB if sqnr_db is None else sqnr_db)
+        self._metrics_changed()
+        return self.comparison
+
     def figure(self, kind: str = "coverage", theme: str | None = None):
         """A plotly Figure of one of the explorer's charts: ``coverage``, ``confidence``, ``latency``
-        (after ``profile()``) or ``divergence`` (after ``validate(per_module=True)``). ``theme``:
+        (after ``profile()``), ``divergence`` (after ``validate(per_module=True)``) or ``compare``
+        (after ``compare(other)``: time of both files and own SQNR by module). ``theme``:
         ``"dark"``, ``"light"`` or a plotly template name; by default plotly's own default template
         (``plotly.io.templates.default``), so a notebook set to ``plotly_dark`` gets dark figures."""
         from .notebook.figures import figure

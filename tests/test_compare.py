@@ -62,8 +62,11 @@ def test_fp16_clipped_weights_are_blamed_on_their_linear(tmp_path):
 
 
 def test_an_outlier_channel_int8_cannot_hold_is_blamed_on_the_linear_it_feeds(tmp_path):
-    def outlier(model):  # fc1's channel 0 is ~1000x the others: per-tensor int8 of fc2's input loses the rest
+    def outlier(model):
+        # fc1's channel 0 is ~1000x the others (and fc2 ignores it): per-tensor int8 of fc2's input,
+        # one scale for all channels, rounds the channels fc2 does use to a few levels
         model.fc1.bias[0] = 2000.0
+        model.fc2.weight[:, 0] = 0.0
     a = _export(tmp_path, change=outlier)
     b = tmp_path / "int8.onnx"
     TRANSFORMS["quantize_dynamic"](a.onnx_path, b)
@@ -97,9 +100,9 @@ def test_a_file_and_its_ort_optimized_copy_differ_nowhere(tmp_path):
     assert _first(df) is None
     assert (df["own_sqnr_db"].dropna() > 100).all()
     assert df.attrs["kernel_ms_a"] > 0 and df.attrs["kernel_ms_b"] > 0
-    fig = hierx_nb.load(a.onnx_path)
-    fig.comparison = df
-    assert fig.figure("compare").data  # time and error by module
+    assert a.compare(b, **FAST).attrs["first_divergent"] is None and a.comparison is not None
+    fig = a.figure("compare")  # time and error by module
+    assert [t.name for t in fig.data] == ["a", "b", "own SQNR"] and "no module below" in fig.layout.title.text
 
 
 def test_two_models_or_inputs_for_one_file_get_one_line(tmp_path):
@@ -134,3 +137,18 @@ def test_cli_compare(tmp_path, capsys):
     assert "first divergent" in out and "fc2" not in out
     assert main(["compare", str(a.onnx_path), str(tmp_path / "nope.onnx")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_fp32_vs_int8_bert_times_every_module_on_both_sides(tmp_path):
+    from zoo import case
+
+    c = case("hf_bert")
+    a = hierx_nb.export(c.model, c.args, c.kwargs, output=tmp_path / "bert.onnx")
+    b = tmp_path / "bert_int8.onnx"
+    TRANSFORMS["quantize_dynamic"](a.onnx_path, b)
+    df = a.compare(b, **FAST)
+    for side in "ab":
+        assert df.attrs[f"unattributed_ms_{side}"] <= 0.05 * df.attrs[f"kernel_ms_{side}"]
+    layers = df[df["module"].str.fullmatch(r"encoder\.layer\.\d")]
+    assert len(layers) == 2 and (layers["ms_a"] > 0).all() and (layers["ms_b"] > 0).all()
+    assert df.set_index("module").loc["encoder.layer.0.intermediate.dense", "own_sqnr_db"] > DEFAULT_SQNR_DB

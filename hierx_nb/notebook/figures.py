@@ -15,7 +15,7 @@ import pandas as pd
 from ..errors import MissingDependency, NotComputed, UnknownChoice
 from ..hierarchy import module_label
 
-KINDS = ("coverage", "confidence", "latency", "divergence")
+KINDS = ("coverage", "confidence", "latency", "divergence", "compare")
 _SOURCE_ORDER = ["exact", "pattern", "inferred", "unknown", "untagged"]
 _COLORS = {"exact": "#1976d2", "pattern": "#2e9e5b", "inferred": "#f0a020", "unknown": "#8a8a8a",
            "untagged": "#e4572e"}
@@ -38,7 +38,7 @@ def figure(result: Any, kind: str = "coverage", theme: str | None = None):
     if template is not None and template not in pio.templates:
         raise UnknownChoice.of("figure theme", theme, [*THEMES, *pio.templates])
     fig = {"coverage": _coverage, "confidence": _confidence, "latency": _latency,
-           "divergence": _divergence}[kind](result, go)
+           "divergence": _divergence, "compare": _compare}[kind](result, go)
     if template is not None:  # else plotly's default template, applied when the figure was made
         fig.update_layout(template=template)
     return fig
@@ -119,3 +119,26 @@ def _divergence(result, go):
     first = df.attrs.get("first_divergent") or getattr(result.divergence, "attrs", {}).get("first_divergent")
     title = "Max abs diff by module (execution order)" + (f"; first divergent: {first}" if first else "")
     return _layout(fig, title, yaxis={"title": "max abs diff", "type": "log"}, xaxis_title="module")
+
+
+def _compare(result, go):
+    """Two panels by module (execution order, the TOP_MODULES slowest in a): kernel ms of a and b side
+    by side, and b's own SQNR (dB) with the threshold; the first divergent module in red."""
+    from plotly.subplots import make_subplots
+
+    df = _needs(result, "comparison")
+    top = df.nlargest(TOP_MODULES, "ms_a").sort_index() if len(df) > TOP_MODULES else df
+    labels = [module_label(m, result.model_class) for m in top["module"].astype(str)]
+    first = df.attrs.get("first_divergent")
+    threshold = df.attrs.get("sqnr_threshold_db")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("kernel ms per run (subtree)", "own SQNR, dB (higher is closer to a)"))
+    fig.add_trace(go.Bar(name="a", x=labels, y=top["ms_a"].tolist(), marker_color=_COLORS["exact"]), row=1, col=1)
+    fig.add_trace(go.Bar(name="b", x=labels, y=top["ms_b"].tolist(), marker_color=_COLORS["inferred"]), row=1, col=1)
+    own = top["own_sqnr_db"].replace([np.inf], np.nan)
+    colors = [_COLORS["untagged"] if m == first else _COLORS["pattern"] for m in top["module"]]
+    fig.add_trace(go.Bar(name="own SQNR", x=labels, y=own.tolist(), marker_color=colors, showlegend=False), row=2, col=1)
+    if threshold is not None:
+        fig.add_hline(y=threshold, line_dash="dash", row=2, col=1)
+    title = "a vs b by module" + (f"; first divergent: {first}" if first else "; no module below the SQNR threshold")
+    return _layout(fig, title, barmode="group", height=600)
