@@ -17,6 +17,7 @@ from .errors import (
     ExportError,
     InputError,
     InputMismatch,
+    InputsRejected,
     Mismatch,
     MissingDependency,
     MissingInputs,
@@ -48,7 +49,7 @@ from .version import __version__
 __all__ = ["export", "export_for_generation", "load_generation", "GenerationResult", "load", "retag", "compare", "meta_model",
            "ExportResult", "Attempt", "strategies", "__version__", "load_ipython_extension", "unload_ipython_extension",
            # errors: one class per mistake (README, "Errors")
-           "BadSpec", "CacheOptions", "CannotGenerate", "DifferentModels", "ExportError", "InputError", "InputMismatch", "Mismatch",
+           "BadSpec", "CacheOptions", "CannotGenerate", "DifferentModels", "ExportError", "InputError", "InputMismatch", "InputsRejected", "Mismatch",
            "MissingDependency", "MissingInputs", "NoReference", "NoSuchFile", "NoWeights", "NotAModule", "NotComputed", "NotMadeFrom",
            "NotOnnxFile", "NotPretrainedFolder", "NotTagged", "OutputFolderMissing", "OutputIsFolder", "OutputNotWritable",
            "StructureOnly", "UnknownChoice", "UnknownModule", "UnloadableModel", "UntaggedSource"]

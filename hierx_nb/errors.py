@@ -33,14 +33,21 @@ class ExportError(Exception):
     ``hint`` in Python (arguments: ``result.extract('encoder.layer.0', 'x.onnx')``), ``shell_hint``
     on the command line (``hierx`` flags: ``hierx extract FILE MODULE -o OUT``; defaults to ``hint``).
     ``str(e)`` and ``one_line()`` show the Python hint; the CLI shows ``one_line(shell=True)``.
-    Subclasses name one mistake each (see the README's error table); build them with their
-    class methods where they have one, so each mistake reads the same from every entry point.
+    Subclasses name one mistake each (see the README's error table). Advice that never changes is
+    the class's own ``hint``/``shell_hint``; advice that depends on the case is given when raising,
+    or built by the class's constructor method (``UnknownModule.of``), so each mistake reads the
+    same from every entry point.
     """
 
-    def __init__(self, message: str, attempts: list[Attempt] | None = None, *, hint: str = "",
+    hint: str = ""
+    shell_hint: str | None = None  # None: the same as the Python hint
+
+    def __init__(self, message: str, attempts: list[Attempt] | None = None, *, hint: str | None = None,
                  shell_hint: str | None = None):
         self.attempts = list(attempts or [])
         self.message = message
+        if hint is None:  # the class's advice, for both
+            hint, shell_hint = type(self).hint, type(self).shell_hint if shell_hint is None else shell_hint
         self.hint = hint
         self.shell_hint = hint if shell_hint is None else shell_hint
         super().__init__(self._render())
@@ -72,6 +79,16 @@ class InputError(ExportError):
 
 class MissingInputs(InputError):
     """No inputs were given, and none can be generated: the model is not a HuggingFace model."""
+
+    hint = "pass args=(tensor, ...) or kwargs={...}"
+    shell_hint = "give them with --inputs SPEC (e.g. --inputs 1x3x224x224) or return (model, args) from the factory"
+
+
+class InputsRejected(InputError):
+    """The PyTorch model does not take the inputs given (its ``forward``'s signature) or does not run on them."""
+
+    hint = "pass args=(...) / kwargs={...} that its forward takes"
+    shell_hint = "give them with --inputs SPEC, or return (model, args) from the factory"
 
 
 class InputMismatch(InputError):
@@ -196,6 +213,9 @@ class OutputFolderMissing(InputError):
 class OutputNotWritable(InputError):
     """The output cannot be written: its folder is read-only or a file, or the file is read-only."""
 
+    hint = "pass another path"
+    shell_hint = "choose another -o path"
+
 
 class NoSuchFile(InputError):
     """The file to read does not exist."""
@@ -204,9 +224,15 @@ class NoSuchFile(InputError):
 class NotOnnxFile(InputError):
     """The file to read is not a readable ONNX model (or its sidecar is unreadable)."""
 
+    hint = "give the .onnx file written by hierx_nb.export"
+    shell_hint = "give the .onnx file written by hierx export"
+
 
 class NotTagged(InputError):
     """The ONNX file has no hierx module tags: hierx did not export (or tag) it."""
+
+    hint = "export the model with hierx_nb.export"
+    shell_hint = "export the model with hierx export MODEL -o FILE.onnx"
 
 
 class CannotGenerate(InputError):

@@ -14,7 +14,7 @@ import torch
 from . import caches, precheck, shapes, sidecar, strategies
 from . import memory as failure_memory
 from .attribution import complete
-from .errors import Attempt, ExportError, InputError, describe
+from .errors import Attempt, ExportError, InputsRejected, describe
 from .files import check_output, publish, stage_model, staging, weight_bytes
 from .graph_io import io_frame, name_outputs
 from .hf import example_inputs, is_hf_model
@@ -254,13 +254,12 @@ def _executed_modules(model: torch.nn.Module, tree: ModuleTree):
 
 
 def _check_runs(model, args, kwargs) -> None:
-    """``InputError`` if the model does not run eagerly on its inputs."""
+    """``InputsRejected`` if the model does not run eagerly on its inputs."""
     try:
         with torch.no_grad():
             model(*args, **kwargs)
     except Exception as e:
-        raise InputError(f"{type(model).__name__} does not run on the given inputs: "
-                         f"{describe(e)}") from None
+        raise InputsRejected(f"{type(model).__name__} does not run on the given inputs: {describe(e)}") from None
 
 
 def _to_meta(model, args, kwargs):

@@ -17,18 +17,17 @@ def check_output(path: str | os.PathLike) -> Path:
     """The output path, resolved. ``OutputIsFolder`` if it is a folder, ``OutputFolderMissing`` if its
     folder does not exist, ``OutputNotWritable`` if it cannot be written."""
     out = Path(path).expanduser().resolve()
-    other = {"hint": "pass another path", "shell_hint": "choose another -o path"}
     if out.is_dir():
         raise OutputIsFolder(f"output {str(path)!r} is a folder", hint="name a file inside it")
     folder = out.parent
     if folder.exists() and not folder.is_dir():
-        raise OutputNotWritable(f"{str(folder)!r} is a file, not a folder", **other)
+        raise OutputNotWritable(f"{str(folder)!r} is a file, not a folder")
     if not folder.is_dir():
         raise OutputFolderMissing(f"output folder {str(folder)!r} does not exist",
                                   hint=f"create it first (Path({str(folder)!r}).mkdir(parents=True)) or pass another path",
                                   shell_hint=f"create it first (mkdir -p {shlex.quote(str(folder))}) or choose another -o path")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputNotWritable(f"output folder {str(folder)!r} is not writable", **other)
+        raise OutputNotWritable(f"output folder {str(folder)!r} is not writable")
     if out.exists() and not os.access(out, os.W_OK):
         raise OutputNotWritable(f"output file {str(out)!r} exists and is read-only",
                                 hint="remove it or pass another path", shell_hint="remove it or choose another -o path")

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
-from .errors import InputError, MissingInputs, NotAModule
+from .errors import InputError, InputsRejected, MissingInputs, NotAModule
 
 
 def normalize(model: Any, args: Any, kwargs: dict | None) -> tuple[tuple, dict]:
@@ -37,14 +37,12 @@ def normalize(model: Any, args: Any, kwargs: dict | None) -> tuple[tuple, dict]:
         kwargs["use_cache"] = False
     if not args and not [v for v in kwargs.values() if isinstance(v, torch.Tensor)]:
         raise MissingInputs(f"no inputs given for {type(model).__name__} (only HuggingFace models get inputs "
-                            "generated from their config)", hint="pass args=(tensor, ...) or kwargs={...}",
-                            shell_hint="give them with --inputs SPEC (e.g. --inputs 1x3x224x224) or return "
-                                       "(model, args) from the factory")
+                            "generated from their config)")
     try:
         sig = inspect.signature(model.forward)
         sig.bind(*args, **kwargs)
     except TypeError as e:
-        raise InputError(f"inputs do not fit {type(model).__name__}.forward{_sig(model)}: {e}") from None
+        raise InputsRejected(f"inputs do not fit {type(model).__name__}.forward{_sig(model)}: {e}") from None
     except ValueError:
         pass
     return args, kwargs

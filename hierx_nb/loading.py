@@ -15,9 +15,6 @@ from .result import ExportResult
 from .tables import coverage_frame, modules_frame, nodes_frame
 from .tagging import CONFIDENCE_KEY, MODULE_KEY, SOURCE_KEY, STRATEGY_KEY, STRUCTURE_ONLY_KEY, TAG_KEY
 
-_GIVE_ONNX = {"hint": "give the .onnx file written by hierx_nb.export",
-              "shell_hint": "give the .onnx file written by hierx export"}
-
 
 def load(path: str | PathLike) -> ExportResult:
     """The tables of a file written by ``hierx_nb.export``. ``NoSuchFile``, ``NotOnnxFile`` (or an
@@ -35,7 +32,7 @@ def load(path: str | PathLike) -> ExportResult:
         try:
             side = sidecar.read(side_path)
         except (ValueError, OSError) as e:
-            raise NotOnnxFile(f"sidecar {str(side_path)!r} is unreadable: {e}") from None
+            raise NotOnnxFile(f"sidecar {str(side_path)!r} is unreadable: {e}", hint="") from None
     if side is None:
         return result_of(model, path)
     m = side["modules"]
@@ -59,9 +56,9 @@ def read_model(path: Path) -> ir.Model:
     try:
         model = ir.load(path)
     except Exception as e:
-        raise NotOnnxFile(f"{str(path)!r} is not a readable ONNX file ({type(e).__name__})", **_GIVE_ONNX) from None
+        raise NotOnnxFile(f"{str(path)!r} is not a readable ONNX file ({type(e).__name__})") from None
     if not len(model.graph) and not model.graph.inputs:
-        raise NotOnnxFile(f"{str(path)!r} is not a readable ONNX file (no graph)", **_GIVE_ONNX)
+        raise NotOnnxFile(f"{str(path)!r} is not a readable ONNX file (no graph)")
     return model
 
 
@@ -84,8 +81,7 @@ def result_of(model: ir.Model, path: Path | None, *, infos: list[dict] | None = 
         rows.append((node.name or "", node.op_type, module, cls, tag, float(conf) if conf else 0.0, meta.get(SOURCE_KEY, "")))
     if rows and all(r[2] is None for r in rows):
         where = repr(str(path)) if path is not None else "the model"
-        raise NotTagged(f"{where} has no hierx tags", hint="export the model with hierx_nb.export",
-                        shell_hint="export the model with hierx export MODEL -o FILE.onnx")
+        raise NotTagged(f"{where} has no hierx tags")
     nodes = nodes_frame(rows)
     model_meta = model.metadata_props
     if infos is not None:

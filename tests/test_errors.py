@@ -61,6 +61,8 @@ def test_readme_table_lists_every_error_class_and_no_other():
     errors.UnknownChoice.of("strategy", "dynamoo", ["auto", "dynamo", "htp", "fx"]),
     errors.NotComputed.of("latency"),
     errors.MissingDependency.of("result.figure", "plotly", "notebook"),
+    errors.InputsRejected("MLP does not run on the given inputs: RuntimeError: mat1 and mat2 shapes cannot be "
+                          "multiplied (2x5 and 16x32)"),
 ], ids=lambda e: type(e).__name__)
 def test_readme_shows_the_messages_the_classes_build(error):
     row = readme_errors()[type(error).__name__]
@@ -68,6 +70,14 @@ def test_readme_shows_the_messages_the_classes_build(error):
     assert row["Python hint"].strip("`") == error.hint
     if row["Shell hint"].startswith("`") and "..." not in row["Shell hint"]:  # not a note, not abridged
         assert row["Shell hint"].strip("`") == error.shell_hint
+
+
+def test_class_advice_is_the_default_and_a_given_hint_wins():
+    e = errors.NotTagged("'m.onnx' has no hierx tags")
+    assert e.hint == "export the model with hierx_nb.export" and "hierx export MODEL" in e.shell_hint
+    given = errors.MissingInputs("Net needs inputs", hint="give ARGS")  # the magic's own advice
+    assert given.one_line() == given.one_line(shell=True) == "Net needs inputs; give ARGS"
+    assert errors.NotOnnxFile("sidecar unreadable", hint="").one_line(shell=True) == "sidecar unreadable"
 
 
 def test_hint_follows_the_entry_point():

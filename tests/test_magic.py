@@ -185,7 +185,7 @@ MAGIC_USAGE = magic.HierexportError
     ("mlp x -o {OUT}/missing/out.onnx", "does not exist", hierx_nb.OutputFolderMissing),
     ("svd torch.randn(4, 4)", "no strategy could export Svd | dynamo: ", hierx_nb.ExportError),
     ("mlp torch.randn(4, 5)", "Sequential does not run on the given inputs: RuntimeError: mat1 and mat2",
-     hierx_nb.InputError),
+     hierx_nb.InputsRejected),
     ("mlp", "Sequential needs inputs; give ARGS", hierx_nb.MissingInputs),
     ("mlp x -s magic", "argument -s/--strategy: invalid choice: 'magic'", MAGIC_USAGE),
     ("mlp x --validate --structure-only", "--validate needs weights", hierx_nb.StructureOnly),
