@@ -159,3 +159,55 @@ def test_graph_timings_2000_node_module_and_100k_result(open_report):
     over = {k: v for k, v in figures.items() if v > 2 * targets[k]}
     assert not over, over
     assert page.errors == []
+
+
+def test_node_search_header_io_and_downloads(open_report, tmp_path):
+    """The filter finds nodes by name and op type and jumps tree, graph and table to them; the header
+    lists the model's inputs and outputs; the histogram of an all-exact export is one sentence; the
+    CSV and HTML downloads hold what the views show."""
+    r = _cnn_export(tmp_path)
+    page = open_report(r, "cnn_search")
+    io = page.get_by_test_id("hierx-io")
+    for row in r.io.itertuples():
+        item = io.locator(f'[data-io-kind="{row.kind}"][data-io-name="{row.name}"]')
+        assert item.text_content() == f"{row.name} {row.dtype} [{', '.join(map(str, row.shape))}]"
+    exact = (r.nodes["source"].astype(str) == "exact") & (r.nodes["confidence"] == 1.0)
+    note = page.evaluate("document.querySelector('[data-testid=hierx-confidence-chart]').hxData.note")
+    assert note == (f"all {len(r.nodes)} nodes exact (confidence 1.0)" if exact.all() else None)
+
+    relu = r.nodes[r.nodes["op_type"].astype(str) == "Relu"].reset_index(drop=True)
+    page.get_by_test_id("hierx-search").fill("relu")
+    wait_for(page, "() => document.querySelector('.hx-matches').textContent.includes('node')")
+    assert f"{len(relu)} nodes" in page.locator(".hx-matches").text_content()
+    for k in range(2):  # Enter jumps to the first match, then the next
+        page.get_by_test_id("hierx-search").press("Enter")
+        target = relu.iloc[k]
+        wait_for(page, f"() => window.hierx.model.get('selected') === {target['module']!r}")
+        assert page.locator('[data-testid="hierx-node-row"].hx-node-on .hx-node-name').all_text_contents() == [target["node"]]
+        assert page.locator(f'{GRAPH} .hx-g-op.hx-g-on').get_attribute("data-graph-node") == target["node"]
+        assert _row(page, target["module"]).get_attribute("aria-selected") == "true"
+    page.get_by_test_id("hierx-search").fill("Conv")  # an op type (or a name containing it)
+    convs = int(((r.nodes["op_type"].astype(str) == "Conv") | r.nodes["node"].str.lower().str.contains("conv")).sum())
+    wait_for(page, f"() => document.querySelector('.hx-matches').textContent.endsWith(', {convs} nodes')")
+
+    page.evaluate("window.hierx.model.set('selected', '1')")
+    with page.expect_download() as dl:
+        page.get_by_test_id("hierx-download-nodes").click()
+    dl.value.save_as(tmp_path / "nodes.csv")
+    rows = (tmp_path / "nodes.csv").read_text().strip().split("\n")
+    assert rows[0].strip() == "node,op_type,module,module_class,confidence,source"
+    assert [x.split(",")[0] for x in rows[1:]] == r.mapping("1")["node"].tolist()
+    with page.expect_download() as dl:
+        page.get_by_test_id("hierx-download-modules").click()
+    dl.value.save_as(tmp_path / "modules.csv")
+    mods = (tmp_path / "modules.csv").read_text().strip().split("\n")
+    assert len(mods) == 1 + len(r.modules) and mods[0].startswith("module,module_class,parent,own_nodes,total_nodes")
+    with page.expect_download() as dl:
+        page.get_by_test_id("hierx-download-report").click()
+    dl.value.save_as(tmp_path / "again.html")
+    again = (tmp_path / "again.html").read_text()
+    assert again.startswith("<!doctype html>") and 'id="hierx-data"' in again
+    assert '<div id="hierx-app"></div>' in again  # the page as it arrived, not its drawing
+    page2 = open_report(html=again, name="again")
+    assert _graph_modules(page2) == _graph_modules(open_report(r, "cnn_again"))
+    assert page.errors == [] and page2.errors == []

@@ -394,3 +394,17 @@ def with_chain_graph(r: ExportResult, fan_in: int = 0) -> ExportResult:
     graph = ir.Graph([x], [prev], nodes=nodes, name="chain")
     r.onnx_model = ir.Model(graph, ir_version=10)
     return r
+
+
+def test_html_report_download_message():
+    """The widget's "HTML report" button asks the kernel, which answers with render_html's page."""
+    r = small_result()
+    w = HierxExplorer.from_result(r, selected="encoder")
+    sent = []
+    w.send = lambda content, buffers=None: sent.append(content)
+    w._on_front_end_msg(w, {"type": "something else"}, [])
+    assert sent == []
+    w._on_front_end_msg(w, {"type": "report-html"}, [])
+    assert sent[0]["type"] == "report-html"
+    page = sent[0]["html"]
+    assert page.startswith("<!doctype html>") and 'id="hierx-data"' in page and '"selected": "encoder"' in page

@@ -120,14 +120,18 @@ def test_small_report(open_report):
 
     # clicking a coverage bar filters the table by op type; clicking the chip's x clears it
     k = _chart(page)["categories"].index("Relu")
-    page.locator(f'[data-testid=hierx-coverage-chart] .hx-bar[data-k="{k}"] .hx-hit').click()
+    page.locator(f'[data-testid=hierx-coverage-chart] .hx-bar[data-k="{k}"]').click()
     assert page.get_by_test_id("hierx-node-row").count() == 1
     assert "Relu" in page.get_by_test_id("hierx-op-filter").text_content()
     page.get_by_test_id("hierx-op-filter").locator("button").click()
     assert page.get_by_test_id("hierx-node-row").count() == 6
 
     # no metrics measured: the selector offers nodes only
-    assert page.get_by_test_id("hierx-metric").locator("option").all_text_contents() == ["nodes"]
+    options = page.get_by_test_id("hierx-metric").locator("option")
+    # latency and divergence are listed before they are measured, disabled, saying how to fill them
+    assert options.all_text_contents() == ["nodes", "latency — run result.profile()",
+                                           "divergence — run result.validate(per_module=True)"]
+    assert page.get_by_test_id("hierx-metric").locator("option:enabled").all_text_contents() == ["nodes"]
     assert page.dialogs == [] and page.errors == []
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report_small.png"), full_page=True)
@@ -162,14 +166,14 @@ def test_metric_selector(open_report):
     ops = _chart(page)
     assert ops["categories"] == ["MatMul", "Add", "Relu", "Gemm"] and ops["series"]["time"] == [2.5, 0.6, 0.5, 0.4]
     by_mod = _chart(page, "hierx-confidence-chart")
-    assert by_mod["categories"] == ["encoder", "head", "Toy (own)"] and by_mod["series"]["time"] == [3.5, 0.4, 0.1]
+    assert by_mod["categories"] == ["encoder", "head", "(own nodes)"] and by_mod["series"]["time"] == [3.5, 0.4, 0.1]
     # a click: the table and the by-module chart follow the selection
     _row(page, "encoder").click()
     page.get_by_test_id("hierx-expand-all").click()
     _row(page, "encoder.layer.1").click()
     assert _count(page) == 2 and page.get_by_test_id("hierx-node-row").count() == 2
     by_mod = _chart(page, "hierx-confidence-chart")
-    assert by_mod["categories"] == ["1 (own)", "<b>x</b>"] and by_mod["series"]["time"] == [1.0, 0.5]
+    assert by_mod["categories"] == ["(own nodes)", "<b>x</b>"] and by_mod["series"]["time"] == [1.0, 0.5]
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report_latency.png"), full_page=True)
 
@@ -186,7 +190,7 @@ def test_metric_selector(open_report):
     # Python refreshes the metrics (refresh_metrics): the view follows, the choice is kept
     page.evaluate("""() => { const m = window.hierx.model;
         m.set('metrics', {}); m.set('header', {...m.get('header'), warnings: []}); }""")
-    assert metric.locator("option").all_text_contents() == ["nodes"]
+    assert metric.locator("option:enabled").all_text_contents() == ["nodes"]
     assert root.get_attribute("data-metric") == "nodes"
     assert page.get_by_test_id("hierx-warnings").count() == 0
     assert root.locator("b").count() == 0

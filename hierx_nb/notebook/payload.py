@@ -11,6 +11,7 @@ dataflow: values with their producer and consumers) are specified once, in ``pay
 ``metrics`` (dict), per-module answers in ``tree`` order (absent keys: not measured yet):
 
     latency     {self_ms, total_ms, share: bytes Float64 (NaN: no row), kernel_ms, unattributed_ms: float,
+                 node_ms: bytes Float64 per node (``profile``'s by_node; NaN: no kernel of its own),
                  by_op_type: {op_type: ms per run} (whole model), fused_into: list[str | None] when the
                  latency frame has that column (the module whose kernel ORT fused this one's work into)}
     divergence  {max_abs_diff: bytes Float64 (NaN: not compared), ok: bytes Uint8 (1 ok, 0 diverged,
@@ -347,7 +348,8 @@ def _by_module(df: pd.DataFrame, names: list[str], column: str, dtype: str, miss
 
 
 def build_metrics(result: Any, names: list[str]) -> dict:
-    """The ``metrics`` payload: the result's latency and divergence tables aligned to ``names``."""
+    """The ``metrics`` payload: the result's latency and divergence tables aligned to ``names``
+    (module names in tree order); per-node times aligned to ``result.nodes``."""
     out: dict[str, dict] = {}
     latency = getattr(result, "latency", None)
     if latency is not None:
@@ -356,6 +358,10 @@ def build_metrics(result: Any, names: list[str]) -> dict:
         out["latency"]["unattributed_ms"] = _float(latency.attrs.get("unattributed_ms"))
         by_op = latency.attrs.get("by_op_type") or {}
         out["latency"]["by_op_type"] = {str(k): v for k, v in ((k, _float(v)) for k, v in by_op.items()) if v is not None}
+        by_node = latency.attrs.get("by_node")
+        if by_node is not None and getattr(result, "nodes", None) is not None and "node" in result.nodes:
+            # Nodes without a kernel of their own (fused into another node's, or folded away): NaN.
+            out["latency"]["node_ms"] = np.array([by_node.get(str(n), np.nan) for n in result.nodes["node"]], dtype="<f8").tobytes()
         if "fused_into" in latency:
             fused = dict(zip(latency["module"].astype(str), latency["fused_into"]))
             out["latency"]["fused_into"] = [_name(fused.get(n)) for n in names]

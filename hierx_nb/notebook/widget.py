@@ -19,6 +19,7 @@ import traitlets
 
 from ..errors import UnknownModule
 from .payload import build_metrics, check_payload, payload
+from .report import render_html
 
 STATIC = Path(__file__).parent / "static"
 ESM_PATH = STATIC / "widget.js"
@@ -59,11 +60,20 @@ class HierxExplorer(anywidget.AnyWidget):
             if not path.is_file():
                 raise FileNotFoundError(_BUILD_HINT.format(path=path))
         self._module_names: set[str] | None = None
+        self._result: Any = None  # set by from_result: what the "HTML report" download renders
         super().__init__(**kwargs)
+        self.on_msg(self._on_front_end_msg)
 
     @classmethod
     def from_result(cls, result: Any, selected: str = "") -> HierxExplorer:
-        return cls(**payload(result, selected))
+        explorer = cls(**payload(result, selected))
+        explorer._result = result
+        return explorer
+
+    def _on_front_end_msg(self, _widget, content: Any, _buffers) -> None:
+        # The front end's "HTML report" download: the page render_html makes, sent back to save.
+        if isinstance(content, dict) and content.get("type") == "report-html" and self._result is not None:
+            self.send({"type": "report-html", "html": render_html(self._result, self.selected)})
 
     def refresh_metrics(self, result: Any) -> None:
         """Re-read ``result``'s latency, divergence and warnings (after ``profile()`` or ``validate()``)."""

@@ -138,10 +138,11 @@ const EMPTY_GRAPH = { n: 0, uses: 0, dtypes: [], shapes: [], names: new Uint8Arr
 /** @typedef {ReturnType<typeof decode>} Data */
 
 /**
- * Per-module metric columns aligned with the tree (absent: not measured).
- * @param {import("./types.js").MetricsPayload} metricsP @param {number} n
+ * Per-module metric columns aligned with the tree (absent: not measured); per-node times aligned
+ * with the nodes when the profile has them.
+ * @param {import("./types.js").MetricsPayload} metricsP @param {number} n @param {number} [nNodes]
  */
-export function decodeMetrics(metricsP, n) {
+export function decodeMetrics(metricsP, n, nNodes = 0) {
   const out = {};
   const lat = metricsP && metricsP.latency;
   if (lat) {
@@ -151,6 +152,7 @@ export function decodeMetrics(metricsP, n) {
       share: typed(lat.share, Float64Array, n, "metrics.latency.share"),
       kernelMs: lat.kernel_ms, unattributedMs: lat.unattributed_ms, byOpType: lat.by_op_type || {},
       fusedInto: Array.isArray(lat.fused_into) && lat.fused_into.length === n ? lat.fused_into : null,
+      nodeMs: lat.node_ms ? typed(lat.node_ms, Float64Array, nNodes, "metrics.latency.node_ms") : null,
     };
   }
   const div = metricsP && metricsP.divergence;
@@ -161,14 +163,14 @@ export function decodeMetrics(metricsP, n) {
       firstDivergent: div.first_divergent ?? null,
     };
   }
-  return /** @type {{latency?: {self: Float64Array, total: Float64Array, share: Float64Array, kernelMs: number | null, unattributedMs: number | null, byOpType: Record<string, number>, fusedInto: (string | null)[] | null}, divergence?: {maxAbs: Float64Array, ok: Uint8Array, firstDivergent: string | null}}} */ (out);
+  return /** @type {{latency?: {self: Float64Array, total: Float64Array, share: Float64Array, kernelMs: number | null, unattributedMs: number | null, byOpType: Record<string, number>, fusedInto: (string | null)[] | null, nodeMs: Float64Array | null}, divergence?: {maxAbs: Float64Array, ok: Uint8Array, firstDivergent: string | null}}} */ (out);
 }
 
 export const HIST_BINS = 20;
 
 /**
  * One pass over the nodes: which belong to module `sel`'s subtree, per (source, op) counts and the
- * confidence histogram. Pre-order makes the subtree the index range [sel, sel + size[sel]); the
+ * confidence histogram (exact1: nodes exact at confidence 1.0). Pre-order makes the subtree the index range [sel, sel + size[sel]); the
  * root also owns untagged nodes, counted under source "untagged" (code SOURCES.length).
  * @param {Data} data @param {number} sel
  */
@@ -180,7 +182,7 @@ export function subtreeStats(data, sel) {
   const bySource = new Int32Array(nOps * (SOURCES.length + 1)); // [source][op]; last row: untagged
   const hist = new Int32Array(HIST_BINS);
   const idx = new Int32Array(nodes.n);
-  let count = 0, nan = 0;
+  let count = 0, nan = 0, exact1 = 0;
   const mod = nodes.module, op = nodes.op, conf = nodes.confidence, src = nodes.source;
   const untaggedRow = SOURCES.length * nOps;
   for (let i = 0; i < nodes.n; i++) {
@@ -189,10 +191,11 @@ export function subtreeStats(data, sel) {
     idx[count++] = i;
     bySource[(m < 0 ? untaggedRow : src[i] * nOps) + op[i]]++;
     const c = conf[i];
+    if (c === 1 && m >= 0 && src[i] === 1) exact1++;
     if (c !== c) nan++;
     else hist[Math.min(HIST_BINS - 1, Math.max(0, Math.floor(c * HIST_BINS)))]++;
   }
-  return { sel, idx: idx.subarray(0, count), count, bySource, nOps, hist, nan };
+  return { sel, idx: idx.subarray(0, count), count, bySource, nOps, hist, nan, exact1 };
 }
 
 /** @param {string} name */

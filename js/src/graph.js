@@ -186,28 +186,23 @@ export function createGraph({ data, rootLabel, onSelectModule, onSelectNode }) {
     if (timed) el.setAttribute("data-toggle-ms", (performance.now() - t0).toFixed(1));
   }
 
-  /** @param {number} m */
-  function setModule(m) {
-    if (m === sel && level) return;
-    sel = m;
-    rebuild();
-  }
-
-  /** @param {GraphMetric | null} mt */
-  function setMetric(mt) { metric = mt; paint(); }
-
-  /** Highlights node i (-1: none), opening the modules between the selection and it. @param {number} i */
-  function setNode(i) {
+  /**
+   * Shows module m's level coloured by `mt`, with node i marked (-1: none): the modules between m
+   * and the node open. Laid out again only when the module or the open set changed.
+   * @param {number} m @param {GraphMetric | null} mt @param {number} i
+   */
+  function show(m, mt, i) {
+    metric = mt;
     selNode = i;
+    let changed = m !== sel || !level;
+    sel = m;
     if (i >= 0 && nodes.module[i] > sel && nodes.module[i] < sel + tree.size[sel]) {
-      let changed = false;
       for (let p = nodes.module[i]; p > sel; p = tree.parent[p]) if (!expanded.has(p)) { expanded.add(p); changed = true; }
-      if (changed) { rebuild(); return; }
     }
-    paint();
-    const g = scroller.querySelector(`[data-id="n${i}"]`);
+    if (changed) rebuild(); else paint();
+    const g = i >= 0 ? scroller.querySelector(`[data-id="n${i}"]`) : null;
     if (g && "scrollIntoView" in g) /** @type {any} */ (g).scrollIntoView({ block: "nearest", inline: "nearest" });
   }
 
-  return { el, setModule, setMetric, setNode, refresh: paint, expanded };
+  return { el, show, refresh: paint, expanded };
 }

@@ -43,8 +43,11 @@ export class PageModel {
 }
 
 const el = document.getElementById("hierx-app");
+// The page as it arrived, before the explorer draws into it: what "download HTML report" saves.
+const page = "<!doctype html>\n" + document.documentElement.outerHTML;
 const t0 = performance.now();
 const model = new PageModel(revive(JSON.parse(document.getElementById("hierx-data").textContent)));
+/** @type {any} */ (model).reportHtml = page;
 /** @type {any} */ (window).hierx = { model };
 widget.render(/** @type {any} */ ({ model, el }));
 /** @type {any} */ (window).hierx.firstRenderMs = performance.now() - t0;

@@ -1,10 +1,13 @@
 // The node table of the selected subtree: 100 rows a page, names decoded only for the page shown.
-import { h, fmtInt, SOURCES } from "./data.js";
+import { h, fmtInt, fmtMs, SOURCES } from "./data.js";
 
 const PAGE = 100;
 
-/** @param {{data: import("./data.js").Data, onSelectModule: (i: number) => void}} opts */
-export function createTable({ data, onSelectModule }) {
+/**
+ * The ms column appears with per-node times (setTimes, the latency metric with a profile that has them).
+ * @param {{data: import("./data.js").Data, rootName: () => string, onSelectModule: (i: number) => void}} opts
+ */
+export function createTable({ data, rootName, onSelectModule }) {
   const { tree, nodes } = data;
   let all = new Int32Array(0); // node indices of the subtree (graph order)
   let view = all;              // after the op filter and the sort
@@ -12,6 +15,8 @@ export function createTable({ data, onSelectModule }) {
   let sort = "graph";
   let opFilter = -1;
   let selNode = -1;
+  /** @type {Float64Array | null} */
+  let times = null;
 
   const tbody = h("tbody");
   const info = h("span", { class: "hx-page-info", "data-testid": "hierx-page-info" });
@@ -21,13 +26,16 @@ export function createTable({ data, onSelectModule }) {
     onchange: (e) => { sort = e.target.value; apply(); } },
     h("option", { value: "graph", text: "graph order" }),
     h("option", { value: "conf-asc", text: "lowest confidence first" }),
-    h("option", { value: "conf-desc", text: "highest confidence first" }));
+    h("option", { value: "conf-desc", text: "highest confidence first" }),
+    h("option", { value: "ms-desc", text: "slowest first (latency)" }));
   const chip = h("span", { class: "hx-chip-slot" });
-  const table = h("table", { class: "hx-table" },
-    h("thead", null, h("tr", null,
-      h("th", { text: "node" }), h("th", { text: "op type" }), h("th", { text: "module" }),
-      h("th", { class: "hx-num", text: "confidence" }), h("th", { text: "source" }))),
-    tbody);
+  const head = h("tr");
+  const renderHead = () => head.replaceChildren(
+    h("th", { text: "node" }), h("th", { text: "op type" }), h("th", { text: "module" }),
+    h("th", { class: "hx-num", text: "confidence" }), h("th", { text: "source" }),
+    times ? h("th", { class: "hx-num hx-ms", text: "ms", title: "median kernel ms per run this node carries (– : none of its own: fused into another node's kernel)" }) : null);
+  renderHead();
+  const table = h("table", { class: "hx-table" + (times ? " hx-with-ms" : "") }, h("thead", null, head), tbody);
   const el = h("div", { class: "hx-nodes", "data-testid": "hierx-node-table" },
     h("div", { class: "hx-toolbar" }, h("strong", { text: "Nodes" }), chip, h("span", { class: "hx-spacer" }),
       sortSel, prev, info, next),
@@ -36,7 +44,10 @@ export function createTable({ data, onSelectModule }) {
   function apply() {
     let v = all;
     if (opFilter >= 0) v = v.filter((i) => nodes.op[i] === opFilter);
-    if (sort !== "graph") {
+    if (sort === "ms-desc" && times) {
+      const t = times;
+      v = Int32Array.from(v).sort((a, b) => Number(t[a] !== t[a]) - Number(t[b] !== t[b]) || t[b] - t[a] || a - b);
+    } else if (sort.startsWith("conf")) {
       v = Int32Array.from(v);
       const c = nodes.confidence, s = sort === "conf-asc" ? 1 : -1;
       // NaN (unknown) confidences sort last either way.
@@ -63,15 +74,16 @@ export function createTable({ data, onSelectModule }) {
       const mod = m < 0 ? null : tree.names[m];
       const modCell = m < 0
         ? h("td", { class: "hx-untagged", text: "untagged" })
-        : h("td", { class: "hx-mod", title: `${mod || "(whole model)"} — ${tree.classes[m] || ""}` },
-            h("a", { href: "#", text: mod || "(root)", onclick: (e) => { e.preventDefault(); onSelectModule(m); } }));
+        : h("td", { class: "hx-mod", title: `${mod || rootName()} — ${tree.classes[m] || ""}` },
+            h("a", { href: "#", text: mod || rootName(), onclick: (e) => { e.preventDefault(); onSelectModule(m); } }));
       const low = conf === conf && conf < 0.5;
       trs.push(h("tr", { "data-testid": "hierx-node-row", "data-node-index": i, class: i === selNode ? "hx-node-on" : null },
         h("td", { class: "hx-node-name", text: nodes.name(i) }),
         h("td", { text: nodes.ops[nodes.op[i]] ?? "" }),
         modCell,
         h("td", { class: "hx-num" + (low ? " hx-low" : ""), text: conf === conf ? conf.toFixed(3) : "–" }),
-        h("td", { class: "hx-src", text: m < 0 ? "" : SOURCES[nodes.source[i]] || "unknown" })));
+        h("td", { class: "hx-src", text: m < 0 ? "" : SOURCES[nodes.source[i]] || "unknown" }),
+        times ? h("td", { class: "hx-num hx-ms", text: fmtMs(times[i]) }) : null));
     }
     tbody.replaceChildren(...trs);
     info.textContent = view.length ? `${fmtInt(a + 1)}–${fmtInt(b)} of ${fmtInt(view.length)}` : "no nodes";
@@ -101,5 +113,15 @@ export function createTable({ data, onSelectModule }) {
     apply();
   }
 
-  return { el, setRows, setOpFilter, setNode };
+  /** Per-node ms (null: no ms column). @param {Float64Array | null} t */
+  function setTimes(t) {
+    if (t === times) return;
+    times = t;
+    table.classList.toggle("hx-with-ms", !!t);
+    renderHead();
+    if (!t && sort === "ms-desc") { sort = "graph"; /** @type {HTMLSelectElement} */ (sortSel).value = "graph"; }
+    apply();
+  }
+
+  return { el, setRows, setOpFilter, setNode, setTimes, rows: () => view };
 }

@@ -1,6 +1,8 @@
 // The module tree: a virtualized list of the visible rows (only rows in the viewport are in the
 // DOM), so expanding all of a 1,000-module (or 100k-module) tree costs the same as a small one.
 import { h, lastComponent } from "./data.js";
+import { filterModules } from "./search.js";
+import { initialExpanded, visibleRows, openPath, keyAction } from "./treerows.js";
 
 /**
  * A numeric column of the tree (three are shown: the chosen metric's).
@@ -21,9 +23,7 @@ const OVERSCAN = 8;
  */
 export function createTree({ data, rootLabel, columns, onSelect }) {
   const { tree } = data;
-  const n = tree.n;
-  const expanded = new Uint8Array(n);
-  for (let i = 0; i < n; i++) if (tree.depth[i] <= 1) expanded[i] = 1; // root + depth 1 open
+  const expanded = initialExpanded(tree);
   let selected = 0;
   let filter = null; // { show: Uint8Array, match: Uint8Array, count } while searching
   let rows = new Int32Array(0);
@@ -39,14 +39,7 @@ export function createTree({ data, rootLabel, columns, onSelect }) {
   const el = h("div", { class: "hx-tree", "data-testid": "hierx-tree" }, head, scroller);
 
   function computeRows() {
-    const out = [];
-    if (filter) {
-      for (let i = 0; i < n; i++) if (filter.show[i]) out.push(i);
-    } else {
-      // Pre-order: a collapsed row skips its whole subtree in one step.
-      for (let i = 0; i < n; ) { out.push(i); i += expanded[i] ? 1 : tree.size[i]; }
-    }
-    rows = Int32Array.from(out);
+    rows = visibleRows(tree, expanded, filter);
     spacer.style.height = `${rows.length * ROW_H}px`;
     win = [-1, -1];
   }
@@ -69,7 +62,7 @@ export function createTree({ data, rootLabel, columns, onSelect }) {
       class: cls.join(" "), role: "treeitem", "data-testid": "hierx-tree-row", "data-module": name,
       "aria-level": tree.depth[i] + 1, "aria-selected": i === selected ? "true" : "false",
       "aria-expanded": hasKids ? String(open) : null,
-      title: (i === 0 ? "(whole model)" : name) + (tree.executed[i] ? "" : " — not executed in the trace"),
+      title: (i === 0 ? rootLabel : name) + (tree.executed[i] ? "" : " — not executed in the trace"),
       onclick: () => onSelect(i),
     },
       h("span", { class: "hx-name-cell", style: `padding-left:${tree.depth[i] * 14}px` },
@@ -120,7 +113,7 @@ export function createTree({ data, rootLabel, columns, onSelect }) {
 
   // Open every ancestor of i so it is reachable, and scroll it into view.
   function reveal(i) {
-    for (let p = tree.parent[i]; p >= 0; p = tree.parent[p]) expanded[p] = 1;
+    openPath(tree, expanded, i);
     if (filter && !filter.show[i]) return;
     computeRows();
     const k = rows.indexOf(i);
@@ -140,35 +133,20 @@ export function createTree({ data, rootLabel, columns, onSelect }) {
   }
 
   function setFilter(q) {
-    q = (q || "").trim().toLowerCase();
-    if (!q) { filter = null; refresh(); return 0; }
-    if (!tree.lower) tree.lower = tree.names.map((s, i) => `${s}\u0000${tree.classes[i] || ""}`.toLowerCase());
-    const show = new Uint8Array(n), match = new Uint8Array(n);
-    let count = 0;
-    for (let i = 0; i < n; i++) {
-      if (!tree.lower[i].includes(q)) continue;
-      match[i] = 1; count++;
-      for (let p = i; p >= 0 && !show[p]; p = tree.parent[p]) show[p] = 1; // a match and its ancestors
-    }
-    filter = { show, match, count };
+    filter = filterModules(tree, q);
     scroller.scrollTop = 0;
     refresh();
-    return count;
+    return filter ? filter.count : 0;
   }
 
   function expandAll() { expanded.fill(1); refresh(); }
   function collapseAll() { expanded.fill(0); expanded[0] = 1; scroller.scrollTop = 0; refresh(); }
 
-  // Keyboard: up/down move the selection, right/left open/close (left on a leaf goes to the parent).
   scroller.addEventListener("keydown", (e) => {
-    const k = rows.indexOf(selected);
-    if (e.key === "ArrowDown" && k + 1 < rows.length) onSelect(rows[k + 1]);
-    else if (e.key === "ArrowUp" && k > 0) onSelect(rows[k - 1]);
-    else if (e.key === "ArrowRight" && !filter && tree.size[selected] > 1 && !expanded[selected]) toggle(selected);
-    else if (e.key === "ArrowLeft" && !filter) {
-      if (expanded[selected] && tree.size[selected] > 1 && selected !== 0) toggle(selected);
-      else if (tree.parent[selected] >= 0) onSelect(tree.parent[selected]);
-    } else return;
+    const act = keyAction(e.key, rows, selected, tree, expanded, !!filter);
+    if (!act) return;
+    if (act.select !== undefined) onSelect(act.select);
+    if (act.toggle !== undefined) toggle(act.toggle);
     e.preventDefault();
   });
   scroller.addEventListener("scroll", () => renderWindow(false), { passive: true });

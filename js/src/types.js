@@ -52,6 +52,7 @@
  * @property {number | null} kernel_ms
  * @property {number | null} unattributed_ms
  * @property {Record<string, number>} [by_op_type]
+ * @property {Bytes} [node_ms]  per node (nodes order): median kernel ms per run it carries (NaN: none of its own)
  * @property {(string | null)[]} [fused_into]  per module: the module whose kernel ORT fused its work into
  */
 
