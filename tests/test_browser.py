@@ -214,7 +214,7 @@ TABLE_AND_CHARTS = """(root) => {
     covOps: cov.categories,
     covTagged: sum(['exact', 'pattern', 'inferred', 'unknown']), covUntagged: sum(['untagged']),
     bySource: Object.fromEntries(['exact', 'pattern', 'inferred'].map((n) => [n, cov.series[n].reduce((a, v) => a + v, 0)])),
-    hist: conf.series.nodes,
+    hist: conf.series.nodes, histNote: conf.note,
     crumbs: [...root.querySelectorAll('[data-testid=hierx-breadcrumbs] button')].map((b) => b.textContent),
   };
 }"""
@@ -316,6 +316,7 @@ def expected(result, module: str) -> dict:
     tagged = sub[sub["module"].notna()]
     return {"count": len(sub), "ops": set(sub["op_type"].astype(str)),
             "tagged": len(tagged), "with_conf": int(conf.notna().sum()),
+            "all_exact": len(sub) > 0 and bool(((sub["source"].astype(str) == "exact") & (conf == 1.0) & sub["module"].notna()).all()),
             "by_source": {s: int((tagged["source"] == s).sum()) for s in ("exact", "pattern", "inferred")}}
 
 
@@ -331,7 +332,10 @@ def check_selection(root, result, module: str) -> dict:
     assert sum(got["covTagged"]) + sum(got["covUntagged"]) == exp["count"]
     assert sum(got["covTagged"]) == exp["tagged"]
     assert got["bySource"] == exp["by_source"], (got["bySource"], exp["by_source"])
-    assert sum(got["hist"]) == exp["with_conf"]
+    if exp["all_exact"]:  # one full bar says less than the sentence
+        assert got["hist"] is None and got["histNote"] == f"all {exp['count']} nodes exact (confidence 1.0)"
+    else:
+        assert sum(got["hist"]) == exp["with_conf"]
     return got
 
 
@@ -409,7 +413,7 @@ def test_quickstart_in_jupyterlab(lab, browser):
     q = "intermediate"
     n_match = int((names.str.lower().str.contains(q) | classes.str.lower().str.contains(q)).sum())
     root.get_by_test_id("hierx-search").fill(q)
-    root.locator(".hx-matches").filter(has_text=f"{n_match} match").wait_for(timeout=5_000)
+    root.locator(".hx-matches").filter(has_text=f"{n_match} module match").wait_for(timeout=5_000)
     shown = visible_modules(root)
     assert shown and all(s == "" or q in s or any(m.startswith(s + ".") and q in m for m in names) for s in shown), shown
     assert "pooler" not in shown and "embeddings" not in shown
@@ -428,9 +432,45 @@ def test_quickstart_in_jupyterlab(lab, browser):
     # (the DataFrame of the next cell shows it escaped too)
     assert page.locator(".jp-Notebook .jp-OutputArea b", has_text="evil").count() == 0
     evil.screenshot(path=str(ARTIFACTS / "lab_quickstart_markup.png"))
+    # the graph shows the selected module's level, named as text
+    assert evil.locator('[data-testid="hierx-graph"] svg').get_attribute("aria-label") == "dataflow of <b>evil</b>"
+
+    # The graph view (issue 17): the selection's dataflow, expand/collapse in place, double click to select,
+    # node click -> table.
+    graph = root.get_by_test_id("hierx-graph")
+    root.scroll_into_view_if_needed()
+    root.get_by_test_id("hierx-breadcrumbs").locator("button").first.click()
+    boxes = lambda: sorted(graph.locator(".hx-g-module").evaluate_all("es => es.map(e => e.dataset.graphModule)"))  # noqa: E731
+    assert boxes() == ["embeddings", "encoder", "pooler"]
+    graph.locator('.hx-g-module[data-graph-module="encoder"]').click()
+    graph.locator('.hx-g-cluster[data-graph-module="encoder"]').wait_for(timeout=5_000)
+    assert "encoder.layer" in boxes()
+    timings["graph: expand encoder in place"] = float(graph.get_attribute("data-toggle-ms"))
+    graph.locator('.hx-g-cluster[data-graph-module="encoder"] .hx-g-title').click()
+    graph.locator(".hx-g-cluster").wait_for(state="detached", timeout=5_000)
+    graph.locator('.hx-g-module[data-graph-module="pooler"]').dblclick()
+    root.locator('[data-testid="hierx-tree-row"][data-module="pooler"][aria-selected="true"]').wait_for(timeout=5_000)
+    assert kernel_eval(page, "print(result.widget.selected)").strip() == "pooler"
+    node = result.nodes[result.nodes["module"] == "pooler.dense"]["node"].iloc[0]
+    graph.locator('.hx-g-module[data-graph-module="pooler.dense"]').click()
+    graph.locator(f'.hx-g-op[data-graph-node="{node}"]').click()
+    assert root.locator('[data-testid="hierx-node-row"].hx-node-on .hx-node-name').all_text_contents() == [node]
+    page.screenshot(path=str(ARTIFACTS / "lab_graph_view.png"), full_page=False)
+
+    # The chart hover bug: in JupyterLab's theme the hover shade was an opaque box drawn over the bar.
+    # Now the bar stays on top of its hover area, and the shade is translucent.
+    bar = root.locator('[data-testid="hierx-coverage-chart"] .hx-bar rect.hx-s-exact').first
+    bar.hover()
+    top = bar.evaluate("""(r) => { const b = r.getBoundingClientRect();
+        const e = document.elementFromPoint(b.x + b.width / 2, b.y + b.height / 2);
+        const hit = r.parentNode.querySelector('.hx-hit');
+        return { same: e === r, shade: getComputedStyle(hit).fill }; }""")
+    assert top["same"], top
+    assert "rgba(" in top["shade"] or " / " in top["shade"], top  # an alpha channel: translucent
 
     assert page.errors == [], page.errors
-    targets = {"cell finished -> tree rendered": 1000, "click encoder.layer.0 -> table + charts updated (sync)": 200}
+    targets = {"cell finished -> tree rendered": 1000, "click encoder.layer.0 -> table + charts updated (sync)": 200,
+               "graph: expand encoder in place": 200}
     report("quickstart (tiny BERT) in JupyterLab:", timings, targets)
     assert_targets(timings, targets, headroom=1.0)  # measured here: 350-450 ms and 40-50 ms
     page.close()
@@ -625,9 +665,20 @@ def test_latency_metric_in_jupyterlab(lab, browser):
     assert float(enc[1]) == pytest.approx(by["encoder"]["total_ms"], rel=0.01, abs=0.01)
     charts = root.evaluate("""(r) => [r.querySelector('[data-testid=hierx-coverage-chart]').hxData,
                                       r.querySelector('[data-testid=hierx-confidence-chart]').hxData]""")
-    top_ops = sorted(by_op, key=lambda k: -by_op[k])[:30]
-    assert charts[0]["categories"] == top_ops
-    assert charts[0]["series"]["time"] == pytest.approx([by_op[k] for k in top_ops])
+    # The op-type chart follows the selection: per-node times (profile's by_node) summed by the nodes' op types.
+    by_node = json.loads(kernel_eval(page, "import json; print(json.dumps(latency.attrs['by_node']))"))
+    exported = hierx_nb.load(lab.out / "latency_bert.onnx").nodes
+    per_op: dict = {}
+    for name, op in zip(exported["node"], exported["op_type"].astype(str)):
+        if name in by_node:
+            per_op[op] = per_op.get(op, 0.0) + by_node[name]
+    assert sum(per_op.values()) == pytest.approx(sum(by_op.values()), rel=0.02)  # the same kernel time, by node
+    got = dict(zip(charts[0]["categories"], charts[0]["series"]["time"]))
+    assert got == pytest.approx(per_op), (got, per_op)
+    # Metric colours in the graph: module boxes filled by their time.
+    assert root.locator("[data-testid=hierx-graph] .hx-g-module rect[style*='color-mix']").count() >= 2
+    subs = root.locator("[data-testid=hierx-graph] .hx-g-module .hx-g-sub").all_text_contents()
+    assert any(x.endswith(" ms") for x in subs), subs
 
     row(root, "encoder").click()  # (depth 1: already open)
     root.evaluate(TIMED_CLICK, '[data-module="encoder.layer"] .hx-caret')
@@ -639,10 +690,16 @@ def test_latency_metric_in_jupyterlab(lab, browser):
     children = {n: by[n]["total_ms"] for n in by if n.startswith("encoder.layer.0.") and n.count(".") == 3
                 and by[n]["total_ms"] > 0}
     own = by.get("encoder.layer.0", {}).get("self_ms") or 0
-    want = sorted([(n.rsplit(".", 1)[1], v) for n, v in children.items()] + ([("0 (own)", own)] if own > 0 else []),
+    want = sorted([(n.rsplit(".", 1)[1], v) for n, v in children.items()] + ([("(own nodes)", own)] if own > 0 else []),
                   key=lambda kv: -kv[1])
     assert by_module["categories"] == [k for k, _ in want], (by_module, want)
     assert by_module["series"]["time"] == pytest.approx([v for _, v in want])
+    # The node table's ms column: each row's time is the profile's time for that node.
+    ms_cells = root.locator('[data-testid="hierx-node-row"] td.hx-ms').all_text_contents()
+    names_shown = root.locator('[data-testid="hierx-node-row"] .hx-node-name').all_text_contents()
+    assert len(ms_cells) == len(names_shown) > 0
+    for name, cell in zip(names_shown, ms_cells):
+        assert cell == "–" if name not in by_node else float(cell) == pytest.approx(by_node[name], rel=0.06, abs=6e-4), (name, cell)
     page.screenshot(path=str(ARTIFACTS / "lab_latency.png"), full_page=False)
     report("latency metric (tiny BERT, profile(runs=5)) in JupyterLab:",
            {"switch to latency (select, round trip)": switch_ms,

@@ -36,7 +36,7 @@ export function createGraph({ data, rootLabel, onSelectModule, onSelectNode }) {
   const { tree, nodes, graph } = data;
   /** @type {Set<number>} */
   const expanded = new Set();
-  let sel = 0, selNode = -1, zoom = 1;
+  let sel = 0, selNode = -1, zoom = 0; // 0: fit the pane's width (never above 100%)
   /** @type {GraphMetric | null} */
   let metric = null;
   /** @type {import("./graphmodel.js").Level | null} */
@@ -57,6 +57,7 @@ export function createGraph({ data, rootLabel, onSelectModule, onSelectNode }) {
   const valueText = (v) => `${graph.name(v)}: ${graph.dtypes[graph.dtype[v]] || "?"} ${graph.shapes[graph.shape[v]] || ""}`.trim();
 
   function rebuild() {
+    if (!graph.n) { level = { module: sel, items: [], edges: [], ops: 0, hidden: 0 }; paint(); return; } // no dataflow to lay out
     const t0 = performance.now();
     level = buildLevel(data, sel, expanded, { label });
     size = layoutLevel(level);
@@ -158,18 +159,19 @@ export function createGraph({ data, rootLabel, onSelectModule, onSelectNode }) {
   /** @param {MouseEvent} e */
   function onClick(e) {
     const g = /** @type {Element} */ (e.target).closest("[data-id]");
-    if (!g) return;
-    const id = g.getAttribute("data-id");
-    const kind = id[0];
+    const id = g ? g.getAttribute("data-id") : "";
     if (e.detail >= 2) {
-      // A double click: the first click already toggled; undo it and select what was clicked first.
+      // A double click: the first click already toggled (and the drawing may have moved under the
+      // pointer); undo it and select what the first click hit.
       const first = lastClick.id || id;
+      if (!first) return;
       if (lastClick.toggled >= 0) { toggle(lastClick.toggled, false); }
       lastClick = { id: "", toggled: -1 };
       if (first[0] === "m") onSelectModule(+first.slice(1));
       return;
     }
     lastClick = { id, toggled: -1 };
+    const kind = id[0];
     if (kind === "m") {
       const m = +id.slice(1);
       lastClick.toggled = m;

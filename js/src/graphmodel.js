@@ -92,7 +92,7 @@ export function nodeOutputs(data) {
  */
 export function buildLevel(data, sel, expanded, opts = {}) {
   const { tree, nodes, graph } = data;
-  const maxOps = opts.maxOps ?? 400, maxPorts = opts.maxPorts ?? 40;
+  const maxOps = opts.maxOps ?? 300, maxPorts = opts.maxPorts ?? 40;
   const lo = sel, hi = sel + tree.size[sel];
   // rep[k - lo]: -1 when module k's own nodes are drawn (k is M or an open cluster), else the
   // collapsed box that stands for it.
@@ -221,7 +221,8 @@ export function layoutLevel(level) {
   const compound = level.items.some((it) => it.kind === "cluster");
   const g = new dagre.graphlib.Graph({ compound, multigraph: false });
   const big = level.items.length > 150;
-  g.setGraph({ rankdir: "TB", nodesep: 14, ranksep: 26, edgesep: 8, marginx: 8, marginy: 8,
+  // Nested clusters stack their title rows: more space between ranks when there are clusters.
+  g.setGraph({ rankdir: "TB", nodesep: 14, ranksep: compound ? 40 : 26, edgesep: 8, marginx: 8, marginy: 8,
     ranker: big ? "longest-path" : "network-simplex" });
   g.setDefaultEdgeLabel(() => ({}));
   for (const it of level.items) {
