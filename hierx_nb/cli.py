@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ns = parser.parse_args(argv)
         if ns.command is None:
-            parser.error("choose a command: export, analyze, report, profile, extract, retag, compare, cache or demo")
+            parser.error("choose a command: export, generate, analyze, report, profile, extract, retag, compare, cache or demo")
     except SystemExit as e:  # --help / --version (0) or a usage error already reported (2)
         return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
     try:
@@ -102,9 +102,23 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--dynamic", action="append", metavar="SPEC",
                      help="dynamic dimensions, named in the file: " + DYNAMIC_GRAMMAR)
     exp.add_argument("--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's)")
+    exp.add_argument("--task", choices=("text-generation",),
+                     help="text-generation: a decoder as shipped, in the folder -o: one tagged file per generation "
+                          "stage (prefill.onnx, decode.onnx) with the KV cache as inputs and outputs, and "
+                          "manifest.json (run it with 'hierx generate FOLDER')")
     exp.add_argument("-q", "--quiet", action="store_true",
                      help="no progress on stderr (and no library warnings); errors are still reported")
     exp.set_defaults(run=_cmd_export)
+
+    gen = sub.add_parser("generate", help="greedy decoding with the files of 'hierx export --task text-generation'",
+                         description="Generate tokens greedily in ONNX Runtime with the prefill and decode files "
+                                     "in FOLDER, the KV cache fed back step to step; prints the new token ids and "
+                                     "the time of the prefill and of each decode step.")
+    gen.add_argument("folder", metavar="FOLDER", help="the folder 'hierx export --task text-generation -o' wrote")
+    gen.add_argument("--prompt-ids", required=True, type=_token_ids, metavar="IDS",
+                     help="the prompt's token ids, comma-separated (e.g. 1,2,3)")
+    gen.add_argument("--max-new-tokens", type=_positive, default=32, metavar="N", help="tokens to generate (32)")
+    gen.set_defaults(run=_cmd_generate)
 
     ana = sub.add_parser("analyze", help="print the module tree of a tagged ONNX file",
                          description="Print the module tree of a file written by hierx export, with each "
@@ -206,6 +220,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _token_ids(text: str) -> list[int]:
+    try:
+        ids = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated token ids (e.g. 1,2,3), got {text!r}") from None
+    if not ids or min(ids) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated token ids (e.g. 1,2,3), got {text!r}")
+    return ids
+
+
 def _positive(text: str) -> int:
     value = _non_negative(text)
     if value < 1:
@@ -231,6 +255,8 @@ def _cmd_export(ns) -> int:
     from .model_ref import parse_inputs, resolve_model
     from .shapes import parse_dynamic
 
+    if ns.task == "text-generation":
+        return _export_for_generation(ns)
     if ns.validate and ns.structure_only:
         raise StructureOnly("--validate needs weights: it cannot be combined with --structure-only",
                             shell_hint="drop one of them")
@@ -259,6 +285,59 @@ def _cmd_export(ns) -> int:
             say("validating with ONNX Runtime")
             report = result.validate(raise_on_mismatch=False)
         _print_validation(report)
+    return 0
+
+
+def _export_for_generation(ns) -> int:
+    from .generation import export_for_generation
+    from .model_ref import parse_inputs, resolve_model
+
+    for flag, given in (("--structure-only", ns.structure_only), ("--dynamic", ns.dynamic),
+                        ("--torch-nn-filter", ns.torch_nn_filter)):
+        if given:
+            raise InputError(f"{flag} does not apply to --task text-generation (batch, sequence and cache lengths "
+                             "are dynamic already)", shell_hint=f"drop {flag}")
+    given = parse_inputs(ns.inputs) if ns.inputs is not None else None
+    say = _progress(ns.quiet)
+    with _libraries_muted(ns.quiet):
+        say(f"loading {ns.model}")
+        model, _, _, _ = resolve_model(ns.model)
+        inputs = None
+        if given is not None:
+            args, kwargs = given
+            inputs = dict(kwargs) or {"input_ids": args[0]}
+        result = export_for_generation(model, ns.output, inputs=inputs, strategy=ns.strategy, opset=ns.opset,
+                                       progress=say)
+    for name, component in result.components.items():
+        print(f"{name:8s} {component.onnx_path}  {component.strategy}, {len(component.nodes)} nodes, "
+              f"{component.coverage_pct:.1f}% known")
+        for w in component.warnings:
+            print(f"  warning: {w}")
+    print(f"manifest {result.output_dir / 'manifest.json'}  ({result.manifest['cache_naming']})")
+    if ns.validate:
+        with _libraries_muted(ns.quiet):
+            say("generating 32 tokens in ONNX Runtime and with model.generate")
+            report = result.validate(32)
+        same = "the same tokens as" if report.attrs["tokens_equal"] else "OTHER tokens than"
+        print(f"validate: ONNX Runtime generated {same} model.generate over {len(report)} steps; "
+              f"largest logit difference {report['max_abs_diff'].max():.3g}")
+        return 0 if report.attrs["tokens_equal"] else EXIT_FAILED
+    return 0
+
+
+def _cmd_generate(ns) -> int:
+    import numpy as np
+
+    from .generation import GenerationRunner
+
+    runner = GenerationRunner(ns.folder)
+    prompt = np.array([ns.prompt_ids], dtype=np.int64)
+    timings: list[float] = []
+    tokens = runner.generate(prompt, max_new_tokens=ns.max_new_tokens, timings=timings)
+    print(",".join(str(int(t)) for t in tokens[0, prompt.shape[1]:]))
+    decode = timings[1:]
+    per_token = f", decode {1000 * sum(decode) / len(decode):.2f} ms/token over {len(decode)} steps" if decode else ""
+    print(f"prefill {1000 * timings[0]:.2f} ms ({prompt.shape[1]} tokens){per_token}", file=sys.stderr)
     return 0
 
 

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from .caches import CACHE_INPUT, CACHE_NAMING, CACHE_OUTPUT, Stage, export_patches, plan_stage
-from .errors import CannotGenerate, ExportError, InputError, MissingDependency, NoReference, NotAModule, describe
+from .errors import CannotGenerate, ExportError, InputError, MissingDependency, NoReference, NoSuchFile, NotAModule, describe
 from .exporter import export
 from .result import ExportResult
 
@@ -267,7 +267,9 @@ class GenerationRunner:
         folder = Path(folder)
         path = folder / MANIFEST
         if not path.is_file():
-            raise InputError(f"{folder} has no {MANIFEST}: export it with export_for_generation first")
+            raise NoSuchFile(f"no such file: '{path}'", hint="export the model with hierx_nb.export_for_generation("
+                             "model, folder) first", shell_hint="export the model with hierx export MODEL --task "
+                             "text-generation -o FOLDER first")
         self.manifest = json.loads(path.read_text(encoding="utf-8"))
         stages = self.manifest["stages"]
         if set(stages) != {"prefill", "decode"}:

@@ -161,3 +161,32 @@ def test_a_cache_with_options_naming_parameters_is_refused(tmp_path):
                         dynamic_shapes={"input_ids": {0: "batch"}})
     assert "export_for_generation" in str(e.value) and "dynamic_shapes" in str(e.value)
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_generate_prints_the_tokens_of_generate(llama, capsys):
+    from hierx_nb import cli
+
+    model, _, _, _, result = llama
+    code = cli.main(["generate", str(result.output_dir), "--prompt-ids", "5,6,7", "--max-new-tokens", "6"])
+    out, err = capsys.readouterr()
+    with torch.no_grad():
+        want = model.generate(input_ids=torch.tensor([[5, 6, 7]]), attention_mask=torch.ones(1, 3, dtype=torch.long),
+                              do_sample=False, max_new_tokens=6)[0, 3:].tolist()
+    assert code == 0 and out.strip() == ",".join(map(str, want))
+    assert "ms/token over 5 steps" in err
+    assert cli.main(["generate", str(result.output_dir / "nowhere"), "--prompt-ids", "1"]) == 2
+    assert "hierx export MODEL --task text-generation" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_exports_a_saved_folder_for_text_generation(tmp_path, capsys):
+    from hierx_nb import cli
+
+    model = tiny_llama()
+    model.save_pretrained(tmp_path / "llama")
+    code = cli.main(["export", str(tmp_path / "llama"), "--task", "text-generation", "-o", str(tmp_path / "out"),
+                     "-q", "--validate"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "the same tokens as model.generate over 32 steps" in out
+    assert {p.name for p in (tmp_path / "out").glob("*.onnx")} == {"prefill.onnx", "decode.onnx"}
