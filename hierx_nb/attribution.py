@@ -33,6 +33,8 @@ class NodeAttribution:
     module: str | None
     confidence: float
     source: str
+    # Other modules whose work an optimizer folded into this node (BatchNorm into a Conv): hierx.fused.
+    fused: tuple[str, ...] = ()
 
 
 def from_record(module: str, exact: bool) -> NodeAttribution:

@@ -638,6 +638,8 @@ def _tree_lines(modules: pd.DataFrame, max_depth: int | None, headers: tuple[str
     for label, r in rows:
         # Containers such as ModuleList are never called themselves; only an empty subtree never ran.
         note = "  (not executed)" if not r.executed and r.total_nodes == 0 else (notes or {}).get(r.module, "")
+        if r.folded_into:
+            note = f"  (folded into {r.folded_into})"
         values = cells.get(r.module, ("",) * len(headers))
         lines.append(f"{label:<{width}}  {str(r.module_class):<{cls_width}}  "
                      + "  ".join(f"{v:>{w}}" for v, w in zip(values, widths)) + note)

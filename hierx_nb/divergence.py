@@ -9,7 +9,9 @@ in one ONNX Runtime run.
 Pairing rule: a module's PyTorch tensors (over all its calls, in call order; outputs that are its
 own inputs passed through left out) and its ONNX values (in graph order) are grouped by shape and
 dtype; in a group with as many ONNX values as PyTorch tensors they pair in order. A group that
-does not balance is not paired — never guessed — and the row's ``note`` says so.
+does not balance is not paired — never guessed — and the row's ``note`` says so. A module whose
+node also computes modules an optimizer folded into it (``hierx.fused``: BatchNorm into the Conv)
+is compared with the last folded module's outputs; the folded module's row says where it went.
 
 The first divergent module is, in the order modules finish, the first whose paired outputs
 differ beyond tolerance while none of its inputs does (paired PyTorch inputs, and ONNX values
@@ -26,7 +28,7 @@ import pandas as pd
 import torch
 
 from .inputs import tensor_leaves
-from .tagging import MODULE_KEY
+from .tagging import MODULE_KEY, fused_modules
 from .validation import Reference, compare, graph_of, ort_session, session_feeds, to_numpy, tolerance
 
 COLUMNS = ["module", "module_class", "outputs", "max_abs_diff", "max_rel_diff", "ok", "inputs_ok", "note"]
@@ -182,9 +184,23 @@ def compare_modules(result, ref: Reference, atol: float | None, rtol: float | No
                 bad.add(name)
         return worst_abs, worst_rel, not bad, bad
 
+    # A node computing a module and the modules folded into it (hierx.fused) outputs what the last of
+    # those returned: the Conv's value is its BatchNorm's output; the BatchNorm has no value of its own.
+    folded_into: dict[str, str] = {}
+    computed_by: dict[str, str] = {}
+    for node in model.graph:
+        fused = fused_modules(node.metadata_props)
+        if fused:
+            folded_into.update(dict.fromkeys(fused, _module_of(node) or ""))
+            computed_by[_module_of(node) or ""] = fused[-1]
     out_pairs, in_pairs, unpaired = {}, {}, {}
     for name in recorder.called:
-        out_pairs[name], unpaired[name] = pair(recorder.outputs.get(name, []), outs.get(name, []), got)
+        if name in folded_into:
+            out_pairs[name], unpaired[name] = [], 0
+            in_pairs[name] = []
+            continue
+        theirs = recorder.outputs.get(computed_by.get(name, name), [])
+        out_pairs[name], unpaired[name] = pair(theirs, outs.get(name, []), got)
         in_pairs[name], _ = pair(recorder.inputs.get(name, []), ins.get(name, []), got)
     folded = _folded([*out_pairs.values(), *in_pairs.values()])
 
@@ -192,7 +208,9 @@ def compare_modules(result, ref: Reference, atol: float | None, rtol: float | No
     for name in recorder.called:
         pairs = [p for p in out_pairs[name] if p[0] not in folded]
         if not pairs:
-            if name not in outs and name not in ins:
+            if name in folded_into:
+                note = f"folded into {folded_into[name]!r} by an optimizer: compared there"
+            elif name not in outs and name not in ins:
                 note = "no ONNX node of its own or below it"
             elif out_pairs[name]:
                 note = "its ONNX values also hold a neighbour's work (folded by an optimizer): not paired"
@@ -204,6 +222,8 @@ def compare_modules(result, ref: Reference, atol: float | None, rtol: float | No
         bad_values |= bad
         missing = unpaired[name] + len(out_pairs[name]) - len(pairs)
         note = f"{missing} output(s) not paired" if missing else ""
+        if name in computed_by:
+            note = "; ".join(filter(None, [note, f"with {computed_by[name]!r} folded in: compared with its output"]))
         rows.append([name, recorder.classes[name], len(pairs), d_abs, d_rel, ok, None, note])
         per_module[name] = rows[-1]
     for name, row in per_module.items():

@@ -16,6 +16,7 @@ from . import memory as failure_memory
 from .attribution import complete
 from .errors import Attempt, ExportError, InputsRejected, describe
 from .files import check_output, publish, stage_model, staging, weight_bytes
+from .fusion import refold
 from .graph_io import io_frame, name_outputs
 from .hf import example_inputs, is_hf_model
 from .hf_switches import exportable
@@ -94,7 +95,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
         model.train(was_training)
 
     say("tagging ONNX nodes", 0.9)
-    attrs = complete(output_.model, output_.attributions, tree)
+    attrs = refold(output_.model, complete(output_.model, output_.attributions, tree), tree, model, executed)
     exceptions = frozenset(torch_nn_exceptions) if torch_nn_filter else None
     modules_used = {a.module for a in attrs.values()}
     tags = {m: tree.filtered_tag(m, exceptions) for m in modules_used}
@@ -104,7 +105,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     # Modules whose hooks did not fire (inlined by symbolic tracing) but whose ops are in the graph ran too.
     infos = [{"module": i.name, "module_class": i.cls, "parent": i.parent, "depth": i.depth, "params": i.params,
               "executed": True if i.name in executed else None} for i in tree.infos.values()]
-    modules = modules_frame(infos, nodes)
+    modules = modules_frame(infos, nodes, {f: a.module for a in attrs.values() for f in a.fused})
     coverage, coverage_pct = coverage_frame(nodes)
 
     result = ExportResult(model_class=type(model).__name__, strategy=used, attempts=attempts, nodes=nodes,

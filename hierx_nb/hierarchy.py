@@ -107,23 +107,45 @@ class ModuleTree:
             current = hit
         return current, exact
 
-    def resolve_scopes(self, scopes: list[str]) -> tuple[str, bool]:
+    def resolve_scopes(self, scopes: list[str], wrapper: str | None = None) -> tuple[str, bool]:
         """The module named by a chain of tracer scopes, innermost last; True when every scope resolved.
 
         TorchScript names a scope by the path from the nearest module whose forward ran: relative
         (``layer.0`` inside ``encoder``), or from an ancestor (``pos_branch.0`` inside ``pos_branch``),
-        with ``_N`` added for the N-th further call of a reused module.
+        with ``_N`` added for the N-th further call of a reused module. A module reached through a
+        container that never ran as a whole (``self.heads["cls"]`` of a ModuleDict, a Sequential's
+        items called one by one) is named by its own key: a scope that names exactly one module
+        below the current one by its trailing name parts resolves to it. ``wrapper``: the attribute
+        under which a wrapper holds the model (its scopes for the root's children read
+        ``wrapper.0``). A key holding ``/`` spans several scopes (node names split on ``/``).
         """
         current = ""
-        for scope in scopes:
-            hit = self._child_by_scope(current, scope)
-            if hit is None:
-                base = re.sub(r"_\d+$", "", scope)
-                hit = self._child_by_scope(current, base) if base != scope else None
+        i = 0
+        while i < len(scopes):
+            hit, used = None, 1
+            for used in range(1, len(scopes) - i + 1):  # a ModuleDict key with '/' spans scopes
+                hit = self._scope_hit(current, "/".join(scopes[i:i + used]), wrapper)
+                if hit is not None:
+                    break
             if hit is None:
                 return current, False
-            current = hit
+            current, i = hit, i + used
         return current, True
+
+    def _scope_hit(self, current: str, scope: str, wrapper: str | None) -> str | None:
+        base = re.sub(r"_\d+$", "", scope)
+        names = [scope] if base == scope else [scope, base]
+        if wrapper and not current:
+            names += [n[len(wrapper) + 1:] for n in names if n.startswith(wrapper + ".")]
+        for name in names:
+            hit = self._child_by_scope(current, name)
+            if hit is not None:
+                return hit
+        for name in names:
+            hit = self._unique_by_suffix(current, name)
+            if hit is not None:
+                return hit
+        return None
 
     def _child_by_scope(self, current: str, scope: str) -> str | None:
         for anchor in self.ancestors(current):  # innermost first
@@ -131,6 +153,14 @@ class ModuleTree:
             if hit is not None and (not current or hit == current or hit.startswith(current + ".")):
                 return hit
         return None
+
+    def _unique_by_suffix(self, current: str, scope: str) -> str | None:
+        """The one module strictly below ``current`` whose qualified name ends with the parts of
+        ``scope``, or None when none or several do."""
+        prefix = current + "." if current else ""
+        tail = "." + scope
+        found = [n for n in self.infos if n.startswith(prefix) and n != current and ("." + n).endswith(tail)]
+        return found[0] if len(found) == 1 else None
 
     def ancestors(self, name: str) -> list[str]:
         """``name`` and its ancestors up to the root, innermost first."""

@@ -12,8 +12,8 @@ from .attribution import walk
 from .errors import Attempt, NoSuchFile, NotOnnxFile, NotTagged
 from .graph_io import io_frame
 from .result import ExportResult
-from .tables import coverage_frame, modules_frame, nodes_frame
-from .tagging import CONFIDENCE_KEY, MODULE_KEY, SOURCE_KEY, STRATEGY_KEY, STRUCTURE_ONLY_KEY, TAG_KEY
+from .tables import coverage_frame, folded_from_props, modules_frame, nodes_frame
+from .tagging import CONFIDENCE_KEY, FUSED_KEY, MODULE_KEY, SOURCE_KEY, STRATEGY_KEY, STRUCTURE_ONLY_KEY, TAG_KEY
 
 
 def load(path: str | PathLike) -> ExportResult:
@@ -70,8 +70,11 @@ def result_of(model: ir.Model, path: Path | None, *, infos: list[dict] | None = 
     when given, else implied by the tags."""
     rows = []
     classes: dict[str, str] = {}
+    fused_props = []
     for node, _ in walk(model):
         meta = node.metadata_props
+        if FUSED_KEY in meta:
+            fused_props.append(meta)
         module = meta.get(MODULE_KEY)
         tag = meta.get(TAG_KEY, node.doc_string or None)
         cls = tag.rsplit("/", 1)[-1].split(":")[0].split(".")[0] if tag else None
@@ -83,14 +86,15 @@ def result_of(model: ir.Model, path: Path | None, *, infos: list[dict] | None = 
         where = repr(str(path)) if path is not None else "the model"
         raise NotTagged(f"{where} has no hierx tags")
     nodes = nodes_frame(rows)
+    folded = folded_from_props(fused_props)
     model_meta = model.metadata_props
     if infos is not None:
         cls_of = {i["module"]: i["module_class"] for i in infos}
         nodes["module_class"] = nodes["module"].map(cls_of).astype("category")
     else:
-        infos = _infos_from_tags(nodes, classes)
+        infos = _infos_from_tags(nodes, classes, folded)
         model_class = classes.get("", "model")
-    modules = modules_frame(infos, nodes)
+    modules = modules_frame(infos, nodes, folded)
     coverage, pct = coverage_frame(nodes)
     return ExportResult(model_class=model_class or "model", strategy=model_meta.get(STRATEGY_KEY, "unknown"),
                         attempts=list(attempts), nodes=nodes, modules=modules, coverage=coverage, coverage_pct=pct,
@@ -99,10 +103,11 @@ def result_of(model: ir.Model, path: Path | None, *, infos: list[dict] | None = 
                         io=io_frame(model))
 
 
-def _infos_from_tags(nodes: pd.DataFrame, classes: dict[str, str]) -> list[dict]:
-    """The module tree implied by the modules named in the tags (and their ancestors)."""
+def _infos_from_tags(nodes: pd.DataFrame, classes: dict[str, str], folded: dict[str, str]) -> list[dict]:
+    """The module tree implied by the modules named in the tags, folded into nodes (``hierx.fused``),
+    and their ancestors."""
     names = {""}
-    for module in nodes["module"].dropna().unique():
+    for module in [*nodes["module"].dropna().unique(), *folded]:
         parts = module.split(".") if module else []
         for i in range(len(parts) + 1):
             names.add(".".join(parts[:i]))

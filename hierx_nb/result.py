@@ -13,7 +13,8 @@ from .graph_io import IO_COLUMNS
 from .sidecar import update_metrics
 
 NODE_COLUMNS = ["node", "op_type", "module", "module_class", "tag", "confidence", "source"]
-MODULE_COLUMNS = ["module", "module_class", "parent", "depth", "own_nodes", "total_nodes", "params", "executed"]
+MODULE_COLUMNS = ["module", "module_class", "parent", "depth", "own_nodes", "total_nodes", "params", "executed",
+                  "folded_into"]
 COVERAGE_COLUMNS = ["op_type", "nodes", "exact", "pattern", "inferred", "pct"]
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 
 from .attribution import EXACT, INFERRED, PATTERN
 from .result import COVERAGE_COLUMNS, MODULE_COLUMNS, NODE_COLUMNS
-from .tagging import confidence_text
+from .tagging import MODULE_KEY, confidence_text, fused_modules
 
 
 def node_rows(attrs: dict, tags: dict[str, str], tree) -> list[tuple]:
@@ -13,6 +13,11 @@ def node_rows(attrs: dict, tags: dict[str, str], tree) -> list[tuple]:
     written in the file, so an exported result and the same file loaded agree."""
     return [(node.name or "", node.op_type, a.module, tree.infos[a.module].cls, tags[a.module],
              float(confidence_text(a.confidence)), a.source) for node, a in attrs.items()]
+
+
+def folded_from_props(props: list[dict[str, str]]) -> dict[str, str]:
+    """The module each folded module went into, from nodes' metadata props (``hierx.fused``)."""
+    return {f: p.get(MODULE_KEY, "") for p in props for f in fused_modules(p)}
 
 
 def nodes_frame(rows: list[tuple]) -> pd.DataFrame:
@@ -23,11 +28,12 @@ def nodes_frame(rows: list[tuple]) -> pd.DataFrame:
     return df
 
 
-def modules_frame(infos: list[dict], nodes: pd.DataFrame) -> pd.DataFrame:
+def modules_frame(infos: list[dict], nodes: pd.DataFrame, folded: dict[str, str] | None = None) -> pd.DataFrame:
     """``infos``: dicts with module, module_class, parent, depth, params, executed (None: unknown).
 
     Node counts come from ``nodes``; a module whose execution is unknown counts as executed when
-    its subtree produced nodes.
+    its subtree produced nodes. ``folded``: the module an optimizer folded each module into (the
+    nodes' ``hierx.fused`` props), shown as ``folded_into`` ("" for the others).
     """
     own = nodes["module"].value_counts() if len(nodes) else pd.Series(dtype="int64")
     df = pd.DataFrame.from_records(infos, columns=["module", "module_class", "parent", "depth", "params", "executed"])
@@ -48,6 +54,7 @@ def modules_frame(infos: list[dict], nodes: pd.DataFrame) -> pd.DataFrame:
     df["module_class"] = df["module_class"].astype("category")
     df["depth"] = df["depth"].astype("int64")
     df["params"] = df["params"].astype("int64")
+    df["folded_into"] = df["module"].map(folded or {}).fillna("").astype(object)
     return df[MODULE_COLUMNS]
 
 

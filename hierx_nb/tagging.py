@@ -48,8 +48,8 @@ def fused_modules(props: dict[str, str]) -> list[str]:
 
 
 def apply_tags(attrs: dict[ir.Node, NodeAttribution], tags: dict[str, str], namespaces: dict[str, str]) -> None:
-    """Write each node's module, tag (also its ``doc_string``), confidence, source and Model Explorer
-    namespace into its ``metadata_props``. ``tags`` and ``namespaces``: by module. Node names and the
+    """Write each node's module, tag (also its ``doc_string``), confidence, source, folded modules
+    (``hierx.fused``, only when there are any) and Model Explorer namespace into its ``metadata_props``. ``tags`` and ``namespaces``: by module. Node names and the
     graph stay as they are."""
     for node, a in attrs.items():
         props = node.metadata_props
@@ -58,6 +58,8 @@ def apply_tags(attrs: dict[ir.Node, NodeAttribution], tags: dict[str, str], name
         props[TAG_KEY] = tags[a.module]
         props[CONFIDENCE_KEY] = confidence_text(a.confidence)
         props[SOURCE_KEY] = a.source
+        if a.fused:
+            props[FUSED_KEY] = fused_text(a.fused)
         node.doc_string = tags[a.module]
 
 

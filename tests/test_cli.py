@@ -132,7 +132,7 @@ def test_analyze_csv(mlp_export, capfd):
     code, stdout, err = run_inline(capfd, "analyze", out, "--format", "csv", "--depth", "1")
     assert code == 0, err
     lines = stdout.splitlines()
-    assert lines[0] == "module,module_class,parent,depth,own_nodes,total_nodes,params,executed"
+    assert lines[0] == "module,module_class,parent,depth,own_nodes,total_nodes,params,executed,folded_into"
     assert len(lines) == 1 + 5  # the root and its four children
     assert lines[1].startswith(",MLP,,0,0,7,")
 

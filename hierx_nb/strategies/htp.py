@@ -46,7 +46,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
         scopes = scopes_of(node.name)
         if scopes is None:
             continue
-        attrs[node] = from_record(*ctx.tree.resolve_scopes(scopes))
+        attrs[node] = from_record(*ctx.tree.resolve_scopes(scopes, wrapper=_WRAPPER_SCOPE))
     # torch.onnx deduplicates initializers of equal value and hands each duplicate to its users through
     # an Identity named after the parameter it stands for: that name is PyTorch's record of its owner.
     owners = _tensor_owners(ctx)
