@@ -72,19 +72,45 @@ def aten_histc(op, self, bins=100, min=0.0, max=0.0):
     return op.CastLike(op.Sub(starts, ends), self)
 
 
+# -- complex tensors as real pairs ------------------------------------------------------------------
+# ONNX Runtime has no complex arithmetic; torch.onnx's dynamo exporter represents a complex tensor
+# of shape S as a real one of shape (*S, 2) (real, imaginary on the last axis), and its library
+# covers many complex ops that way (view_as_complex/real, mul, matmul, transpose, the FFTs). These
+# fill its gaps in the same representation; ``dim`` arguments count the complex tensor's axes.
+
+
+def _pair_axis(dim: int) -> int:
+    """The real pair's axis for a complex tensor's axis ``dim`` (negative axes skip the pair axis)."""
+    return dim if dim >= 0 else dim - 1
+
+
+def aten_unsqueeze_complex(op, self, dim: int):
+    """``unsqueeze`` of a complex tensor (Llama-4's ``freqs_cis[:, :, None, :]``)."""
+    return op.Unsqueeze(self, [_pair_axis(dim)])
+
+
+def aten_zeros_like_complex(op, self, dtype=None, layout=None, device=None, pin_memory=None, memory_format=None):
+    """``zeros_like`` of a complex tensor: zero real and imaginary parts."""
+    return op.Expand(op.CastLike(op.Constant(value_float=0.0), self), op.Shape(self))
+
+
 @dataclass(frozen=True)
 class Translation:
-    """One ATen op: its dynamo overloads, its TorchScript name and the builder-style function."""
+    """One ATen op: its dynamo overloads, its TorchScript name and the builder-style function;
+    ``complex``: it translates the op on complex inputs (as real pairs), real ones keep torch.onnx's."""
 
     overloads: tuple
     torchscript_name: str
     fn: Callable
+    complex: bool = False
 
 
 TRANSLATIONS = (
     Translation((torch.ops.aten.randperm.default,), "aten::randperm", aten_randperm),
     Translation((torch.ops.aten._is_all_true.default,), "aten::_is_all_true", aten_is_all_true),
     Translation((torch.ops.aten.histc.default,), "aten::histc", aten_histc),
+    Translation((torch.ops.aten.unsqueeze.default,), "aten::unsqueeze", aten_unsqueeze_complex, complex=True),
+    Translation((torch.ops.aten.zeros_like.default,), "aten::zeros_like", aten_zeros_like_complex, complex=True),
 )
 
 
@@ -117,7 +143,34 @@ def _for_dynamo(fn: Callable) -> Callable:
     return translation
 
 
-TABLE = {overload: _for_dynamo(t.fn) for t in TRANSLATIONS for overload in t.overloads}
+TABLE = {overload: _for_dynamo(t.fn) for t in TRANSLATIONS if not t.complex for overload in t.overloads}
+COMPLEX_TABLE = {overload: _for_dynamo(t.fn) for t in TRANSLATIONS if t.complex for overload in t.overloads}
+
+
+@contextlib.contextmanager
+def complex_translations():
+    """Within the block, torch.onnx's dynamo exporter also uses ``COMPLEX_TABLE`` for complex inputs.
+
+    ``custom_translation_table`` registers every entry for real inputs only (torch.onnx 2.13: "TODO:
+    Support complex inputs"), so the registry torch.onnx builds from its library gets the complex
+    translations added, marked complex, for the block.
+    """
+    from torch.onnx._internal.exporter import _registration
+
+    registry_class = _registration.ONNXRegistry
+    original = registry_class.__dict__["from_torchlib"]
+
+    def from_torchlib(cls, *args, **kwargs):
+        registry = original.__func__(cls, *args, **kwargs)
+        for overload, fn in COMPLEX_TABLE.items():
+            registry.register_op(overload, fn, is_complex=True)
+        return registry
+
+    registry_class.from_torchlib = classmethod(from_torchlib)
+    try:
+        yield
+    finally:
+        registry_class.from_torchlib = original
 
 
 # -- TorchScript: g.op ----------------------------------------------------------------------------

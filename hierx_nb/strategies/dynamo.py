@@ -10,7 +10,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from ..attribution import all_nodes, from_record
 from ..errors import describe
 from ..quiet import quiet
-from ..translations import TABLE
+from ..translations import TABLE, complex_translations
 from .base import ExportContext, Strategy, StrategyFailed, StrategyOutput
 
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
@@ -73,6 +73,11 @@ def run(ctx: ExportContext) -> StrategyOutput:
 
 
 def _export(ctx: ExportContext):
+    with complex_translations():
+        return _export_with_table(ctx)
+
+
+def _export_with_table(ctx: ExportContext):
     return torch.onnx.export(
         ctx.model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=None, report=False,
         # Constant folding needs real weights; a structure-only graph is kept as captured.
