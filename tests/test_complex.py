@@ -55,11 +55,12 @@ def _max_diff(result, model, *inputs):
     return float(np.abs(got - want.numpy()).max())
 
 
+@pytest.mark.parametrize("strategy", ["dynamo", "htp"])
 @pytest.mark.parametrize("model,shape", [(SpectralFilter(), (2, 4, 16)), (LowPass(), (3, 16))])
-def test_spectral_filters_export_exactly_and_match(model, shape):
+def test_spectral_filters_export_exactly_and_match(model, shape, strategy):
     model.eval()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(2))
-    result = hierx_nb.export(model, (x,), output=None, strategy="dynamo")
+    result = hierx_nb.export(model, (x,), output=None, strategy=strategy)
     assert not result.warnings
     assert result.coverage_pct == 100.0
     assert _max_diff(result, model, x) < 1e-4
@@ -67,7 +68,8 @@ def test_spectral_filters_export_exactly_and_match(model, shape):
     assert _max_diff(result, model, torch.randn(*shape) * 10) < 1e-4 * 10
 
 
-def test_llama4_complex_rotary_embedding_exports_and_matches():
+@pytest.mark.parametrize("strategy", ["dynamo", "htp"])
+def test_llama4_complex_rotary_embedding_exports_and_matches(strategy):
     transformers = pytest.importorskip("transformers")
     config = transformers.Llama4TextConfig(
         vocab_size=64, hidden_size=32, intermediate_size=64, intermediate_size_mlp=64, num_hidden_layers=2,
@@ -76,7 +78,21 @@ def test_llama4_complex_rotary_embedding_exports_and_matches():
     torch.manual_seed(0)
     model = transformers.Llama4TextModel(config).eval()
     ids = torch.randint(0, 64, (1, 7), generator=torch.Generator().manual_seed(3))
-    result = hierx_nb.export(model, (ids,), output=None, strategy="dynamo")
+    result = hierx_nb.export(model, (ids,), output=None, strategy=strategy)
     assert not result.warnings
     assert _max_diff(result, model, ids) < 1e-4
     assert result.coverage_pct >= 95.0
+
+
+def test_real_ops_keep_torch_onnx_translation_under_htp():
+    """The complex symbolics only take complex inputs: a real matmul/transpose/mul stays one op each."""
+
+    class Real(nn.Module):
+        def forward(self, a, b):
+            return torch.matmul(a.transpose(0, 1), b) * 2.0
+
+    a, b = torch.randn(3, 2), torch.randn(3, 4)
+    result = hierx_nb.export(Real(), (a, b), output=None, strategy="htp")
+    ops = [n.op_type for n in result.onnx_model.graph]
+    assert ops.count("MatMul") == 1 and ops.count("Transpose") == 1 and "Concat" not in ops
+    assert _max_diff(result, Real(), a, b) < 1e-5
