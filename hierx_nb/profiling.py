@@ -181,7 +181,8 @@ def latency_frame(result, placed: dict[str, str], totals: dict[str, float], ops:
     ``by_node``: ms per exported node that carries kernel time). With ``fused`` (``fused_into``'s
     answer) a ``fused_into`` column: for a module that owns nodes but got no kernel of its own
     because ORT fused them into a kernel placed on another module, that module (the one that took
-    most of its nodes), else None."""
+    most of its nodes); for a module the exporter's optimizer folded into another's node (the
+    modules table's ``folded_into``), that module; else None."""
     modules = result.modules
     known = set(modules["module"].astype(str))
     self_us: dict[str, float] = defaultdict(float)
@@ -214,6 +215,8 @@ def latency_frame(result, placed: dict[str, str], totals: dict[str, float], ops:
     df["share"] = df["total_ms"] / (kernel_us / per_run) if kernel_us else 0.0
     if fused is not None:
         df["fused_into"] = [_fused_target(m, fused, count, known) for m in df["module"]]
+        if "folded_into" in modules:  # folded by the exporter's optimizer (hierx.fused): its work is there
+            df["fused_into"] = [t if t is not None else (f or None) for t, f in zip(df["fused_into"], modules["folded_into"])]
     df.attrs["kernel_ms"] = kernel_us / per_run
     df.attrs["unattributed_ms"] = unattributed / per_run
     df.attrs["by_op_type"] = {k: v / per_run for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}

@@ -87,7 +87,7 @@ def test_folded_module_is_reported_as_folded_in_divergence_and_latency(strategy)
     # Basic optimizations keep the Conv a kernel of its own (all would fuse it with the ReLU: their block).
     lat = result.profile(runs=3, warmup=1, optimization="basic").set_index("module")
     assert lat.loc["stem.0", "nodes"] == 1 and lat.loc["stem.0", "self_ms"] > 0
-    assert lat.loc["stem.1", "nodes"] == 0
+    assert lat.loc["stem.1", "nodes"] == 0 and lat.loc["stem.1", "fused_into"] == "stem.0"
 
 
 @pytest.mark.parametrize("strategy", ["dynamo", "htp"])
