@@ -263,8 +263,11 @@ def describe(e: BaseException, limit: int = 300) -> str:
     return first_line(f"{type(e).__name__}: {e}", limit)
 
 
-class UntaggedSource(InputError):
-    """``retag``/``compare``: the file to carry tags from has none (hierx did not export it)."""
+class UntaggedSource(NotTagged):
+    """``retag``/``compare``: the file to carry tags from has none (hierx did not export it).
+
+    A ``NotTagged`` whose advice names the source (``--from``): ``except NotTagged`` catches both.
+    """
 
 
 class NotMadeFrom(InputError):

@@ -244,3 +244,9 @@ def test_model_and_spec_mistakes_raise_their_class(files, tmp_path):
         hierx_nb.meta_model(tmp_path / "missing.json")
     with pytest.raises(hierx_nb.NoSuchFile):
         resolve_model(str(tmp_path / "missing.py") + ":build")
+
+
+def test_refinements_stay_catchable_as_the_general_mistake():
+    # A file without tags is one mistake: as retag's source it is UntaggedSource, still a NotTagged.
+    assert issubclass(hierx_nb.UntaggedSource, hierx_nb.NotTagged)
+    assert issubclass(hierx_nb.UnknownModule, KeyError) and issubclass(hierx_nb.MissingDependency, ImportError)
