@@ -17,13 +17,14 @@ from .attribution import complete
 from .errors import Attempt, ExportError, InputsRejected, describe
 from .files import check_output, publish, stage_model, staging, weight_bytes
 from .fusion import refold
-from .graph_io import io_frame, name_outputs
+from .graph_io import io_frame
 from .hf import example_inputs, is_hf_model
 from .hf_switches import exportable
 from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree, root_label
-from .inputs import normalize, recording_output_names
+from .inputs import normalize, tensor_leaf_names
+from .preserve import ModelState, copy_inputs
 from .result import ExportResult
-from .strategies.base import ExportContext, Strategy, StrategyOutput, StrategyResult
+from .strategies.base import ExportContext, Strategy, StrategyOutput
 from .tables import coverage_frame, modules_frame, node_rows, nodes_frame
 from .tagging import apply_tags, mark_model, module_namespace
 from .version import __version__
@@ -81,49 +82,53 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     if structure_only:
         model, args, kwargs = _to_meta(model, args, kwargs)
 
-    was_training = model.training
-    model.eval()
-    try:
+    # The caller's inputs are never run (copies are), and what running the model writes into its
+    # parameters, buffers, flags or config is put back when the block ends (preserve.py).
+    args, kwargs = copy_inputs(args, kwargs)
+    with ModelState(model) as state:
+        model.eval()
         tree = ModuleTree(model)
         ctx = ExportContext(model=model, args=args, kwargs=kwargs, tree=tree, structure_only=structure_only,
                             opset=opset, dynamic=dynamic, input_names=list(input_names) if input_names else None,
                             output_names=list(output_names) if output_names else None, optimize=optimize,
                             progress=say)
         warnings: list[str] = []
-        output_, used, attempts, executed = _run_strategies(ctx, candidates, strategy == strategies.AUTO, warnings)
-    finally:
-        model.train(was_training)
+        say("running the model eagerly: which modules execute", 0.0)
+        executed, eager_error, ctx.eager_output_names = _executed_modules(ctx)
+        state.restore()
+        output_, used, attempts = _run_strategies(ctx, candidates, strategy == strategies.AUTO, warnings,
+                                                  state.restore, eager_error)
+        say("tagging ONNX nodes", 0.9)
+        attrs = refold(output_.model, complete(output_.model, output_.attributions, tree), tree, model, executed)
+        exceptions = frozenset(torch_nn_exceptions) if torch_nn_filter else None
+        modules_used = {a.module for a in attrs.values()}
+        tags = {m: tree.filtered_tag(m, exceptions) for m in modules_used}
+        apply_tags(attrs, tags, {m: module_namespace(tree, m) for m in modules_used})
+        mark_model(output_.model, strategy=used, version=__version__, structure_only=structure_only)
+        nodes = nodes_frame(node_rows(attrs, tags, tree))
+        # Modules whose hooks did not fire (inlined by symbolic tracing) but whose ops are in the graph ran too.
+        infos = [{"module": i.name, "module_class": i.cls, "parent": i.parent, "depth": i.depth, "params": i.params,
+                  "executed": True if i.name in executed else None} for i in tree.infos.values()]
+        modules = modules_frame(infos, nodes, {f: a.module for a in attrs.values() for f in a.fused})
+        coverage, coverage_pct = coverage_frame(nodes)
 
-    say("tagging ONNX nodes", 0.9)
-    attrs = refold(output_.model, complete(output_.model, output_.attributions, tree), tree, model, executed)
-    exceptions = frozenset(torch_nn_exceptions) if torch_nn_filter else None
-    modules_used = {a.module for a in attrs.values()}
-    tags = {m: tree.filtered_tag(m, exceptions) for m in modules_used}
-    apply_tags(attrs, tags, {m: module_namespace(tree, m) for m in modules_used})
-    mark_model(output_.model, strategy=used, version=__version__, structure_only=structure_only)
-    nodes = nodes_frame(node_rows(attrs, tags, tree))
-    # Modules whose hooks did not fire (inlined by symbolic tracing) but whose ops are in the graph ran too.
-    infos = [{"module": i.name, "module_class": i.cls, "parent": i.parent, "depth": i.depth, "params": i.params,
-              "executed": True if i.name in executed else None} for i in tree.infos.values()]
-    modules = modules_frame(infos, nodes, {f: a.module for a in attrs.values() for f in a.fused})
-    coverage, coverage_pct = coverage_frame(nodes)
+        result = ExportResult(model_class=type(model).__name__, strategy=used, attempts=attempts, nodes=nodes,
+                              modules=modules, coverage=coverage, coverage_pct=coverage_pct, seconds=0.0,
+                              structure_only=structure_only, onnx_model=output_.model, warnings=warnings,
+                              io=io_frame(output_.model))
+        if not structure_only:
+            from .validation import Reference
 
-    result = ExportResult(model_class=type(model).__name__, strategy=used, attempts=attempts, nodes=nodes,
-                          modules=modules, coverage=coverage, coverage_pct=coverage_pct, seconds=0.0,
-                          structure_only=structure_only, onnx_model=output_.model, warnings=warnings,
-                          io=io_frame(output_.model))
-    if not structure_only:
-        from .validation import Reference
-
-        result.reference = Reference(model, args, kwargs)
-        if out_path is None:
-            say("checking the model against PyTorch in ONNX Runtime", 0.92)
-            result.warnings += check(result)
-    if out_path is not None:
-        say(f"writing {out_path.name} and its sidecar", 0.93)
-        extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
-        result.seconds = time.perf_counter() - started
-        _write(result, out_path, extra, external_data_threshold, say)
+            result.reference = Reference(model, args, kwargs)
+            if out_path is None:
+                say("checking the model against PyTorch in ONNX Runtime", 0.92)
+                result.warnings += check(result)
+        if out_path is not None:
+            say(f"writing {out_path.name} and its sidecar", 0.93)
+            extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
+            result.seconds = time.perf_counter() - started
+            _write(result, out_path, extra, external_data_threshold, say)
+    result.warnings += state.warnings
     result.seconds = time.perf_counter() - started
     return result
 
@@ -161,10 +166,11 @@ def _empty(args) -> bool:
     return args is None or (isinstance(args, (tuple, list)) and len(args) == 0)
 
 
-def _run_strategies(ctx: ExportContext, candidates: tuple[Strategy, ...], auto: bool,
-                    warnings: list[str]) -> tuple[StrategyOutput, str, list[Attempt], set[str]]:
-    """The first strategy that exports the model, every attempt, and the modules whose forward ran
-    while it traced (forward hooks fire during tracing: no extra run of the model is needed).
+def _run_strategies(ctx: ExportContext, candidates: tuple[Strategy, ...], auto: bool, warnings: list[str],
+                    restore: Callable[[], None], eager_error: str | None) -> tuple[StrategyOutput, str, list[Attempt]]:
+    """The first strategy that exports the model, its name and every attempt; ``restore()`` after each
+    attempt puts back what running the model wrote. ``eager_error``: why the model does not run eagerly
+    on its inputs (None if it does): ``InputsRejected`` when no strategy exports it either.
 
     Under ``auto``, the pre-check first skips the strategies predicted to fail (remembered failures,
     else an FX trace attempt); should every other one fail, the skipped ones are tried after all.
@@ -183,50 +189,35 @@ def _run_strategies(ctx: ExportContext, candidates: tuple[Strategy, ...], auto: 
         if all(s.name in predicted for s in candidates):
             predicted = {}  # skipping everything would decide nothing: try them all
     skipped = [s for s in candidates if s.name in predicted]
-    for strategy in candidates:
-        if strategy in skipped:
+    # The skipped ones come last: a stale memory or a wrong prediction must not fail the export.
+    for strategy in [*candidates, *skipped]:
+        if strategy in skipped and not any(a.name == strategy.name for a in attempts):
             # The seconds of a skipped attempt are the pre-check's: what deciding to skip it cost.
             attempts.append(Attempt(strategy.name, False, predicted[strategy.name], precheck_seconds, skipped=True))
             continue
         found = _try(strategy, ctx, attempts, warnings)
+        restore()
         if found is not None:
-            _remember(key, label, attempts, found[1], warnings)
-            return found[0], found[1], attempts, found[2]
-    for strategy in skipped:  # a stale memory or a wrong prediction must not fail the export
-        found = _try(strategy, ctx, attempts, warnings)
-        if found is not None:
-            _remember(key, label, attempts, found[1], warnings)
-            return found[0], found[1], attempts, found[2]
-    if not ctx.structure_only:
-        _check_runs(ctx.model, ctx.args, ctx.kwargs)  # every strategy failed: blame the inputs if they are at fault
+            _remember(key, label, attempts, strategy.name, warnings)
+            return found, strategy.name, attempts
+    if eager_error is not None and not ctx.structure_only:  # every strategy failed: the inputs are at fault
+        raise InputsRejected(f"{type(ctx.model).__name__} does not run on the given inputs: {eager_error}")
     _remember(key, label, attempts, None, warnings)
     raise ExportError(f"no strategy could export {type(ctx.model).__name__}", attempts)
 
 
-def _try(strategy: Strategy, ctx: ExportContext, attempts: list[Attempt], warnings: list[str]):
-    """``(output, name, executed modules)`` if ``strategy`` exports the model, else None. The attempt is
-    recorded, with the settings switched for it; the problems it found join ``warnings`` if it wins."""
-    found: list[str] = []
+def _try(strategy: Strategy, ctx: ExportContext, attempts: list[Attempt], warnings: list[str]) -> StrategyOutput | None:
+    """The strategy's output if it exports the model, else None. The attempt is recorded, with the
+    settings switched for it; the problems it found join ``warnings`` if it wins."""
     # HF kernels that cannot export (MoE grouped_mm, flash attention) are switched for the try.
-    with _executed_modules(ctx.model, ctx.tree) as executed, exportable(ctx.model) as switched, \
-            recording_output_names(ctx.model) as output_names:
+    with exportable(ctx.model) as switched:
         tried = strategy(ctx)
-        if tried.success and ctx.output_names is None:  # last_hidden_state, logits: the model's own names
-            name_outputs(tried.output.model, output_names)
-        if tried.success and ctx.dynamic is not None:  # the user's names; fails on sizes fixed in the file
-            try:
-                shapes.apply(tried.output.model, ctx.dynamic, strategy.name)
-                if not ctx.structure_only:
-                    found = shapes.check_other_sizes(tried.output.model, ctx.dynamic, ctx.model, ctx.args,
-                                                     ctx.kwargs, strategy.name)
-            except Exception as e:
-                tried = StrategyResult(strategy.name, None, e, tried.seconds)
     attempts.append(Attempt(strategy.name, tried.success, tried.reason, tried.seconds, switched=tuple(switched),
                             exception=tried.exception))
     if not tried.success:
         return None
-    warnings.extend(found)
-    return tried.output, strategy.name, executed
+    warnings.extend(tried.warnings)
+    return tried.output
 
 
 def _remember(key: str | None, label: str | None, attempts: list[Attempt], winner: str | None, warnings: list[str]) -> None:
@@ -237,30 +228,32 @@ def _remember(key: str | None, label: str | None, attempts: list[Attempt], winne
     failure_memory.memory().remember(key, label, failures, warnings, succeeded=winner)
 
 
-@contextlib.contextmanager
-def _executed_modules(model: torch.nn.Module, tree: ModuleTree):
-    """A set filled with the qualified names of modules whose forward runs inside the block."""
+def _executed_modules(ctx: ExportContext) -> tuple[set[str], str | None, list[str] | None]:
+    """The qualified names of the modules whose forward runs on the inputs (with their ancestors),
+    why the model does not run eagerly (None when it does; the set is then empty: unknown), and the
+    names of its output's tensors (``last_hidden_state``, ``logits``; None for a bare tensor).
+
+    Watched by forward pre-hooks in an eager run of its own, never while a strategy captures: hooks
+    that record are side effects, which ``torch.cond`` branches reject. The run comes first: what the
+    forward writes into parameters and buffers is copied then (preserve.py).
+    """
     executed: set[str] = set()
     hooks = []
-    for name, module in model.named_modules():
-        canonical = tree.canonical(name)
+    for name, module in ctx.model.named_modules():
+        canonical = ctx.tree.canonical(name)
         hooks.append(module.register_forward_pre_hook(lambda mod, inp, _n=canonical: executed.add(_n)))
+    fresh = ctx.fresh()
     try:
-        yield executed
+        with torch.no_grad(), exportable(ctx.model):
+            output = ctx.model(*fresh.args, **fresh.kwargs)
+    except Exception as e:
+        return set(), describe(e), None
     finally:
         for h in hooks:
             h.remove()
     for name in list(executed):
-        executed.update(tree.ancestors(name))
-
-
-def _check_runs(model, args, kwargs) -> None:
-    """``InputsRejected`` if the model does not run eagerly on its inputs."""
-    try:
-        with torch.no_grad():
-            model(*args, **kwargs)
-    except Exception as e:
-        raise InputsRejected(f"{type(model).__name__} does not run on the given inputs: {describe(e)}") from None
+        executed.update(ctx.tree.ancestors(name))
+    return executed, None, tensor_leaf_names(output)
 
 
 def _to_meta(model, args, kwargs):

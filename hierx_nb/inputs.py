@@ -2,7 +2,6 @@
 names of the model's output tensors after its output structure."""
 from __future__ import annotations
 
-import contextlib
 import inspect
 from typing import Any
 
@@ -117,23 +116,6 @@ def _key(k):
         if hasattr(k, attr):
             return getattr(k, attr)
     return str(k)
-
-
-@contextlib.contextmanager
-def recording_output_names(model: torch.nn.Module):
-    """Within the block, a list filled with ``tensor_leaf_names`` of ``model``'s output each time its
-    forward runs (an exporter's trace runs it: no extra run is needed); empty if it never ran."""
-    recorded: list[str] = []
-
-    def hook(module, args, output):
-        names = tensor_leaf_names(output)
-        recorded[:] = names or []
-
-    handle = model.register_forward_hook(hook)
-    try:
-        yield recorded
-    finally:
-        handle.remove()
 
 
 class CallWithInputs(torch.nn.Module):

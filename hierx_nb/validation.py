@@ -12,6 +12,7 @@ import torch
 
 from .errors import ExportError, UnknownChoice, first_line
 from .inputs import named_tensor_inputs, normalize, tensor_leaves
+from .preserve import copy_inputs
 
 # Default (atol, rtol) by the dtype of PyTorch's value: half precision rounds at ~1e-3 relative,
 # so fp32 tolerances would call every fp16/bf16 export wrong.
@@ -160,8 +161,9 @@ class Reference:
 
     def outputs(self) -> list[tuple[np.ndarray, str]]:
         """PyTorch's output tensors (numpy) with their torch dtype names."""
+        args, kwargs = copy_inputs(self.args, self.kwargs)  # a cache object given as input grows when run
         with self.evaluating():
-            leaves = tensor_leaves(self.model(*self.args, **self.kwargs))
+            leaves = tensor_leaves(self.model(*args, **kwargs))
         return [(to_numpy(t), str(t.dtype)) for t in leaves]
 
 

@@ -357,9 +357,13 @@ def test_progress_reports_torch_onnx_steps(capfd):
 
     hierx_nb.export(c.model, c.args, output=None, progress=progress)
     steps = [s for s, _ in seen]
-    assert steps[:6] == ["dynamo: exporting with torch.onnx (dynamo=True)", "dynamo: capturing the graph with torch.export",
+    assert steps[0] == "running the model eagerly: which modules execute"
+    steps = steps[1:]
+    assert steps[:7] == ["dynamo: exporting with torch.onnx (dynamo=True)", "dynamo: capturing the graph with torch.export",
                          "dynamo: running decompositions", "dynamo: translating the graph to ONNX",
-                         "dynamo: optimizing the ONNX graph", "dynamo: reading nn_module_stack scopes"]
+                         "dynamo: optimizing the ONNX graph", "dynamo: reading nn_module_stack scopes",
+                         "dynamo: checking the file"]
+    assert steps[7].startswith("dynamo: exported in ")
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] <= 1
     out = capfd.readouterr().out

@@ -39,14 +39,14 @@ def test_unknown_strategy_is_an_input_error_listing_the_registry():
 class _Broken(Strategy):
     name = "broken"
 
-    def export(self, ctx):
+    def _capture(self, ctx):
         raise ZeroDivisionError("a strategy bug")
 
 
 class _Declines(Strategy):
     name = "declines"
 
-    def export(self, ctx):
+    def _capture(self, ctx):
         raise StrategyFailed("not for this model")
 
 

@@ -1,21 +1,25 @@
 """What every strategy receives and returns, and the base class of the strategies.
 
-Modelled on torch.onnx's capture strategies: each strategy is a small class with a name, called
-on an ``ExportContext``; the call never raises for the model's sake, it returns a
-``StrategyResult`` that carries the output or the exception.
+Modelled on torch.onnx's capture strategies (``_capture_strategies.py``): each strategy is a small
+class with a name and its logic in ``_capture``, called on an ``ExportContext``; the call never
+raises for the model's sake, it returns a ``StrategyResult`` that carries the output or the exception.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import onnx_ir as ir
 import torch
 
+from .. import shapes
 from ..attribution import NodeAttribution
-from ..errors import describe
+from ..errors import describe, first_line
+from ..graph_io import name_outputs
 from ..hierarchy import ModuleTree
+from ..preserve import copy_inputs
 from ..shapes import DynamicSpec
 
 
@@ -35,6 +39,14 @@ class ExportContext:
     output_names: list[str] | None = None
     optimize: bool = True
     progress: Callable[[str, float | None], None] = lambda step, fraction=None: None
+    # The names of the model's output tensors seen in the eager run (None: the exporter's own names).
+    eager_output_names: list[str] | None = None
+
+    def fresh(self) -> ExportContext:
+        """This context with its own copies of the inputs: what one attempt writes (a ``DynamicCache``
+        that grows) never reaches the next attempt, the check or the caller."""
+        args, kwargs = copy_inputs(self.args, self.kwargs)
+        return dataclasses.replace(self, args=args, kwargs=kwargs)
 
 
 @dataclass
@@ -54,12 +66,14 @@ class StrategyFailed(Exception):
 
 @dataclass
 class StrategyResult:
-    """One strategy's try: its output, or the exception it raised."""
+    """One strategy's try: its output, or the exception it raised; ``warnings``: problems found in a
+    file that still passed (they join the export's warnings if this strategy wins)."""
 
     strategy: str
     output: StrategyOutput | None
     exception: BaseException | None
     seconds: float
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -76,27 +90,79 @@ class StrategyResult:
 
 
 class Strategy:
-    """One way to export a model with its nodes attributed to modules.
+    """One way to export a model with its nodes attributed to modules, shaped as torch.onnx's capture
+    strategies: the logic is in ``_capture``; ``__call__`` times it, runs the checks every file must
+    pass (``_verify``) and never raises; progress goes through the ``_enter``/``_success``/``_failure``
+    hooks and ``_step``, whose fraction is the step's place in ``steps``.
 
     ``name`` is what users choose (``strategy=``, ``--strategy``, ``-s``); ``summary`` a phrase for
-    help texts; ``in_auto`` whether ``auto`` tries it (in the registry's order).
+    help texts; ``in_auto`` whether ``auto`` tries it (in the registry's order); ``steps`` the phrases
+    of its steps, in order (the first is said on entering).
     """
 
     name: str = ""
     summary: str = ""
     in_auto: bool = True
+    steps: tuple[str, ...] = ("exporting",)
 
-    def export(self, ctx: ExportContext) -> StrategyOutput:
+    def _capture(self, ctx: ExportContext) -> StrategyOutput:
         """The ONNX model and attributions; ``StrategyFailed`` with the reason when it cannot."""
         raise NotImplementedError
 
+    def _verify(self, ctx: ExportContext, output: StrategyOutput) -> list[str]:
+        """Checks every strategy's file passes, else ``StrategyFailed``; returns warnings."""
+        return verify(ctx, output, self.name)
+
     def __call__(self, ctx: ExportContext) -> StrategyResult:
+        ctx = ctx.fresh()
+        self._enter(ctx)
         started = time.perf_counter()
         try:
-            output = self.export(ctx)
+            output = self._capture(ctx)
+            self._step(ctx, VERIFY_STEP)
+            warnings = self._verify(ctx, output)
         except Exception as e:  # a strategy bug must not hide the others' chance
-            return StrategyResult(self.name, None, e, time.perf_counter() - started)
-        return StrategyResult(self.name, output, None, time.perf_counter() - started)
+            result = StrategyResult(self.name, None, e, time.perf_counter() - started)
+            self._failure(ctx, result)
+            return result
+        result = StrategyResult(self.name, output, None, time.perf_counter() - started, warnings)
+        self._success(ctx, result)
+        return result
+
+    # -- progress ---------------------------------------------------------------------------------
+    def _step(self, ctx: ExportContext, step: str) -> None:
+        """Report ``step`` (one of ``steps``, or ``VERIFY_STEP``): its fraction is its place in the list."""
+        order = (*self.steps, VERIFY_STEP)
+        ctx.progress(f"{self.name}: {step}", SHARE * order.index(step) / len(order))
+
+    def _enter(self, ctx: ExportContext) -> None:
+        self._step(ctx, self.steps[0])
+
+    def _success(self, ctx: ExportContext, result: StrategyResult) -> None:
+        ctx.progress(f"{self.name}: exported in {result.seconds:.1f} s", SHARE)
+
+    def _failure(self, ctx: ExportContext, result: StrategyResult) -> None:
+        # None: a fallback to the next strategy starts over from 0
+        ctx.progress(f"{self.name}: failed: {first_line(result.reason, 120)}", None)
 
     def __repr__(self) -> str:
         return f"<strategy {self.name}>"
+
+
+# The share of an export's progress the strategy's own steps take (tagging, checking, writing follow).
+SHARE = 0.85
+VERIFY_STEP = "checking the file"
+
+
+def verify(ctx: ExportContext, output: StrategyOutput, strategy: str) -> list[str]:
+    """The outputs named as the model names them (unless the user named them), the dynamic dimensions
+    asked for (named as asked; ``StrategyFailed`` if a strategy fixed one); warnings from running the
+    file at other sizes."""
+    if ctx.output_names is None and ctx.eager_output_names:  # last_hidden_state, logits
+        name_outputs(output.model, ctx.eager_output_names)
+    if ctx.dynamic is None:
+        return []
+    shapes.apply(output.model, ctx.dynamic, strategy)
+    if ctx.structure_only:
+        return []
+    return shapes.check_other_sizes(output.model, ctx.dynamic, ctx.model, ctx.args, ctx.kwargs, strategy)

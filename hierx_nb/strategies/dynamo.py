@@ -9,6 +9,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..attribution import all_nodes, from_record
 from ..errors import describe
+from ..preserve import unwatched
 from ..quiet import quiet
 from ..translations import TABLE, complex_translations
 from .base import ExportContext, Strategy, StrategyFailed, StrategyOutput
@@ -17,22 +18,24 @@ SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 _CANNOT_VIEW = "Cannot view a tensor with shape"
 
 
-# torch.onnx's own step lines -> (what we say, how far the export is).
-_STEPS = (("Obtain model graph", "dynamo: capturing the graph with torch.export", 0.05),
-          ("Run decomposition", "dynamo: running decompositions", 0.35),
-          ("Translate the graph", "dynamo: translating the graph to ONNX", 0.55),
-          ("Optimize the ONNX graph", "dynamo: optimizing the ONNX graph", 0.70))
+# torch.onnx's own step lines -> what we say.
+_RELAYED = (("Obtain model graph", "capturing the graph with torch.export"),
+            ("Run decomposition", "running decompositions"),
+            ("Translate the graph", "translating the graph to ONNX"),
+            ("Optimize the ONNX graph", "optimizing the ONNX graph"))
+STEPS = ("exporting with torch.onnx (dynamo=True)", "exporting again with the math attention kernel",
+         *(step for _, step in _RELAYED), "reading nn_module_stack scopes")
 
 
-def run(ctx: ExportContext) -> StrategyOutput:
+def run(ctx: ExportContext, say) -> StrategyOutput:
+    """``say(step)`` reports one of ``STEPS``."""
     def relay(line: str) -> None:
         if line.startswith("[torch.onnx]") and not line.rstrip().endswith("✅"):
-            for marker, step, fraction in _STEPS:
+            for marker, step in _RELAYED:
                 if marker in line:
-                    ctx.progress(step, fraction)
+                    say(step)
                     return
 
-    ctx.progress("dynamo: exporting with torch.onnx (dynamo=True)", 0.0)
     try:
         # verbose=None: torch.onnx prints one line per step, relayed as progress.
         with quiet(on_line=relay):
@@ -46,7 +49,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
         # math kernel, the reshape stays a reshape. FakeTensorMode caches results across exports
         # without regard to the kernel choice: cleared before, so the failed capture's strides are not
         # reused, and after, so the user's own exports are not affected.
-        ctx.progress("dynamo: exporting again with the math attention kernel", 0.0)
+        say("exporting again with the math attention kernel")
         FakeTensorMode.cache_clear()
         try:
             with quiet(on_line=relay), sdpa_kernel(SDPBackend.MATH):
@@ -56,7 +59,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
         finally:
             FakeTensorMode.cache_clear()
     model = program.model
-    ctx.progress("dynamo: reading nn_module_stack scopes", 0.85)
+    say("reading nn_module_stack scopes")
     attrs = {}
     parsed: dict[str, list[str]] = {}
     for node in all_nodes(model):
@@ -73,17 +76,15 @@ def run(ctx: ExportContext) -> StrategyOutput:
 
 
 def _export(ctx: ExportContext):
-    with complex_translations():
-        return _export_with_table(ctx)
-
-
-def _export_with_table(ctx: ExportContext):
-    return torch.onnx.export(
-        ctx.model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=None, report=False,
-        # Constant folding needs real weights; a structure-only graph is kept as captured.
-        optimize=ctx.optimize and not ctx.structure_only, opset_version=ctx.opset,
-        custom_translation_table=TABLE, input_names=ctx.input_names, output_names=ctx.output_names,
-        dynamic_shapes=ctx.dynamic.dynamic_shapes(ctx.model, ctx.args, ctx.kwargs) if ctx.dynamic else None)
+    # torch.export runs the model on fake tensors (the real weights are never written) and must see
+    # no Python dispatch mode: the copy-on-write watch of preserve.py is off meanwhile.
+    with unwatched(), complex_translations():
+        return torch.onnx.export(
+            ctx.model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=None, report=False,
+            # Constant folding needs real weights; a structure-only graph is kept as captured.
+            optimize=ctx.optimize and not ctx.structure_only, opset_version=ctx.opset,
+            custom_translation_table=TABLE, input_names=ctx.input_names, output_names=ctx.output_names,
+            dynamic_shapes=ctx.dynamic.dynamic_shapes(ctx.model, ctx.args, ctx.kwargs) if ctx.dynamic else None)
 
 
 def parse_scopes(raw: str) -> list[str]:
@@ -114,6 +115,7 @@ def _reason(e: Exception) -> str:
 class Dynamo(Strategy):
     name = "dynamo"
     summary = "torch.export's nn_module_stack record: exact"
+    steps = STEPS
 
-    def export(self, ctx: ExportContext) -> StrategyOutput:
-        return run(ctx)
+    def _capture(self, ctx: ExportContext) -> StrategyOutput:
+        return run(ctx, lambda step: self._step(ctx, step))

@@ -27,6 +27,8 @@ from ..inputs import named_tensor_inputs
 from ..quiet import quiet
 from ..validation import session_feeds
 from .base import ExportContext, Strategy, StrategyFailed, StrategyOutput
+from .dynamo import Dynamo
+from .htp import Htp
 
 # Confidence of an ONNX node matched to an FX node of each category.
 CATEGORY_CONFIDENCE = {
@@ -96,20 +98,24 @@ def trace(ctx: ExportContext) -> torch.fx.GraphModule:
     return torch.fx.GraphModule(tracer.root, graph, type(ctx.model).__name__)
 
 
-def run(ctx: ExportContext) -> StrategyOutput:
+STEPS = ("symbolic tracing", "running the traced graph", "exporting the ONNX graph",
+         "projecting FX nodes onto ONNX nodes by value")
+
+
+def run(ctx: ExportContext, say) -> StrategyOutput:
+    """``say(step)`` reports one of ``STEPS``."""
     if ctx.structure_only:
         raise StrategyFailed("the fx strategy matches values computed on real weights; a structure-only model has none")
-    ctx.progress("fx: symbolic tracing", 0.05)
     gm = trace(ctx)
-    ctx.progress("fx: running the traced graph", 0.15)
+    say(STEPS[1])
     fx_values = _fx_values(gm, ctx)
     fx_nodes = list(gm.graph.nodes)
     owner: dict[torch.fx.Node, tuple[str, str]] = {}
     for node in fx_nodes:
         owner[node] = categorize(node, ctx.model, owner, fx_values)
-    ctx.progress("fx: exporting the ONNX graph", 0.25)
+    say(STEPS[2])
     model = _export_graph(ctx)
-    ctx.progress("fx: projecting FX nodes onto ONNX nodes by value", 0.7)
+    say(STEPS[3])
     onnx_values = _onnx_values(model, ctx)
 
     index: dict[tuple, list[tuple[int, torch.fx.Node, np.ndarray]]] = {}
@@ -193,20 +199,18 @@ def _fx_values(gm: torch.fx.GraphModule, ctx: ExportContext) -> dict[torch.fx.No
 
 
 def _export_graph(ctx: ExportContext) -> ir.Model:
-    """The ONNX graph to tag: the exact exporters' graph, without using their scope records."""
-    from . import dynamo, htp
-
+    """The ONNX graph to tag: the exact exporters' graph (through their wrapper, so it passed their
+    checks), without using their scope records."""
     # The exporters' own steps would run fx's progress backwards: they report within fx's.
     ctx = dataclasses.replace(ctx, progress=lambda step, fraction=None: None)
-    try:
-        return dynamo.run(ctx).model
-    except StrategyFailed as e:
-        first = str(e)
-    try:
-        return htp.run(ctx).model
-    except StrategyFailed as e:
-        raise StrategyFailed(f"symbolic tracing worked, but no exporter gave an ONNX graph to project onto "
-                             f"(dynamo: {first_line(first, 100)}; htp: {first_line(str(e), 100)})") from e
+    tried = Dynamo()(ctx)
+    if tried.success:
+        return tried.output.model
+    again = Htp()(ctx)
+    if again.success:
+        return again.output.model
+    raise StrategyFailed(f"symbolic tracing worked, but no exporter gave an ONNX graph to project onto "
+                         f"(dynamo: {first_line(tried.reason, 100)}; htp: {first_line(again.reason, 100)})") from again.exception
 
 
 def _onnx_values(model: ir.Model, ctx: ExportContext) -> dict[str, np.ndarray]:
@@ -243,6 +247,7 @@ class Fx(Strategy):
     # It tags the graph dynamo or htp makes, so it cannot succeed where both failed (README: "Why fx
     # is not in auto"): an explicit cross-check of the exact strategies, not a fallback.
     in_auto = False
+    steps = STEPS
 
-    def export(self, ctx: ExportContext) -> StrategyOutput:
-        return run(ctx)
+    def _capture(self, ctx: ExportContext) -> StrategyOutput:
+        return run(ctx, lambda step: self._step(ctx, step))

@@ -13,6 +13,7 @@ import torch
 from ..attribution import all_nodes, from_record
 from ..errors import describe
 from ..inputs import CallWithInputs
+from ..preserve import unwatched
 from ..quiet import quiet
 from ..translations import torchscript_symbolics
 from .base import ExportContext, Strategy, StrategyFailed, StrategyOutput
@@ -20,15 +21,18 @@ from .base import ExportContext, Strategy, StrategyFailed, StrategyOutput
 _WRAPPER_SCOPE = "model"  # CallWithInputs registers the user's model under this name
 
 
-def run(ctx: ExportContext) -> StrategyOutput:
+STEPS = ("tracing the executed path with the TorchScript tracer", "projecting tracer scopes onto modules")
+
+
+def run(ctx: ExportContext, say) -> StrategyOutput:
+    """``say(step)`` reports one of ``STEPS``."""
     if ctx.structure_only:
         raise StrategyFailed("TorchScript tracing runs the model on real data; a structure-only (meta) model cannot be traced this way")
     wrapper = CallWithInputs(ctx.model, ctx.args, ctx.kwargs)
-    ctx.progress("htp: tracing the executed path with the TorchScript tracer", 0.05)
     with tempfile.TemporaryDirectory(prefix="hierx-htp-") as tmp:
         path = Path(tmp) / "model.onnx"
         try:
-            with quiet(), torch.no_grad(), torchscript_symbolics():
+            with quiet(), torch.no_grad(), torchscript_symbolics(), unwatched():
                 torch.onnx.export(wrapper, wrapper.flat_inputs, str(path), dynamo=False,
                                   input_names=ctx.input_names or wrapper.input_names, output_names=ctx.output_names,
                                   dynamic_axes=ctx.dynamic.dynamic_axes() if ctx.dynamic else None,
@@ -40,7 +44,7 @@ def run(ctx: ExportContext) -> StrategyOutput:
         for value in model.graph.initializers.values():
             if value.const_value is not None and isinstance(value.const_value, ir.ExternalTensor):
                 value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
-    ctx.progress("htp: projecting tracer scopes onto modules", 0.85)
+    say(STEPS[1])
     attrs = {}
     for node in all_nodes(model):
         scopes = scopes_of(node.name)
@@ -81,6 +85,7 @@ def scopes_of(node_name: str | None) -> list[str] | None:
 class Htp(Strategy):
     name = "htp"
     summary = "the TorchScript tracer's scopes: exact"
+    steps = STEPS
 
-    def export(self, ctx: ExportContext) -> StrategyOutput:
-        return run(ctx)
+    def _capture(self, ctx: ExportContext) -> StrategyOutput:
+        return run(ctx, lambda step: self._step(ctx, step))

@@ -1,0 +1,124 @@
+"""``export`` never changes the user's model or inputs: the state an export may touch, kept and put back.
+
+Tracing (TorchScript, symbolic FX runs) and the eager runs that check a file execute the model's
+``forward`` for real, and a forward may write: a KV cache kept in buffers (``self.cache_k[:, p] = k``),
+a step counter (``self.step.add_(1)``), BatchNorm statistics, a ``DynamicCache`` input that grows.
+
+* Inputs: the strategies and checks get copies (``copy_inputs``); the caller's objects are never run.
+* Parameters and buffers: copied on their first in-place write (a dispatch mode watching mutating
+  ATen ops, so nothing is copied for a model that writes nothing: cloning BERT-base's weights up
+  front costs ~1.5 s), written back when the block ends. Ops under ``torch.export`` run on fake
+  tensors and never reach the real ones; a tensor that changed anyway (its version counter moved
+  without a copy) is named in a warning rather than passed over.
+* ``training`` flags of every module and the HF config's attributes are put back as found.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+
+
+def copy_inputs(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Deep copies of ``args``/``kwargs`` (tensors cloned, cache objects such as a ``DynamicCache`` copied)."""
+    memo: dict[int, object] = {}
+    for leaf in pytree.tree_leaves((args, kwargs)):
+        if isinstance(leaf, torch.Tensor) and id(leaf) not in memo:
+            # deepcopy refuses non-leaf tensors that require grad; their values are what matters here.
+            memo[id(leaf)] = leaf.detach().clone().requires_grad_(leaf.requires_grad and leaf.is_leaf)
+    return copy.deepcopy((args, kwargs), memo)
+
+
+class _CopyOnWrite(TorchDispatchMode):
+    """Keeps a copy of each watched tensor before the first ATen op that writes into its storage."""
+
+    def __init__(self, tensors: list[tuple[str, torch.Tensor]]):
+        super().__init__()
+        self.watched: dict[int, list[tuple[str, torch.Tensor]]] = {}
+        for name, t in tensors:
+            if t.device.type != "meta":  # no data to keep, and every meta storage has address 0
+                self.watched.setdefault(t.untyped_storage().data_ptr(), []).append((name, t))
+        self.saved: dict[int, tuple[str, torch.Tensor, torch.Tensor]] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        schema = func._schema
+        if schema.is_mutable and self.watched:
+            for i, arg in enumerate(schema.arguments):
+                if arg.alias_info is None or not arg.alias_info.is_write:
+                    continue
+                value = args[i] if i < len(args) else kwargs.get(arg.name)
+                if isinstance(value, torch.Tensor) and not isinstance(value, torch._subclasses.FakeTensor):
+                    self._keep(value)
+        return func(*args, **kwargs)
+
+    def _keep(self, written: torch.Tensor) -> None:
+        try:
+            ptr = written.untyped_storage().data_ptr()
+        except (RuntimeError, NotImplementedError):  # tensors without storage (subclasses)
+            return
+        for name, t in self.watched.get(ptr, ()):
+            if id(t) not in self.saved:
+                self.saved[id(t)] = (name, t, _copy(t))
+
+
+def _copy(t: torch.Tensor) -> torch.Tensor:
+    with _disable_current_modes(), torch.no_grad():
+        return t.detach().clone()
+
+
+class ModelState:
+    """What ``export`` puts back: written parameters and buffers, ``training`` flags, the HF config.
+
+    Use as a context manager around everything that may run the model, with one eager run of the model
+    first: it copies the tensors the forward writes, which an exporter's tracer writes again unwatched.
+    ``restore`` puts them back (between attempts); on exit ``warnings`` lists any tensor that changed
+    without a copy to restore it from.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.warnings: list[str] = []
+        named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+        self._tensors = named
+        self._versions = [(name, t, t._version) for name, t in named if not t.is_inference()]
+        self._training = [(m, m.training) for m in model.modules()]
+        config = getattr(model, "config", None)
+        self._config = (config, copy.deepcopy(vars(config))) if config is not None and hasattr(config, "__dict__") else None
+        self._mode = _CopyOnWrite(named)
+
+    def __enter__(self) -> ModelState:
+        self._mode.__enter__()
+        return self
+
+    def restore(self) -> None:
+        """The written parameters and buffers back to their values before the block."""
+        with _disable_current_modes(), torch.no_grad():
+            for _, tensor, original in self._mode.saved.values():
+                tensor.copy_(original)
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)
+        saved = self._mode.saved
+        changed = [name for name, t, version in self._versions if t._version != version and id(t) not in saved]
+        self.restore()
+        if changed:
+            self.warnings.append(f"the export changed {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''} "
+                                 "in place where hierx_nb could not keep a copy: the model's state may differ")
+        for module, training in self._training:
+            module.training = training
+        if self._config is not None:
+            config, attrs = self._config
+            if vars(config) != attrs:
+                vars(config).clear()
+                vars(config).update(attrs)
+
+
+def unwatched():
+    """A context in which no copy-on-write watch (no Python dispatch mode) is active, for the exporters:
+    ``torch.export`` must see none (its fake tensors never write the real ones), and under a Python
+    mode TorchScript's tracer records wrong graphs. What the tracer's run of the forward writes was
+    written, and copied, by the eager run before (``ModelState``), so it is put back all the same."""
+    return _disable_current_modes()

@@ -1,0 +1,139 @@
+"""Trust at the edges (issue 19): export leaves the model and its inputs as found, exports what plain
+torch.onnx exports, and never passes off a broken file."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import hierx_nb
+
+
+def state_of(model: torch.nn.Module) -> dict:
+    """Everything export must leave as found: every parameter and buffer (bit for bit), every training flag."""
+    return {"tensors": {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()},
+            "training": {name: m.training for name, m in model.named_modules()}}
+
+
+def assert_same_state(before: dict, model: torch.nn.Module) -> None:
+    after = state_of(model)
+    assert after["training"] == before["training"]
+    assert after["tensors"].keys() == before["tensors"].keys()
+    for name, t in before["tensors"].items():
+        assert torch.equal(after["tensors"][name], t), f"{name} changed"
+
+
+class InPlaceKVCache(torch.nn.Module):
+    """A KV cache kept in registered buffers and written in place by ``forward`` (issue 19, fault 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+        self.register_buffer("cache_k", torch.zeros(1, 8, 4))
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x, pos: int):
+        k = self.proj(x)
+        self.cache_k[:, pos:pos + x.shape[1]] = k
+        self.step.add_(1)
+        return self.cache_k.sum(1) + self.step
+
+
+@pytest.mark.parametrize("strategy", ["auto", "dynamo", "htp", "fx"])
+def test_export_leaves_buffers_written_in_place_untouched(strategy):
+    model = InPlaceKVCache().eval()
+    before = state_of(model)
+    try:
+        hierx_nb.export(model, (torch.randn(1, 3, 4), 0), output=None, strategy=strategy)
+    except hierx_nb.ExportError:
+        pass  # however it failed, the model is as it was
+    assert_same_state(before, model)
+    assert model.step.item() == 0 and not model.cache_k.any()
+
+
+class WritesEverything(torch.nn.Module):
+    """Writes a parameter in place, flips a submodule's training flag, uses train-mode BatchNorm
+    statistics if left in training, and changes its HF-style config."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(4))
+        self.bn = torch.nn.BatchNorm1d(4)
+        self.fc = torch.nn.Linear(4, 4)
+        self.config = type("Config", (), {})()
+        self.config.calls = 0
+
+    def forward(self, x):
+        with torch.no_grad():
+            self.scale.mul_(2.0)
+        self.config.calls += 1
+        self.fc.train()
+        return self.fc(self.bn(x) * self.scale)
+
+
+@pytest.mark.parametrize("strategy", ["dynamo", "htp"])
+def test_export_restores_parameters_flags_and_config(strategy):
+    model = WritesEverything()
+    model.train()  # export evaluates in eval mode and gives the model back in training mode
+    model.bn.eval()  # a mix of flags comes back as it was
+    before = state_of(model)
+    result = hierx_nb.export(model, (torch.randn(3, 4),), output=None, strategy=strategy)
+    assert result.strategy == strategy
+    assert_same_state(before, model)
+    assert model.config.calls == 0
+
+
+def tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      intermediate_size=64, vocab_size=100, max_position_embeddings=64)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def dynamic_cache(model, length: int = 8):
+    from transformers import DynamicCache
+
+    cfg = model.config
+    cache = DynamicCache(config=cfg)
+    heads, dim = cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
+    for layer in range(cfg.num_hidden_layers):
+        cache.update(torch.randn(1, heads, length, dim), torch.randn(1, heads, length, dim), layer)
+    return cache
+
+
+def cache_tensors(cache) -> list[torch.Tensor]:
+    return [t.clone() for layer in cache.layers for t in (layer.keys, layer.values)]
+
+
+def test_a_dynamic_cache_input_does_not_grow():
+    model = tiny_llama()
+    cache = dynamic_cache(model)
+    before_cache, before_model = cache_tensors(cache), state_of(model)
+    kwargs = {"input_ids": torch.randint(0, 100, (1, 3)), "past_key_values": cache, "use_cache": True}
+    try:
+        hierx_nb.export(model, kwargs=kwargs, output=None)
+    except hierx_nb.ExportError:
+        pass  # whether a strategy takes a cache object or not, it is left as given
+    assert cache.get_seq_length() == 8
+    assert all(torch.equal(a, b) for a, b in zip(cache_tensors(cache), before_cache, strict=True))
+    assert_same_state(before_model, model)
+
+
+def test_input_tensors_written_in_place_are_left_as_given():
+    class Normalizes(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            x.div_(2)  # in place, on the caller's tensor in eager PyTorch
+            return self.fc(x)
+
+    x = torch.randn(2, 4)
+    given = copy.deepcopy(x)
+    for strategy in ("dynamo", "htp"):
+        hierx_nb.export(Normalizes(), (x,), output=None, strategy=strategy)
+        assert torch.equal(x, given)
