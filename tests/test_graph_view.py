@@ -211,3 +211,33 @@ def test_node_search_header_io_and_downloads(open_report, tmp_path):
     page2 = open_report(html=again, name="again")
     assert _graph_modules(page2) == _graph_modules(open_report(r, "cnn_again"))
     assert page.errors == [] and page2.errors == []
+
+
+def test_compare_metric(open_report):
+    """result.compare(other)'s table as a metric: own SQNR in the tree (below the threshold marked),
+    the charts of the selection, the first divergent module in the header."""
+    import numpy as np
+    import pandas as pd
+    from test_widget_payload import small_result
+
+    r = small_result()
+    names = ["", "encoder", "encoder.layer", "encoder.layer.0", "head"]
+    r.comparison = pd.DataFrame({"module": names, "module_class": "X", "nodes_a": 1, "nodes_b": 1, "op_changes": "",
+                                 "ms_a": [4.0, 3.0, 3.0, 3.0, 1.0], "ms_b": [2.0, 1.5, 1.5, 1.5, 0.5],
+                                 "time_ratio": [0.5] * 5, "max_abs_diff": 0.1, "sqnr_db": [30.0, 31.0, 31.0, 12.0, np.inf],
+                                 "own_sqnr_db": [40.0, 60.0, 60.0, 12.0, np.inf], "note": ""})
+    r.comparison.attrs.update(first_divergent="encoder.layer.0", sqnr_threshold_db=20.0)
+    page = open_report(r, "compare")
+    page.get_by_test_id("hierx-metric").select_option("compare")
+    assert page.get_by_test_id("hierx-root").get_attribute("data-metric") == "compare"
+    page.get_by_test_id("hierx-expand-all").click()
+    cells = _row(page, "encoder.layer.0").locator(".hx-num")
+    assert cells.all_text_contents() == ["0.50×", "12.0", "12.0"]
+    assert "hx-bad" in cells.nth(2).get_attribute("class")
+    assert _row(page, "head").locator(".hx-num").all_text_contents() == ["0.50×", "∞", "∞"]
+    assert "first module whose own error exceeds the SQNR threshold (compare): encoder.layer.0" in \
+        page.get_by_test_id("hierx-warnings").text_content()
+    _row(page, "encoder.layer").click()
+    added = page.evaluate("document.querySelector('[data-testid=hierx-confidence-chart]').hxData")
+    assert added["categories"] == ["0"] and added["series"]["diff"] == [88.0]
+    assert page.errors == []

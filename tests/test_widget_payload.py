@@ -408,3 +408,18 @@ def test_html_report_download_message():
     assert sent[0]["type"] == "report-html"
     page = sent[0]["html"]
     assert page.startswith("<!doctype html>") and 'id="hierx-data"' in page and '"selected": "encoder"' in page
+
+
+def test_compare_metrics_payload():
+    """result.comparison (result.compare(other)) travels per module in tree order, NaN where not measured."""
+    r = small_result()
+    w = HierxExplorer.from_result(r)
+    r._widget = w
+    r.comparison = pd.DataFrame({"module": ["encoder", "head"], "ms_a": [2.0, 1.0], "ms_b": [1.0, 1.0], "time_ratio": [0.5, 1.0],
+                                 "sqnr_db": [35.0, np.inf], "own_sqnr_db": [18.0, np.inf]})
+    r.comparison.attrs.update(first_divergent="encoder", sqnr_threshold_db=20.0)
+    r._metrics_changed()
+    c = w.metrics["compare"]
+    own = dict(zip(w.tree["names"], _arr(c["own_sqnr_db"], "<f8")))
+    assert own["encoder"] == 18.0 and own["head"] == np.inf and np.isnan(own[""])
+    assert c["first_divergent"] == "encoder" and c["sqnr_threshold_db"] == 20.0

@@ -130,7 +130,8 @@ def test_small_report(open_report):
     options = page.get_by_test_id("hierx-metric").locator("option")
     # latency and divergence are listed before they are measured, disabled, saying how to fill them
     assert options.all_text_contents() == ["nodes", "latency — run result.profile()",
-                                           "divergence — run result.validate(per_module=True)"]
+                                           "divergence — run result.validate(per_module=True)",
+                                           "compare — run result.compare(other)"]
     assert page.get_by_test_id("hierx-metric").locator("option:enabled").all_text_contents() == ["nodes"]
     assert page.dialogs == [] and page.errors == []
     ARTIFACTS.mkdir(exist_ok=True)
@@ -154,7 +155,7 @@ def test_metric_selector(open_report):
     assert warnings[0].startswith("output 0 differs from PyTorch by 0.9 <b>")
     assert warnings[-1] == "first divergent module: encoder.layer.1.<b>x</b>"
     metric = page.get_by_test_id("hierx-metric")
-    assert metric.locator("option").all_text_contents() == ["nodes", "latency (ms)", "divergence (max |Δ|)"]
+    assert metric.locator("option:enabled").all_text_contents() == ["nodes", "latency (ms)", "divergence (max |Δ|)"]
 
     metric.select_option("latency")
     assert root.get_attribute("data-metric") == "latency"

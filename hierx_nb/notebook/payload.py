@@ -16,6 +16,8 @@ dataflow: values with their producer and consumers) are specified once, in ``pay
                  latency frame has that column (the module whose kernel ORT fused this one's work into)}
     divergence  {max_abs_diff: bytes Float64 (NaN: not compared), ok: bytes Uint8 (1 ok, 0 diverged,
                  255 unknown), first_divergent: str | None}
+    compare     {ms_a, ms_b, time_ratio, sqnr_db, own_sqnr_db: bytes Float64 (NaN: not measured; SQNR
+                 inf: equal), first_divergent: str | None, sqnr_threshold_db: float} from ``result.compare``
 
 ``header`` (dict): model_class, strategy, attempts, nodes, modules, tagged, coverage_pct (the known
 share: exact + pattern), seconds, onnx_path, structure_only, warnings (``result.warnings``), io (the
@@ -365,6 +367,12 @@ def build_metrics(result: Any, names: list[str]) -> dict:
         if "fused_into" in latency:
             fused = dict(zip(latency["module"].astype(str), latency["fused_into"]))
             out["latency"]["fused_into"] = [_name(fused.get(n)) for n in names]
+    comparison = getattr(result, "comparison", None)
+    if comparison is not None:  # result.compare(other): this file (a) against another (b)
+        out["compare"] = {col: _by_module(comparison, names, col, "<f8", np.nan)
+                          for col in ("ms_a", "ms_b", "time_ratio", "sqnr_db", "own_sqnr_db")}
+        out["compare"]["first_divergent"] = comparison.attrs.get("first_divergent")
+        out["compare"]["sqnr_threshold_db"] = _float(comparison.attrs.get("sqnr_threshold_db"))
     divergence = getattr(result, "divergence", None)
     if divergence is not None:
         ok = divergence.assign(ok=divergence["ok"].map(lambda v: 255 if v is None or pd.isna(v) else int(bool(v))))

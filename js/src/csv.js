@@ -31,19 +31,21 @@ export function nodesCsv(data, idx, metrics) {
 
 /**
  * Every module in tree order: module, module_class, parent, own_nodes, total_nodes, params, executed,
- * and the latency and divergence columns that are measured.
+ * and the latency, divergence and compare columns that are measured.
  * @param {import("./data.js").Data} data @param {ReturnType<typeof import("./data.js").decodeMetrics>} metrics
  */
 export function modulesCsv(data, metrics) {
-  const t = data.tree, L = metrics.latency, D = metrics.divergence;
+  const t = data.tree, L = metrics.latency, D = metrics.divergence, C = metrics.compare;
   const head = ["module", "module_class", "parent", "own_nodes", "total_nodes", "params", "executed"];
   if (L) head.push("self_ms", "total_ms", "share", ...(L.fusedInto ? ["fused_into"] : []));
   if (D) head.push("max_abs_diff", "ok");
+  if (C) head.push("ms_a", "ms_b", "time_ratio", "sqnr_db", "own_sqnr_db");
   const lines = [csvLine(head)];
   for (let i = 0; i < t.n; i++) {
     const row = [t.names[i], t.classes[i], i ? t.names[t.parent[i]] : null, t.own[i], t.total[i], t.params[i], t.executed[i] ? "true" : "false"];
     if (L) row.push(L.self[i], L.total[i], L.share[i], ...(L.fusedInto ? [L.fusedInto[i]] : []));
     if (D) row.push(D.maxAbs[i], D.ok[i] === 255 ? null : D.ok[i] ? "true" : "false");
+    if (C) row.push(C.msA[i], C.msB[i], C.ratio[i], ...[C.sqnr[i], C.ownSqnr[i]].map((v) => (v === Infinity ? "inf" : v)));
     lines.push(csvLine(row));
   }
   return lines.join("\r\n") + "\r\n";

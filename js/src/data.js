@@ -155,6 +155,12 @@ export function decodeMetrics(metricsP, n, nNodes = 0) {
       nodeMs: lat.node_ms ? typed(lat.node_ms, Float64Array, nNodes, "metrics.latency.node_ms") : null,
     };
   }
+  const cmp = metricsP && metricsP.compare;
+  if (cmp) {
+    const col = (k) => typed(cmp[k], Float64Array, n, `metrics.compare.${k}`);
+    out.compare = { msA: col("ms_a"), msB: col("ms_b"), ratio: col("time_ratio"), sqnr: col("sqnr_db"), ownSqnr: col("own_sqnr_db"),
+      firstDivergent: cmp.first_divergent ?? null, threshold: cmp.sqnr_threshold_db ?? 20 };
+  }
   const div = metricsP && metricsP.divergence;
   if (div) {
     out.divergence = {
@@ -163,7 +169,7 @@ export function decodeMetrics(metricsP, n, nNodes = 0) {
       firstDivergent: div.first_divergent ?? null,
     };
   }
-  return /** @type {{latency?: {self: Float64Array, total: Float64Array, share: Float64Array, kernelMs: number | null, unattributedMs: number | null, byOpType: Record<string, number>, fusedInto: (string | null)[] | null, nodeMs: Float64Array | null}, divergence?: {maxAbs: Float64Array, ok: Uint8Array, firstDivergent: string | null}}} */ (out);
+  return /** @type {{latency?: {self: Float64Array, total: Float64Array, share: Float64Array, kernelMs: number | null, unattributedMs: number | null, byOpType: Record<string, number>, fusedInto: (string | null)[] | null, nodeMs: Float64Array | null}, divergence?: {maxAbs: Float64Array, ok: Uint8Array, firstDivergent: string | null}, compare?: {msA: Float64Array, msB: Float64Array, ratio: Float64Array, sqnr: Float64Array, ownSqnr: Float64Array, firstDivergent: string | null, threshold: number}}} */ (out);
 }
 
 export const HIST_BINS = 20;

@@ -9,7 +9,7 @@ export function ioText(r) {
 }
 
 /** @param {import("./types.js").Header} hd */
-export function renderHeader(hd, firstDivergent) {
+export function renderHeader(hd, firstDivergent, firstCompareDivergent) {
   const attempts = hd.attempts || [];
   const failed = attempts.filter((a) => !a.ok);
   const stat = (label, value, testid, title) =>
@@ -39,10 +39,11 @@ export function renderHeader(hd, firstDivergent) {
       h("span", { class: "hx-stat-label hx-io-arrow", text: "→ outputs" }), ...list("output")));
   }
   const warnings = hd.warnings || [];
-  if (warnings.length || firstDivergent) {
+  if (warnings.length || firstDivergent || firstCompareDivergent) {
     parts.push(h("ul", { class: "hx-warnings", "data-testid": "hierx-warnings" },
       ...warnings.map((w) => h("li", { text: w })),
-      firstDivergent ? h("li", { text: `first divergent module: ${firstDivergent}` }) : null));
+      firstDivergent ? h("li", { text: `first divergent module: ${firstDivergent}` }) : null,
+      firstCompareDivergent ? h("li", { text: `first module whose own error exceeds the SQNR threshold (compare): ${firstCompareDivergent}` }) : null));
   }
   if (failed.length) {
     // A <details> so long reasons (tracebacks) stay one click away; the title gives the gist on hover.

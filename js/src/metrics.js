@@ -3,7 +3,10 @@
 // options. No DOM here, so node --test checks it (js/test/metrics.test.js).
 import { fmtInt, fmtParams, fmtMs, fmtDiff, lastComponent, HIST_BINS } from "./data.js";
 
-/** @typedef {"nodes" | "latency" | "divergence"} Metric */
+/** dB with one decimal; ∞ for equal outputs, – for not measured. @param {number} v */
+export const fmtDb = (v) => (v !== v ? "–" : v === Infinity ? "∞" : v.toFixed(1));
+
+/** @typedef {"nodes" | "latency" | "divergence" | "compare"} Metric */
 /** @typedef {ReturnType<typeof import("./data.js").decodeMetrics>} Metrics */
 /** @typedef {import("./data.js").Data} Data */
 
@@ -21,6 +24,8 @@ export function metricOptions(metrics) {
     { value: "divergence", text: metrics.divergence ? "divergence (max |Δ|)" : "divergence — run result.validate(per_module=True)",
       enabled: !!metrics.divergence,
       hint: "per-module difference from PyTorch: result.validate(per_module=True), or hierx report --validate in a shell" },
+    { value: "compare", text: metrics.compare ? "compare (own SQNR dB)" : "compare — run result.compare(other)", enabled: !!metrics.compare,
+      hint: "this file against another (fp16, int8, optimized) module by module: result.compare(other), or hierx compare A B in a shell" },
   ];
 }
 
@@ -56,6 +61,16 @@ export function treeColumns(metric, data, metrics) {
         cls: (i) => (D.ok[i] === 0 ? "hx-bad" : "") },
     ];
   }
+  if (metric === "compare" && metrics.compare) {
+    const C = metrics.compare;
+    const bad = (i) => (C.ownSqnr[i] < C.threshold ? "hx-bad" : "");
+    return [
+      { head: "b/a time", title: "b's median kernel ms over a's for this module's subtree", text: (i) => (C.ratio[i] === C.ratio[i] ? `${C.ratio[i].toFixed(2)}×` : "–") },
+      { head: "SQNR", title: "b's outputs against a's at this module's boundary, dB (higher is closer; ∞: equal)", text: (i) => fmtDb(C.sqnr[i]), cls: bad },
+      { head: "own", title: `the error this module adds itself (b's module on a's inputs), dB; below ${C.threshold} dB: divergent`,
+        text: (i) => fmtDb(C.ownSqnr[i]), cls: bad },
+    ];
+  }
   return [
     { head: "own", title: "ONNX nodes tagged with exactly this module", text: (i) => fmtInt(t.own[i]) },
     { head: "total", title: "ONNX nodes in this module's subtree", text: (i) => fmtInt(t.total[i]) },
@@ -88,6 +103,13 @@ export function graphMetric(metric, data, metrics, sel) {
         : (i) => (mod[i] >= 0 && maxSelf > 0 && L.self[mod[i]] === L.self[mod[i]] ? L.self[mod[i]] / maxSelf : null),
       text: (m) => (L.fusedInto && L.fusedInto[m] && !(L.total[m] > 0) ? `fused into ${L.fusedInto[m]}`
         : L.total[m] === L.total[m] ? `${fmtMs(L.total[m])} ms` : "") };
+  }
+  if (metric === "compare" && metrics.compare) {
+    // Own SQNR: at or below the threshold full strength, fading as it rises to 4x the threshold.
+    const C = metrics.compare, th = C.threshold || 20;
+    const f = (m) => { const v = C.ownSqnr[m]; return v === v && v !== Infinity ? Math.max(0, Math.min(1, (4 * th - v) / (3 * th))) : null; };
+    return { bad: true, module: f, node: (i) => (mod[i] >= 0 ? f(mod[i]) : null),
+      text: (m) => (C.ownSqnr[m] === C.ownSqnr[m] ? `own ${fmtDb(C.ownSqnr[m])} dB` : "") };
   }
   if (metric === "divergence" && metrics.divergence) {
     const D = metrics.divergence, max = maxOf(D.maxAbs);
@@ -154,6 +176,19 @@ export function chartSpecs({ metric, data, metrics, stats, sel, opFilter, rootNa
         empty: "no kernel time here" },
       b: { title: `Time by module in ${where} (median ms per run)`, horizontal: true, categories: rows.map((r) => r[0]),
         series: [{ name: "time", values: rows.map((r) => r[1]) }], fmt: fmtMs, unit: "ms", empty: "no kernel time here" },
+      ops: [],
+    };
+  }
+  if (metric === "compare" && metrics.compare) {
+    const C = metrics.compare;
+    const ratio = byModule(data, sel, C.ratio, null);
+    // Error added, as dB below 100 (SQNR: higher is better, so the worst module gets the longest bar).
+    const lost = byModule(data, sel, Array.from(C.ownSqnr, (v) => (v === v && v !== Infinity ? Math.max(0, 100 - v) : NaN)), null);
+    return {
+      a: { title: `b/a kernel time by module in ${where}`, horizontal: true, categories: ratio.map((r) => r[0]),
+        series: [{ name: "time", values: ratio.map((r) => r[1]) }], fmt: (v) => `${v.toFixed(2)}×`, empty: "no times compared here" },
+      b: { title: `Error each module adds in ${where} (100 − own SQNR, dB)`, horizontal: true, categories: lost.map((r) => r[0]),
+        series: [{ name: "diff", values: lost.map((r) => r[1]) }], fmt: (v) => v.toFixed(1), unit: "dB", empty: "no error added here" },
       ops: [],
     };
   }

@@ -67,6 +67,7 @@
  * @typedef {object} MetricsPayload
  * @property {LatencyPayload} [latency]
  * @property {DivergencePayload} [divergence]
+ * @property {Record<string, any>} [compare]  result.compare(other): ms_a, ms_b, time_ratio, sqnr_db, own_sqnr_db (bytes), first_divergent, sqnr_threshold_db
  */
 
 /**

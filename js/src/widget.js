@@ -175,7 +175,7 @@ function render({ model, el }) {
         tree = createTree({ data, rootLabel: rootName(), columns: [], onSelect: select });
         table = createTable({ data, rootName, onSelectModule: select });
         graphView = createGraph({ data, rootLabel: rootName, onSelectModule: select, onSelectNode: (i) => selectNode(i) });
-        headerEl = renderHeader(model.get("header") || /** @type {any} */ ({}), metrics.divergence?.firstDivergent);
+        headerEl = renderHeader(model.get("header") || /** @type {any} */ ({}), metrics.divergence?.firstDivergent, metrics.compare?.firstDivergent);
         renderMetricOptions();
         const btn = (text, testid, fn, title) => h("button", { class: "hx-btn", text, "data-testid": testid, onclick: fn, title });
         const treePane = h("div", { class: "hx-pane hx-tree-pane" },
@@ -227,7 +227,7 @@ function render({ model, el }) {
 
   function onHeader() {
     if (!data) return;
-    const e = renderHeader(model.get("header") || /** @type {any} */ ({}), metrics.divergence?.firstDivergent);
+    const e = renderHeader(model.get("header") || /** @type {any} */ ({}), metrics.divergence?.firstDivergent, metrics.compare?.firstDivergent);
     headerEl.replaceWith(e);
     headerEl = e;
   }

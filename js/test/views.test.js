@@ -29,7 +29,7 @@ const latency = (d) => {
 
 test("metric selector: latency and divergence listed before they exist, with how to fill them", () => {
   const opts = metricOptions({});
-  assert.deepEqual(opts.map((o) => [o.value, o.enabled]), [["nodes", true], ["latency", false], ["divergence", false]]);
+  assert.deepEqual(opts.map((o) => [o.value, o.enabled]), [["nodes", true], ["latency", false], ["divergence", false], ["compare", false]]);
   assert.match(opts[1].text, /result\.profile\(\)/);
   assert.match(opts[2].hint, /hierx report --validate/);
   assert.equal(metricOptions(latency(data()))[1].text, "latency (ms)");
@@ -149,4 +149,26 @@ test("header: inputs and outputs with dtypes and named dynamic axes", () => {
   assert.equal(ioText({ kind: "output", name: "last_hidden_state", dtype: "float32", shape: ["batch", "seq", 32] }),
     "last_hidden_state float32 [batch, seq, 32]");
   assert.equal(ioText({ kind: "output", name: "y", dtype: "", shape: null }), "y ? [rank unknown]");
+});
+
+test("compare: own SQNR colours the graph (below the threshold at full strength), columns and charts", () => {
+  const d = data(), n = d.tree.n;
+  const col = (f) => new Float64Array(Array.from({ length: n }, (_, i) => f(d.tree.names[i])));
+  const own = { "blocks.0": 12, "blocks.1": 70, head: Infinity };
+  const m = decodeMetrics({ compare: { ms_a: col(() => 1), ms_b: col(() => 2), time_ratio: col((x) => (x === "head" ? 0.5 : 2)),
+    sqnr_db: col((x) => own[x] ?? NaN), own_sqnr_db: col((x) => own[x] ?? NaN), first_divergent: "blocks.0", sqnr_threshold_db: 20 } }, n, d.nodes.n);
+  assert.equal(metricOptions(m)[3].text, "compare (own SQNR dB)");
+  const cols = treeColumns("compare", d, m);
+  const b0 = d.tree.index.get("blocks.0"), b1 = d.tree.index.get("blocks.1"), head = d.tree.index.get("head");
+  assert.deepEqual([cols[2].text(b0), cols[2].cls(b0), cols[2].text(head), cols[0].text(head)], ["12.0", "hx-bad", "∞", "0.50×"]);
+  const g = graphMetric("compare", d, m, 0);
+  assert.equal(g.module(b0), 1);
+  assert.ok(g.module(b1) < 0.2);
+  assert.equal(g.module(head), null); // equal outputs: nothing to colour
+  assert.equal(g.text(b0), "own 12.0 dB");
+  const specs = chartSpecs({ metric: "compare", data: d, metrics: m, stats: subtreeStats(d, 0), sel: 0, opFilter: -1, rootName: "Net" });
+  assert.deepEqual(specs.a.categories, ["stem", "blocks", "head"]); // b/a time ratio, the largest first
+  const blocks = chartSpecs({ metric: "compare", data: d, metrics: m, stats: subtreeStats(d, d.tree.index.get("blocks")), sel: d.tree.index.get("blocks"), opFilter: -1, rootName: "Net" });
+  assert.deepEqual(blocks.b.categories, ["0", "1"]); // 0 adds the most error
+  assert.ok(modulesCsv(d, m).split("\r\n")[0].endsWith("ms_a,ms_b,time_ratio,sqnr_db,own_sqnr_db"));
 });
