@@ -153,8 +153,11 @@ def test_result_display_keeps_its_text():
 def test_topology_and_names_are_the_exporters_own():
     c = case("hf_bert")
     result = hierx_nb.export(c.model, c.args, c.kwargs, output=None, strategy="dynamo")
+    # The outputs are named after the model's output structure, as torch.onnx names them when told to.
+    outputs = result.io[result.io["kind"] == "output"]["name"].tolist()
+    assert outputs == ["last_hidden_state", "pooler_output"]
     plain = torch.onnx.export(c.model, c.args, kwargs={**c.kwargs, "use_cache": False} if "use_cache" in c.kwargs else c.kwargs,
-                              dynamo=True, verbose=False)
+                              dynamo=True, verbose=False, output_names=outputs)
     ours = [(n.name, n.op_type, tuple(v.name for v in n.inputs if v), tuple(v.name for v in n.outputs))
             for n in result.onnx_model.graph]
     theirs = [(n.name, n.op_type, tuple(v.name for v in n.inputs if v), tuple(v.name for v in n.outputs))
