@@ -457,6 +457,16 @@ def test_quickstart_in_jupyterlab(lab, browser):
     assert root.locator('[data-testid="hierx-node-row"].hx-node-on .hx-node-name').all_text_contents() == [node]
     page.screenshot(path=str(ARTIFACTS / "lab_graph_view.png"), full_page=False)
 
+    # Downloads: the selection's node table as CSV, and the HTML report, which the kernel renders.
+    with page.expect_download() as dl:
+        root.get_by_test_id("hierx-download-nodes").click()
+    rows = Path(dl.value.path()).read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == result.mapping("pooler")["node"].tolist()
+    with page.expect_download(timeout=30_000) as dl:
+        root.get_by_test_id("hierx-download-report").click()
+    html = Path(dl.value.path()).read_text()
+    assert html.startswith("<!doctype html>") and '"selected": "pooler"' in html and 'id="hierx-data"' in html
+
     # The chart hover bug: in JupyterLab's theme the hover shade was an opaque box drawn over the bar.
     # Now the bar stays on top of its hover area, and the shade is translucent.
     bar = root.locator('[data-testid="hierx-coverage-chart"] .hx-bar rect.hx-s-exact').first
@@ -563,7 +573,7 @@ def _artifacts():
 
 
 def _five_explorers_notebook():
-    """Five small models, each exported with %hierexport (its explorer is the cell's output)."""
+    """Five small CNNs, each exported with %hierexport (its explorer is the cell's output)."""
     import nbformat
 
     cells = [nbformat.v4.new_code_cell("%load_ext hierx_nb"),
@@ -571,9 +581,9 @@ def _five_explorers_notebook():
                                        "OUT = Path(os.environ['HIERX_OUT'])\ntorch.manual_seed(0)")]
     for i in range(5):
         cells.append(nbformat.v4.new_code_cell(
-            f"model{i} = torch.nn.Sequential(*(torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU()) "
+            f"model{i} = torch.nn.Sequential(*(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.ReLU()) "
             f"for _ in range({i + 1}))).eval()\n"
-            f"%hierexport model{i} (torch.randn(2, 8),) -o {{OUT}}/five_{i}.onnx"))
+            f"%hierexport model{i} (torch.randn(1, 3, 8, 8),) -o {{OUT}}/five_{i}.onnx"))
     return nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                           "language": "python"}})
 
@@ -611,11 +621,32 @@ def test_saved_notebook_is_light_and_reopens(lab, browser, monkeypatch):
     while roots.count() < 5 or page.locator('.jp-Notebook [data-testid="hierx-tree-row"][data-module=""]').count() < 5:
         assert time.monotonic() < deadline, f"{roots.count()} explorers rendered from the saved state, expected 5"
         page.wait_for_timeout(250)
-    for i in range(5):  # each shows its own model: model i has i + 1 blocks
+    for i in range(5):  # each shows its own model: model i has i + 1 blocks, in the tree and in the graph
         root = roots.nth(i)
         root.get_by_test_id("hierx-expand-all").click()
         blocks = [m for m in visible_modules(root) if m and "." not in m]
         assert blocks == [str(k) for k in range(i + 1)], blocks
+        graph = root.get_by_test_id("hierx-graph")
+        boxes = sorted(graph.locator(".hx-g-module").evaluate_all("es => es.map(e => e.dataset.graphModule)"))
+        assert boxes == [str(k) for k in range(i + 1)], boxes
+    # The graph of a CNN in JupyterLab, from the saved state: expand a block in place, collapse it,
+    # double click to select, a node click marks the table.
+    root = roots.nth(4)
+    root.scroll_into_view_if_needed()
+    graph = root.get_by_test_id("hierx-graph")
+    graph.locator('.hx-g-module[data-graph-module="2"]').click()
+    graph.locator('.hx-g-cluster[data-graph-module="2"]').wait_for(timeout=5_000)
+    assert graph.locator('.hx-g-module[data-graph-module="2.0"]').count() == 1  # the block's Conv2d
+    graph.locator('.hx-g-cluster[data-graph-module="2"] .hx-g-title').click()
+    graph.locator(".hx-g-cluster").wait_for(state="detached", timeout=5_000)
+    graph.locator('.hx-g-module[data-graph-module="3"]').dblclick()
+    root.locator('[data-testid="hierx-tree-row"][data-module="3"][aria-selected="true"]').wait_for(timeout=5_000)
+    graph.locator('.hx-g-module[data-graph-module="3.0"]').click()
+    conv = graph.locator(".hx-g-op").first
+    name = conv.get_attribute("data-graph-node")
+    conv.click()
+    assert root.locator('[data-testid="hierx-node-row"].hx-node-on .hx-node-name').all_text_contents() == [name]
+    page.screenshot(path=str(ARTIFACTS / "lab_cnn_graph.png"), full_page=False)
     assert page.get_by_test_id("hierx-error").count() == 0
     page.screenshot(path=str(ARTIFACTS / "lab_five_explorers_reopened.png"), full_page=False)
     assert page.errors == [], page.errors
