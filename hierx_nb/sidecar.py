@@ -5,7 +5,7 @@ Schema ``hierx_nb.sidecar`` version 2: an object with ``schema``, ``version``, `
 {name, ok, reason, seconds, skipped, switched}), ``warnings`` (list of strings), ``coverage`` ({pct: the known share,
 by_op_type: columnar op_type, nodes, exact, pattern, inferred, pct}), ``modules``
 (columnar: module, module_class, class_path, parent, depth, params, executed, signature, own_nodes,
-total_nodes) and ``nodes`` (columnar: node, op_type, module, tag, confidence, source). Columnar
+total_nodes, folded_into) and ``nodes`` (columnar: node, op_type, module, tag, confidence, source). Columnar
 means {column: [values...]}, all lists of equal length.
 
 Version 3 adds, when they were measured, ``latency`` (``result.profile()``) and ``divergence``

@@ -10,7 +10,7 @@ from torch import nn
 import hierx_nb
 from hierx_nb.tagging import FUSED_KEY, MODULE_KEY, SOURCE_KEY, fused_modules, fused_text
 
-STRATEGIES = [("dynamo", True), ("dynamo", False), ("htp", True), ("htp", False)]
+STRATEGIES = [("dynamo", True), ("dynamo", False), ("htp", True), ("htp", False), ("fx", True)]
 
 
 def _with_stats(model: nn.Module) -> nn.Module:
@@ -60,7 +60,7 @@ def test_folded_batchnorm_conv_keeps_the_conv_module(strategy, optimize):
     result = hierx_nb.export(model, (torch.randn(1, 3, 16, 16),), output=None, strategy=strategy, optimize=optimize)
     [conv] = _compute_nodes(result, "Conv")
     assert conv.metadata_props[MODULE_KEY] == "stem.0"
-    assert conv.metadata_props[SOURCE_KEY] == "exact"
+    assert conv.metadata_props[SOURCE_KEY] == ("pattern" if strategy == "fx" else "exact")
     folded = not any(n.op_type == "BatchNormalization" for n in result.onnx_model.graph)
     modules = result.modules.set_index("module")
     if folded:
