@@ -22,7 +22,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 import hierx_nb
-from hierx_nb.validation import session_feeds
+from hierx_nb.runtime import match_inputs
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
             so = ort.SessionOptions()
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-            feeds = session_feeds(session, result.reference.named_inputs)
+            feeds = match_inputs(session.get_inputs(), result.reference.named_inputs)
             for _ in range(warmup + opts.runs):
                 session.run(None, feeds)
             return time.perf_counter() - t0

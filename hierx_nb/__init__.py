@@ -6,8 +6,9 @@
 
 In Jupyter: ``%load_ext hierx_nb`` then ``%hierexport model (x,)``.
 """
-from . import strategies
-from .compare import compare
+# The notebook layer registers its views (widget, HTML report, figures) with the engine's display
+# registry (hierx_nb.display); importing it needs no Jupyter.
+from . import notebook, strategies  # noqa: F401  (notebook: registers its views)
 from .errors import (
     Attempt,
     BadSpec,
@@ -42,8 +43,7 @@ from .errors import (
 from .exporter import export
 from .generation import GenerationResult, export_for_generation, load_generation
 from .hf import meta_model
-from .result import ExportResult
-from .retag import load, retag
+from .result import ExportResult, compare, load, retag
 from .version import __version__
 
 __all__ = ["export", "export_for_generation", "load_generation", "GenerationResult", "load", "retag", "compare", "meta_model",

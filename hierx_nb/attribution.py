@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import onnx_ir as ir
 
-from .hierarchy import ModuleTree
+from .hierarchy import ModuleTree, common_ancestor
 
 EXACT, INFERRED, PATTERN = "exact", "inferred", "pattern"
 
@@ -98,7 +98,7 @@ def infer(model: ir.Model, attrs: dict[ir.Node, NodeAttribution], tree: ModuleTr
         mods = callers.get(key)
         if mods:
             distinct = set(mods)
-            common, rule = tree.common_ancestor(distinct), "function callers agree" if len(distinct) == 1 else "function callers differ"
+            common, rule = common_ancestor(distinct), "function callers agree" if len(distinct) == 1 else "function callers differ"
             for node in ir.traversal.RecursiveGraphIterator(function):
                 if node not in module:
                     place(node, common, rule)
@@ -113,7 +113,7 @@ def infer(model: ir.Model, attrs: dict[ir.Node, NodeAttribution], tree: ModuleTr
             elif len(set(mods)) == 1:
                 decided[node] = (mods[0], "neighbours agree")
             else:
-                decided[node] = (tree.common_ancestor(Counter(mods)), "common ancestor")
+                decided[node] = (common_ancestor(Counter(mods)), "common ancestor")
         if not decided:
             for node in still:
                 place(node, "", "no neighbour")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils import _pytree as pytree
 
-from .errors import ExportError
+from .errors import CacheOptions, ExportError, InputError
 
 CACHE_INPUT = "past_key_values"
 CACHE_OUTPUT = "present"
@@ -284,8 +284,6 @@ def flat_call(model: torch.nn.Module, args: tuple, kwargs: dict, dynamic_shapes,
     the forward's parameters, and the cache's tensors have names of their own (give ``dynamic_axes``
     by those names instead).
     """
-    from .errors import CacheOptions
-
     given = [n for n, v in (("dynamic_shapes", dynamic_shapes), ("input_names", input_names),
                             ("output_names", output_names)) if v is not None]
     if given:
@@ -296,8 +294,6 @@ def flat_call(model: torch.nn.Module, args: tuple, kwargs: dict, dynamic_shapes,
     try:
         bound = inspect.signature(model.forward).bind(*args, **kwargs)
     except TypeError as e:
-        from .errors import InputError
-
         raise InputError(f"inputs do not fit {type(model).__name__}.forward: {e}") from None
     captured = {}
     for name, value in bound.arguments.items():

@@ -342,7 +342,7 @@ def _cmd_generate(ns) -> int:
 
 
 def _load_input(file: str):
-    from .loading import load
+    from .result import load
 
     return load(file)  # a missing, unreadable or untagged file is an InputError
 
@@ -450,7 +450,8 @@ def _cmd_extract(ns) -> int:
 
 def _cmd_retag(ns) -> int:
     from .files import check_output
-    from .retag import retag, rule_counts
+    from .result import retag
+    from .retag import rule_counts
 
     check_output(ns.output)
     for label, path in (("file", ns.file), ("--from", ns.source)):
@@ -465,7 +466,8 @@ def _cmd_retag(ns) -> int:
 
 
 def _cmd_compare(ns) -> int:
-    from .compare import DEFAULT_SQNR_DB, compare
+    from .compare import DEFAULT_SQNR_DB
+    from .result import compare
 
     for label, path in (("A", ns.a), ("B", ns.b)):
         if not Path(path).is_file():

@@ -23,15 +23,13 @@ import onnx_ir as ir
 import pandas as pd
 from onnxruntime.quantization.qdq_loss_debug import compute_signal_to_quantization_noice_ratio
 
-from .divergence import ancestors, boundaries
-from .errors import DifferentModels, ExportError, InputMismatch, NotMadeFrom, NotTagged
-from .loading import load as load_file
+from . import runtime
+from .divergence import boundaries
+from .errors import DifferentModels, ExportError, InputMismatch
+from .hierarchy import ancestors, in_subtree
 from .placement import place
-from .profiling import feeds_for, profile
-from .result import ExportResult
-from .retag import load_source, retag
+from .profiling import profile
 from .tagging import MODULE_KEY
-from .validation import graph_of, ort_session, session_feeds
 
 COLUMNS = ["module", "module_class", "nodes_a", "nodes_b", "op_changes", "ms_a", "ms_b", "time_ratio",
            "max_abs_diff", "sqnr_db", "own_max_abs_diff", "own_sqnr_db", "note"]
@@ -43,32 +41,15 @@ DEFAULT_SQNR_DB = 20.0
 MIN_SHARED_MODULES = 0.8
 
 
-def compare(a, b, *, inputs=None, runs: int = 20, warmup: int = 3, threads: int | None = None,
-            sqnr_db: float = DEFAULT_SQNR_DB) -> pd.DataFrame:
-    """One row per module of ``a`` in execution order (``COLUMNS``).
-
-    ``a``, ``b``: tagged files (paths) or results; an untagged ``b`` is retagged from ``a`` first.
-    ``inputs``: an ``--inputs`` SPEC or {name: array}, else ``a``'s export inputs, else made from
-    a's graph input types; fed to both (floats cast to b's input dtype). ``nodes_a``/``nodes_b``:
-    ONNX nodes in the module's subtree; ``op_changes``: how its own nodes changed (``MatMul→
-    MatMulInteger ×3, +DynamicQuantizeLinear ×1``); ``ms_a``/``ms_b``: kernel ms per run of its
-    subtree (``profile()``'s ``total_ms``), ``time_ratio`` = ms_b / ms_a; ``max_abs_diff``,
-    ``sqnr_db``: b's module outputs against a's (inherited error included); ``own_max_abs_diff``,
-    ``own_sqnr_db``: b's module on a's values at its inputs; ``note``: values not paired.
-    ``attrs``: ``first_divergent`` (in the order modules finish in a, the first whose own SQNR is
-    below ``sqnr_db``; None when none is), ``kernel_ms_a``/``_b``, ``unattributed_ms_a``/``_b``,
-    ``sqnr_threshold_db``.
-
-    Errors (one line): ``DifferentModels`` (two models, or b not made from a), ``InputMismatch``
-    (inputs that do not fit one of the files), and those of ``load``/``retag``.
-    """
-    ra = _result(a, "a")
-    rb = _result(b, "b", source=ra)
-    ma, mb = graph_of(ra), graph_of(rb)
+def compare_results(ra, rb, *, inputs=None, runs: int = 20, warmup: int = 3, threads: int | None = None,
+                    sqnr_db: float = DEFAULT_SQNR_DB) -> pd.DataFrame:
+    """``hierx_nb.compare`` on two tagged results (``ra``: a, ``rb``: b, both tagged): see it for the
+    columns, attrs and errors."""
+    ma, mb = ra.onnx().ir, rb.onnx().ir
     _check_same_model(ra, rb)
     fa, fb = _feeds(ra, rb, inputs)
-    lat_a = profile(ra, runs=runs, warmup=warmup, threads=threads, inputs=fa)
-    lat_b = profile(rb, runs=runs, warmup=warmup, threads=threads, inputs=fb)
+    lat_a = profile(ra.onnx(), inputs=fa, modules=ra.modules, runs=runs, warmup=warmup, threads=threads)
+    lat_b = profile(rb.onnx(), inputs=fb, modules=rb.modules, runs=runs, warmup=warmup, threads=threads)
 
     outs_a, ins_a = boundaries(ma)
     outs_b, ins_b = boundaries(mb)
@@ -125,27 +106,7 @@ def _error(pairs) -> tuple[float, float]:
     return (float(np.abs(want - got).max()) if want.size else 0.0), (sqnr(want, got) if want.size else math.inf)
 
 
-def _result(x, label: str, source: ExportResult | None = None) -> ExportResult:
-    if isinstance(x, ExportResult):
-        return x
-    try:
-        return load_source(x) if source is None else _load_or_retag(x, source)
-    except NotMadeFrom as e:
-        raise DifferentModels(e.message.replace("the file was not made from the source", f"{label} was not made from a"),
-                              hint="compare two files of one model") from None
-
-
-def _load_or_retag(path, source: ExportResult) -> ExportResult:
-    """b as tagged, or retagged from a when some of its nodes have no tags (a quantizer kept those of
-    the nodes it left alone)."""
-    try:
-        result = load_file(path)
-    except NotTagged:
-        return retag(path, source)
-    return retag(path, source) if result.nodes["module"].isna().any() else result
-
-
-def _check_same_model(ra: ExportResult, rb: ExportResult) -> None:
+def _check_same_model(ra, rb) -> None:
     known = set(ra.modules["module"].astype(str))
     theirs = set(rb.nodes["module"].dropna().astype(str))
     shared = len(theirs & known) / len(theirs) if theirs else 0.0
@@ -159,42 +120,32 @@ def _input_dtypes(session) -> dict[str, np.dtype]:
     return {i.name: names.get(i.type[len("tensor("):-1]) for i in session.get_inputs()}
 
 
-def _plain_session(result: ExportResult):
-    return ort_session(result, optimization="none")
-
-
-def _feeds(ra: ExportResult, rb: ExportResult, inputs) -> tuple[dict, dict]:
+def _feeds(ra, rb, inputs) -> tuple[dict, dict]:
     """The same inputs for both files: a's by name, and b's (floats cast to b's input dtypes).
     ``InputMismatch`` when they do not fit one of them."""
-    with _plain_session(ra) as (sa, _):
+    with runtime.session(ra.onnx(), optimization="none") as sa:
         try:
-            fa = session_feeds(sa, feeds_for(ra, sa, inputs))
-            sa.run(None, fa)
-        except ExportError as e:
+            fa = sa.feeds(inputs, ra.reference)
+            sa.run(fa)
+        except ExportError as e:  # InputMismatch (the inputs named or shaped for another graph), or ORT's own message
             raise InputMismatch(f"the inputs do not fit a: {e.message}") from None
-        except Exception as e:  # ORT's own message: a wrong shape or type
-            raise InputMismatch(f"the inputs do not fit a: {str(e).splitlines()[0]}") from None
-    with _plain_session(rb) as (sb, _):
-        dtypes = _input_dtypes(sb)
+    with runtime.session(rb.onnx(), optimization="none") as sb:
+        dtypes = _input_dtypes(sb.session)
         try:
-            fb = session_feeds(sb, list(fa.items()))
+            fb = runtime.match_inputs(sb.inputs, list(fa.items()))
             fb = {k: v.astype(dtypes[k]) if dtypes.get(k) is not None and v.dtype.kind == "f" else v for k, v in fb.items()}
-            sb.run(None, fb)
+            sb.run(fb)
         except ExportError as e:
             raise InputMismatch(f"the inputs fit a but not b: {e.message}") from None
-        except Exception as e:
-            raise InputMismatch(f"the inputs fit a but not b: {str(e).splitlines()[0]}") from None
     return fa, fb
 
 
-def _run(result: ExportResult, feeds: dict, values: list[ir.Value], extra_feeds: dict | None = None) -> dict[str, np.ndarray]:
+def _run(result, feeds: dict, values: list[ir.Value], extra_feeds: dict | None = None) -> dict[str, np.ndarray]:
     """Every value of ``values`` (and the graph outputs) by name, from one ORT run."""
     values = list(dict.fromkeys(v for v in values if not v.is_graph_input()))
-    with ort_session(result, extra_outputs=values) as (session, weights):
-        named = list(feeds.items()) + list((extra_feeds or {}).items()) + weights
-        fed = session_feeds(session, named)
-        names = [o.name for o in session.get_outputs()]
-        got = dict(zip(names, session.run(None, fed)))
+    with runtime.session(result.onnx(), extra_outputs=values) as run:
+        named = list(feeds.items()) + list((extra_feeds or {}).items()) + run.weights
+        got = run.run(runtime.match_inputs(run.session.get_inputs(), named))
     got.update(feeds)
     return got
 
@@ -229,13 +180,9 @@ def _kind(arr: np.ndarray) -> str:
     return "f" if arr.dtype.kind == "f" else str(arr.dtype)
 
 
-def _subtree(module: str, other: str | None) -> bool:
-    return other is not None and (module == "" or other == module or other.startswith(module + "."))
-
-
-def _own_runs(rb: ExportResult, fb: dict, outs_b, ins_b, ins_a, got_a) -> dict[str, dict[str, np.ndarray]]:
+def _own_runs(rb, fb: dict, outs_b, ins_b, ins_a, got_a) -> dict[str, dict[str, np.ndarray]]:
     """Per module of b: its boundary outputs computed from a's values at its inputs (one run per depth)."""
-    model = graph_of(rb)
+    model = rb.onnx().ir
     graph = model.graph
     by_depth: dict[int, list[str]] = defaultdict(list)
     for m in outs_b:
@@ -269,7 +216,8 @@ def _own_runs(rb: ExportResult, fb: dict, outs_b, ins_b, ins_a, got_a) -> dict[s
                     dtype = v.dtype.numpy() if v.dtype is not None else arr.dtype
                     extra_feeds[new.name] = np.asarray(arr).astype(dtype)
                 for use in list(v.uses()):
-                    if _subtree(m, use.node.metadata_props.get(MODULE_KEY)):
+                    other = use.node.metadata_props.get(MODULE_KEY)
+                    if other is not None and in_subtree(other, m):
                         rewired.append((use.node, use.idx, v))
                         use.node.replace_input_with(use.idx, added[v])
         if not modules:

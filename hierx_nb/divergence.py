@@ -27,17 +27,15 @@ import onnx_ir as ir
 import pandas as pd
 import torch
 
+from . import runtime
+from .comparison import compare, tolerance
+from .hierarchy import ancestors
 from .inputs import tensor_leaves
+from .reference import Reference, to_numpy
+from .runtime import OnnxModel
 from .tagging import MODULE_KEY, fused_modules
-from .validation import Reference, compare, graph_of, ort_session, session_feeds, to_numpy, tolerance
 
 COLUMNS = ["module", "module_class", "outputs", "max_abs_diff", "max_rel_diff", "ok", "inputs_ok", "note"]
-
-
-def ancestors(name: str) -> list[str]:
-    """``a.b.c`` -> ``[a.b.c, a.b, a, ""]`` (innermost first)."""
-    parts = name.split(".") if name else []
-    return [".".join(parts[:i]) for i in range(len(parts), -1, -1)]
 
 
 def _outside(module: str, other: str | None) -> list[str]:
@@ -156,10 +154,10 @@ def _folded(pairings) -> set[str]:
     return folded
 
 
-def compare_modules(result, ref: Reference, atol: float | None, rtol: float | None) -> pd.DataFrame:
-    """One row per executed module in call order (``COLUMNS``); ``attrs["first_divergent"]``."""
-    model = graph_of(result)
-    outs, ins = boundaries(model)
+def compare_modules(model: OnnxModel, ref: Reference, atol: float | None = None, rtol: float | None = None) -> pd.DataFrame:
+    """One row per executed module in call order (``COLUMNS``); ``attrs["first_divergent"]``.
+    Modules are read from the graph's ``hierx.module`` tags: any tagged file will do."""
+    outs, ins = boundaries(model.ir)
     extra = list(dict.fromkeys(v for vs in (*outs.values(), *ins.values()) for v in vs if not v.is_graph_input()))
     recorder = _Recorder(ref.model)
     try:
@@ -167,10 +165,9 @@ def compare_modules(result, ref: Reference, atol: float | None, rtol: float | No
             ref.model(*ref.args, **ref.kwargs)
     finally:
         recorder.remove()
-    with ort_session(result, extra_outputs=extra) as (session, weights):
-        feeds = session_feeds(session, ref.named_inputs + weights)
-        names = [o.name for o in session.get_outputs()]
-        got = {n: np.asarray(v) for n, v in zip(names, session.run(None, feeds))}
+    with runtime.session(model, extra_outputs=extra) as run:
+        feeds = run.feeds(reference=ref)
+        got = run.run(feeds)
     got.update(feeds)  # graph inputs: their ONNX value is what was fed
 
     def diff(pairs):
@@ -188,7 +185,7 @@ def compare_modules(result, ref: Reference, atol: float | None, rtol: float | No
     # those returned: the Conv's value is its BatchNorm's output; the BatchNorm has no value of its own.
     folded_into: dict[str, str] = {}
     computed_by: dict[str, str] = {}
-    for node in model.graph:
+    for node in model.ir.graph:
         fused = fused_modules(node.metadata_props)
         if fused:
             folded_into.update(dict.fromkeys(fused, _module_of(node) or ""))

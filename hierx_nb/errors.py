@@ -249,6 +249,11 @@ class Mismatch(ExportError):
     """ONNX Runtime's outputs differ from PyTorch's beyond the tolerance (validation)."""
 
 
+class StrategyFailed(Exception):
+    """A strategy cannot export this model; the message is the reason shown to the user.
+    (Here rather than in ``strategies.base``: the post-export checks in ``shapes`` raise it too.)"""
+
+
 def first_line(text: str, limit: int = 300) -> str:
     """The first non-empty line of ``text``, shortened to ``limit`` characters."""
     for line in str(text).splitlines():

@@ -1,7 +1,6 @@
 """``export``: run the strategies, tag the winner's ONNX model, build the tables, write the files."""
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 from collections.abc import Callable, Iterable
@@ -15,23 +14,22 @@ from . import caches, precheck, shapes, sidecar, strategies
 from . import memory as failure_memory
 from .attribution import complete
 from .errors import Attempt, ExportError, InputsRejected, describe
-from .files import check_output, publish, stage_model, staging, weight_bytes
+from .files import EXTERNAL_DATA_THRESHOLD, check_output, publish, stage_model, staging, weight_bytes
 from .fusion import refold
 from .graph_io import io_frame
 from .hf import example_inputs, is_hf_model
 from .hf_switches import exportable
-from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree, root_label
+from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree, ancestors, root_label
 from .inputs import normalize, tensor_leaf_names
 from .preserve import ModelState, copy_inputs
+from .reference import Reference
 from .result import ExportResult
+from .runtime import OnnxModel, weights_as_inputs
 from .strategies.base import ExportContext, Strategy, StrategyOutput
 from .tables import coverage_frame, modules_frame, node_rows, nodes_frame
 from .tagging import apply_tags, mark_model, module_namespace
+from .validation import compare_modules, compare_outputs, mismatch_line
 from .version import __version__
-
-# Weights above this go to ``<file>.onnx.data``: protobuf cannot hold 2 GiB, and writing raw weight
-# bytes is several times faster than serializing them into the protobuf (as torch.onnx does).
-EXTERNAL_DATA_THRESHOLD = 64 * 1024**2
 
 # Exports with more weights than this are not run in ONNX Runtime after export (time and memory);
 # the warning says so.
@@ -117,12 +115,10 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
                               structure_only=structure_only, onnx_model=output_.model, warnings=warnings,
                               io=io_frame(output_.model))
         if not structure_only:
-            from .validation import Reference
-
             result.reference = Reference(model, args, kwargs)
             if out_path is None:
                 say("checking the model against PyTorch in ONNX Runtime", 0.92)
-                result.warnings += check(result)
+                result.warnings += check(result, OnnxModel(model=result.onnx_model))
         if out_path is not None:
             say(f"writing {out_path.name} and its sidecar", 0.93)
             extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
@@ -133,8 +129,9 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     return result
 
 
-def check(result: ExportResult) -> list[str]:
-    """Warnings from running the export once in ONNX Runtime on its inputs (empty when all is well).
+def check(result: ExportResult, onnx: OnnxModel) -> list[str]:
+    """Warnings from running ``onnx`` (the export, in memory or staged) once in ONNX Runtime on the
+    export's inputs (empty when all is well).
 
     On a mismatch, the per-module comparison names the first divergent module (and is kept as
     ``result.divergence``). Skipped, saying so, above ``CHECK_LIMIT_BYTES`` of weights.
@@ -143,14 +140,13 @@ def check(result: ExportResult) -> list[str]:
     if size > CHECK_LIMIT_BYTES:
         return [f"not checked against PyTorch: {size / 2**20:.0f} MiB of weights is above the "
                 f"{CHECK_LIMIT_BYTES / 2**20:.0f} MiB the export checks; run result.validate() to check it"]
-    from .validation import mismatch_line
-
     try:
-        report = result.validate(raise_on_mismatch=False)
+        report = compare_outputs(onnx, result.reference)
         if report["ok"].all():
             return []
         line = mismatch_line(report) + " on the export's inputs"
-        blame = result.validate(per_module=True, raise_on_mismatch=False).attrs["first_divergent"]
+        result.divergence = compare_modules(onnx, result.reference)
+        blame = result.divergence.attrs["first_divergent"]
     except ExportError as e:
         return [f"not checked against PyTorch: {e.one_line()}"]
     except Exception as e:  # ONNX Runtime rejecting the graph is itself the finding
@@ -252,7 +248,7 @@ def _executed_modules(ctx: ExportContext) -> tuple[set[str], str | None, list[st
         for h in hooks:
             h.remove()
     for name in list(executed):
-        executed.update(ctx.tree.ancestors(name))
+        executed.update(ancestors(name))
     return executed, None, tensor_leaf_names(output)
 
 
@@ -271,30 +267,6 @@ def _to_meta(model, args, kwargs):
     return model, tuple(meta(a) for a in args), {k: meta(v) for k, v in kwargs.items()}
 
 
-@contextlib.contextmanager
-def weights_as_inputs(model: ir.Model):
-    """Within the block, weights are typed graph inputs without data: a valid ONNX file that holds
-    the whole structure and no weights (it runs only if every weight is fed)."""
-    graph = model.graph
-    saved = dict(graph.initializers)
-    added = [v for v in saved.values() if v not in graph.inputs]
-    graph.initializers.clear()
-    for v in saved.values():
-        v.const_value = None if v.const_value is not None and _on_meta(v.const_value) else v.const_value
-    graph.inputs.extend(added)
-    try:
-        yield
-    finally:
-        for _ in added:
-            graph.inputs.pop()
-        graph.initializers.update(saved)
-
-
-def _on_meta(tensor) -> bool:
-    raw = getattr(tensor, "raw", None)
-    return isinstance(raw, torch.Tensor) and raw.device.type == "meta"
-
-
 def _write(result: ExportResult, out_path: Path, module_extra: dict, external_data_threshold: int, say) -> None:
     """Stage the ONNX file, check the staged file in ONNX Runtime (its warnings go into the sidecar:
     the weights are written once), stage the sidecar, then move both into place."""
@@ -308,11 +280,7 @@ def _write(result: ExportResult, out_path: Path, module_extra: dict, external_da
         else:
             staged = stage_model(model, tmp, out_path, external_data_threshold)
             say("checking the file against PyTorch in ONNX Runtime", 0.95)
-            result.onnx_path = staged[0][0]
-            try:
-                result.warnings += check(result)
-            finally:
-                result.onnx_path = None
+            result.warnings += check(result, OnnxModel(staged[0][0], model))
             say(f"writing {out_path.name} and its sidecar", 0.97)
         doc = sidecar.build(
             onnx_file=out_path.name, model_class=result.model_class, strategy=result.strategy,

@@ -12,41 +12,67 @@ model computes for it in ONNX Runtime on the same inputs.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from os import PathLike
+from pathlib import Path
 
-import numpy as np
 import onnx_ir as ir
 import torch
 
+from . import runtime
 from .divergence import boundaries, pair
-from .errors import ExportError, StructureOnly
-from .files import check_output, publish, stage_model, staging
+from .errors import ExportError, UnknownModule
+from .files import EXTERNAL_DATA_THRESHOLD, check_output, publish, stage_model, staging
+from .hierarchy import NameTree
 from .inputs import named_tensor_inputs, tensor_leaves
-from .validation import Reference, graph_of, ort_session, session_feeds, to_numpy
+from .reference import Reference, to_numpy
+from .runtime import OnnxModel
+from .tagging import MODULE_KEY
 
 EXTRACTED_FROM_KEY = "hierx.extracted_from"
 
 
-def extract(result, module: str, output: str | PathLike, model=None, args=None, kwargs=None,
-            external_data_threshold: int | None = None):
-    """See ``ExportResult.extract``."""
-    from .exporter import EXTERNAL_DATA_THRESHOLD
-    from .loading import load
+@dataclass
+class Piece:
+    """An extracted module: its file; the reference to validate it against (the module's own
+    forward on the inputs it received; None without a PyTorch model, or when it cannot be paired);
+    the problems that still let the file out."""
 
-    result.check_module(module)
-    if result.structure_only:
-        raise StructureOnly.for_action("extract from")
+    path: Path
+    reference: Reference | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def tagged_modules(model: ir.Model) -> NameTree:
+    """The module tree the graph's ``hierx.module`` tags imply."""
+    return NameTree({m for n in model.graph for m in [n.metadata_props.get(MODULE_KEY)] if m is not None})
+
+
+def extract(model, module: str, output: str | PathLike, reference: Reference | None = None, *,
+            external_data_threshold: int | None = None) -> Piece:
+    """Write ``module``'s subtree of ``model`` (an ``onnx_ir.Model``, a path or an ``OnnxModel``
+    whose nodes carry ``hierx.module`` tags) as a runnable ONNX model to ``output``.
+
+    With a ``reference`` (PyTorch's model and inputs) the piece's inputs are named and its outputs
+    ordered like the module's forward, and the piece's reference is that forward on the inputs it
+    received; without one, values the piece needs typed are computed on generated inputs.
+    ``UnknownModule`` for a module the tags do not name, ``StructureOnly`` for a structure-only model.
+    """
+    model = OnnxModel.of(model)
+    full = model.ir
+    known = tagged_modules(full).names
+    if module not in known:
+        raise UnknownModule.of(module, known, file=model.path)
+    runtime.require_weights(model, "extract from")
     out_path = check_output(output)
-    full = graph_of(result)
     outs, ins = boundaries(full)
     if not outs.get(module):
         raise ExportError(f"module {module!r} has no ONNX node whose value is used: there is nothing to extract")
     piece_inputs, piece_outputs = ins.get(module, []), outs[module]
     graph = ir.convenience.extract(full.graph, inputs=piece_inputs, outputs=piece_outputs)
-    ref = result._reference_for(model, args, kwargs) if (model is not None or result.reference is not None) else None
     sub_ref, problem = None, None
-    if ref is not None or any(v.type is None for v in [*graph.inputs, *graph.outputs]):
-        got, sub_ref, problem = _observe(result, ref, module, piece_inputs + piece_outputs)
+    if reference is not None or any(v.type is None for v in [*graph.inputs, *graph.outputs]):
+        got, sub_ref, problem = _observe(model, reference, module, piece_inputs + piece_outputs)
         _type_from(graph, got)
         if sub_ref is not None:
             problem = _align(graph, sub_ref, got)
@@ -58,15 +84,12 @@ def extract(result, module: str, output: str | PathLike, model=None, args=None, 
     threshold = EXTERNAL_DATA_THRESHOLD if external_data_threshold is None else external_data_threshold
     with staging(out_path.parent) as tmp:
         publish(stage_model(piece, tmp, out_path, threshold))
-    loaded = load(out_path)
-    if problem is None and sub_ref is not None:
-        loaded.reference = sub_ref[0]
-    elif problem is not None:
-        loaded.warnings.append(f"cannot validate against PyTorch: {problem}")
-    return loaded
+    if problem is not None:
+        return Piece(out_path, None, [f"cannot validate against PyTorch: {problem}"])
+    return Piece(out_path, sub_ref[0] if sub_ref is not None else None)
 
 
-def _observe(result, ref, module: str, values: list[ir.Value]):
+def _observe(model: OnnxModel, ref: Reference | None, module: str, values: list[ir.Value]):
     """ONNX Runtime's values of ``values`` on the full model, and (with a reference) the module's
     captured call: ``(got, (Reference of the module on its inputs, its outputs) | None, problem)``."""
     captured: list = []
@@ -91,14 +114,9 @@ def _observe(result, ref, module: str, values: list[ir.Value]):
         else:
             a, kw, outs = captured[0]
             sub_ref = (Reference(sub, a, kw), outs)
-    from .profiling import feeds_for
-
-    with ort_session(result, extra_outputs=[v for v in values if not v.is_graph_input()]) as (session, weights):
-        named = ref.named_inputs if ref is not None else feeds_for(result, session, None,
-                                                                    frozenset(n for n, _ in weights))
-        feeds = session_feeds(session, named + weights)
-        names = [o.name for o in session.get_outputs()]
-        got = {n: np.asarray(v) for n, v in zip(names, session.run(None, feeds))}
+    with runtime.session(model, extra_outputs=[v for v in values if not v.is_graph_input()]) as run:
+        feeds = run.feeds(reference=ref)
+        got = run.run(feeds)
     got.update(feeds)
     return got, sub_ref, problem
 

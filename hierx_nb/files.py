@@ -12,6 +12,10 @@ import onnx_ir as ir
 
 from .errors import OutputFolderMissing, OutputIsFolder, OutputNotWritable
 
+# Weights above this go to ``<file>.onnx.data``: protobuf cannot hold 2 GiB, and writing raw weight
+# bytes is several times faster than serializing them into the protobuf (as torch.onnx does).
+EXTERNAL_DATA_THRESHOLD = 64 * 1024**2
+
 
 def check_output(path: str | os.PathLike) -> Path:
     """The output path, resolved. ``OutputIsFolder`` if it is a folder, ``OutputFolderMissing`` if its

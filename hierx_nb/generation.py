@@ -30,7 +30,7 @@ import torch
 from .caches import CACHE_INPUT, CACHE_NAMING, CACHE_OUTPUT, Stage, export_patches, plan_stage
 from .errors import CannotGenerate, ExportError, InputError, MissingDependency, NoReference, NoSuchFile, NotAModule, describe
 from .exporter import export
-from .result import ExportResult
+from .result import ExportResult, load
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -363,8 +363,6 @@ class GenerationRunner:
 def load_generation(folder: str | PathLike) -> GenerationResult:
     """The stages a previous ``export_for_generation`` wrote in ``folder`` (no PyTorch model: ``generate``
     works, ``validate`` needs the model)."""
-    from .loading import load
-
     runner = GenerationRunner(folder)
     components = {n: load(Path(folder) / s["file"]) for n, s in runner.stages.items()}
     result = GenerationResult(components, runner.manifest, Path(folder))

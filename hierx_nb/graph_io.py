@@ -5,6 +5,8 @@ from __future__ import annotations
 import onnx_ir as ir
 import pandas as pd
 
+from .attribution import all_nodes
+
 IO_COLUMNS = ["kind", "name", "dtype", "shape"]
 UNNAMED_AXIS = "?"  # a dynamic axis the file gives no name
 
@@ -52,8 +54,6 @@ def name_outputs(model: ir.Model, names: list[str]) -> None:
     unique: an inner value that already has one of the names is renamed aside. An output that is
     also a graph input or weight, or that appears twice, keeps its name. Nothing changes when the
     counts differ (the exporter dropped or added outputs: the structure no longer lines up)."""
-    from .attribution import all_nodes
-
     graph = model.graph
     if len(names) != len(graph.outputs):
         return

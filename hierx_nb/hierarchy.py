@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import pandas as pd
 import torch
 
 CONTAINERS = (torch.nn.ModuleList, torch.nn.Sequential, torch.nn.ModuleDict)
@@ -50,6 +52,115 @@ def forward_signature(module: torch.nn.Module) -> str:
         return str(inspect.signature(module.forward))
     except (TypeError, ValueError):
         return ""
+
+
+# -- tree algebra on qualified names ("" is the root, "a.b" a child of "a") ----------------------------
+def parent_name(name: str) -> str | None:
+    """``a.b.c`` -> ``a.b``; ``a`` -> ``""``; the root ``""`` -> None."""
+    return None if name == "" else name.rpartition(".")[0]
+
+
+def ancestors(name: str) -> list[str]:
+    """``a.b.c`` -> ``[a.b.c, a.b, a, ""]`` (the name itself first, the root last)."""
+    parts = name.split(".") if name else []
+    return [".".join(parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def common_ancestor(names: Iterable[str]) -> str:
+    """The innermost module whose subtree holds every name (``""`` when there is none)."""
+    common: list[str] | None = None
+    for n in names:
+        mine = ancestors(n)
+        common = mine if common is None else [a for a in common if a in set(mine)]
+    return common[0] if common else ""
+
+
+def in_subtree(name: str, module: str) -> bool:
+    """Whether ``name`` is ``module`` or lies below it (everything lies in the root's subtree)."""
+    return module == "" or name == module or name.startswith(module + ".")
+
+
+def subtree_mask(names: pd.Series, module: str) -> pd.Series:
+    """``in_subtree`` over a column of qualified names (missing names lie in no module's subtree but the root's)."""
+    if module == "":
+        return pd.Series(True, index=names.index)
+    text = names.astype(str)
+    return (text == module) | text.str.startswith(module + ".")
+
+
+class NameTree:
+    """The tree of a set of qualified names, their missing ancestors added.
+
+    ``names``: pre-order (a parent before its children, siblings in the order given); ``parent``:
+    each name's parent (the given one where ``parents`` names a known module, else its nearest
+    ancestor in the tree; None for the root); ``children``; ``depth`` (root 0); ``added``: the
+    ancestors that were not given. Built without recursion: deep models do not hit Python's limit.
+    """
+
+    def __init__(self, names: Iterable[str], parents: Mapping[str, str | None] | None = None):
+        given = list(dict.fromkeys(names))
+        known = set(given)
+        self.added: list[str] = []
+        order = list(given)
+        for name in given:
+            for a in ancestors(name)[1:]:
+                if a not in known:
+                    known.add(a)
+                    self.added.append(a)
+                    order.append(a)
+        if "" not in known:
+            known.add("")
+            self.added.append("")
+            order.append("")
+        self.parent: dict[str, str | None] = {}
+        for name in order:
+            p = (parents or {}).get(name)
+            if name == "" or not isinstance(p, str) or p not in known or p == name:
+                p = parent_name(name)
+                while p is not None and p not in known:
+                    p = parent_name(p)
+            self.parent[name] = p
+        self.children: dict[str, list[str]] = {name: [] for name in order}
+        for name in order:
+            if self.parent[name] is not None:
+                self.children[self.parent[name]].append(name)
+        self.names: list[str] = []
+        self.depth: dict[str, int] = {}
+        seen: set[str] = set()
+        stack = [("", 0)]
+        while stack:
+            name, depth = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            self.names.append(name)
+            self.depth[name] = depth
+            stack.extend((c, depth + 1) for c in reversed(self.children[name]))
+        for name in order:  # a given parent column with a cycle: what it cut off hangs off the root
+            if name not in seen:
+                self.parent[name] = ""
+                self.children[""].append(name)
+                self.names.append(name)
+                self.depth[name] = 1
+                seen.add(name)
+
+    def nearest(self, name: str) -> str:
+        """``name`` if the tree holds it, else its nearest ancestor that it holds."""
+        for a in ancestors(name):
+            if a in self.parent:
+                return a
+        return ""
+
+    def totals(self, own: Mapping[str, float]) -> dict[str, float]:
+        """Per name: the sum of ``own`` over its subtree (values of names outside the tree go to their nearest ancestor in it)."""
+        total = dict.fromkeys(self.names, 0)
+        for name, value in own.items():
+            total[self.nearest(name)] += value
+        for name in reversed(self.names):  # children after their parent in pre-order
+            p = self.parent[name]
+            if p is not None:
+                total[p] += total[name]
+        return total
 
 
 class ModuleTree:
@@ -148,7 +259,7 @@ class ModuleTree:
         return None
 
     def _child_by_scope(self, current: str, scope: str) -> str | None:
-        for anchor in self.ancestors(current):  # innermost first
+        for anchor in ancestors(current):  # innermost first
             hit = self.canonical(f"{anchor}.{scope}" if anchor else scope)
             if hit is not None and (not current or hit == current or hit.startswith(current + ".")):
                 return hit
@@ -162,25 +273,6 @@ class ModuleTree:
         found = [n for n in self.infos if n.startswith(prefix) and n != current and ("." + n).endswith(tail)]
         return found[0] if len(found) == 1 else None
 
-    def ancestors(self, name: str) -> list[str]:
-        """``name`` and its ancestors up to the root, innermost first."""
-        out = []
-        cur: str | None = name
-        while cur is not None:
-            out.append(cur)
-            cur = self.infos[cur].parent if cur in self.infos else None
-        return out
-
-    def common_ancestor(self, names) -> str:
-        names = list(names)
-        if not names:
-            return ""
-        common = self.ancestors(names[0])
-        for n in names[1:]:
-            mine = set(self.ancestors(n))
-            common = [a for a in common if a in mine]
-        return common[0] if common else ""
-
     # -- tags ---------------------------------------------------------------------------------
     def _count_params(self, model: torch.nn.Module) -> None:
         seen: set[int] = set()
@@ -191,7 +283,7 @@ class ModuleTree:
                     seen.add(id(p))
                     own += p.numel()
             if own:
-                for anc in self.ancestors(self.canonical(name) or name):
+                for anc in ancestors(self.canonical(name) or name):
                     if anc in self.infos:
                         self.infos[anc].params += own
 
@@ -230,7 +322,7 @@ class ModuleTree:
                 clashes.update({other, name})
         for name in clashes:
             parts = []
-            for anc in reversed(self.ancestors(name)):
+            for anc in reversed(ancestors(name)):
                 seg, _ = self._segment(self.infos[anc], keep_containers=True)
                 parts.append(seg if anc else self.infos[anc].cls)
             tags[name] = "/" + "/".join(parts)

@@ -1,7 +1,10 @@
-"""``load``: read a tagged ONNX file (and its sidecar, if present) back into an ExportResult."""
+"""Reading a tagged ONNX model's tables back: nodes, modules and coverage from its tags (and its
+sidecar, when one is beside the file). ``result.result_of`` and ``result.load`` wrap them in an
+ExportResult; this module knows nothing of it, so the answers (profile, extract) can read any
+tagged model without the result layer."""
 from __future__ import annotations
 
-from os import PathLike
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx_ir as ir
@@ -10,47 +13,44 @@ import pandas as pd
 from . import sidecar
 from .attribution import walk
 from .errors import Attempt, NoSuchFile, NotOnnxFile, NotTagged
-from .graph_io import io_frame
-from .result import ExportResult
+from .graph_io import IO_COLUMNS, io_frame
+from .hierarchy import NameTree
 from .tables import coverage_frame, folded_from_props, modules_frame, nodes_frame
 from .tagging import CONFIDENCE_KEY, FUSED_KEY, MODULE_KEY, SOURCE_KEY, STRATEGY_KEY, STRUCTURE_ONLY_KEY, TAG_KEY
 
 
-def load(path: str | PathLike) -> ExportResult:
-    """The tables of a file written by ``hierx_nb.export``. ``NoSuchFile``, ``NotOnnxFile`` (or an
-    unreadable sidecar), ``NotTagged`` (no hierx tags).
+@dataclass
+class Tables:
+    """What a tagged model says of itself: the ``ExportResult`` fields a model can give."""
 
-    Node rows come from the file's own tags; the module tree (with modules that produced no node,
-    parameters and classes) from the sidecar when one is beside it, else from the tags; ``latency``
-    and ``divergence`` from the sidecar when they were measured on this file (or its export).
-    """
-    path = Path(path)
-    model = read_model(path)
-    side_path = sidecar.sidecar_path_for(path)
-    side = None
-    if side_path.is_file():
-        try:
-            side = sidecar.read(side_path)
-        except (ValueError, OSError) as e:
-            raise NotOnnxFile(f"sidecar {str(side_path)!r} is unreadable: {e}", hint="") from None
-    if side is None:
-        return result_of(model, path)
-    m = side["modules"]
-    infos = [{"module": m["module"][i], "module_class": m["module_class"][i], "parent": m["parent"][i],
-              "depth": m["depth"][i], "params": m["params"][i], "executed": m["executed"][i]}
-             for i in range(len(m["module"]))]
-    attempts = [Attempt(**{**a, "switched": tuple(a.get("switched", ()))}) for a in side.get("attempts", [])]
-    result = result_of(model, path, infos=infos, model_class=side["model_class"], attempts=attempts,
-                       seconds=float(side.get("seconds", 0.0)), warnings=[str(w) for w in side.get("warnings", [])],
-                       sidecar_path=side_path)
-    for name, df in sidecar.metric_frames(side).items():
-        setattr(result, name, df)  # profile() / validate(per_module=True) measured earlier
-    return result
+    model_class: str
+    strategy: str
+    nodes: pd.DataFrame
+    modules: pd.DataFrame
+    coverage: pd.DataFrame
+    coverage_pct: float
+    structure_only: bool
+    io: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=IO_COLUMNS))
+
+
+@dataclass
+class Sidecar:
+    """What a file's sidecar adds to its tables (``sidecar.read``'s document, unpacked)."""
+
+    path: Path
+    infos: list[dict]
+    model_class: str
+    attempts: list[Attempt]
+    seconds: float
+    warnings: list[str]
+    # Measured earlier on this file (or its export): profile(), validate(per_module=True).
+    metrics: dict[str, pd.DataFrame]
 
 
 def read_model(path: Path) -> ir.Model:
     """The ONNX file at ``path`` through onnx-ir (external data stays on disk: only the metadata is
     read until weights are asked for). ``NoSuchFile``, ``NotOnnxFile``."""
+    path = Path(path)
     if not path.is_file():
         raise NoSuchFile(f"no such file: {str(path)!r}")
     try:
@@ -62,12 +62,30 @@ def read_model(path: Path) -> ir.Model:
     return model
 
 
-def result_of(model: ir.Model, path: Path | None, *, infos: list[dict] | None = None, model_class: str | None = None,
-              attempts: list[Attempt] = (), seconds: float = 0.0, warnings: list[str] = (),
-              sidecar_path: Path | None = None) -> ExportResult:
-    """The result tables of a tagged model, read from its nodes' tags (``NotTagged`` if none has
-    one); the module tree from ``infos`` (module, module_class, parent, depth, params, executed)
-    when given, else implied by the tags."""
+def read_sidecar(path: Path) -> Sidecar | None:
+    """The sidecar beside the ONNX file at ``path`` (None when there is none); ``NotOnnxFile`` when unreadable."""
+    side_path = sidecar.sidecar_path_for(Path(path))
+    if not side_path.is_file():
+        return None
+    try:
+        side = sidecar.read(side_path)
+    except (ValueError, OSError) as e:
+        raise NotOnnxFile(f"sidecar {str(side_path)!r} is unreadable: {e}", hint="") from None
+    m = side["modules"]
+    infos = [{"module": m["module"][i], "module_class": m["module_class"][i], "parent": m["parent"][i],
+              "depth": m["depth"][i], "params": m["params"][i], "executed": m["executed"][i]}
+             for i in range(len(m["module"]))]
+    attempts = [Attempt(**{**a, "switched": tuple(a.get("switched", ()))}) for a in side.get("attempts", [])]
+    return Sidecar(side_path, infos, side["model_class"], attempts, float(side.get("seconds", 0.0)),
+                   [str(w) for w in side.get("warnings", [])], sidecar.metric_frames(side))
+
+
+def tables(model: ir.Model, path: Path | None = None, *, infos: list[dict] | None = None,
+           model_class: str | None = None) -> Tables:
+    """The tables of a tagged model (any model whose nodes carry ``hierx.module``: exported, or
+    tagged later), read from its nodes' tags (``NotTagged`` if none has one; ``path`` names it in
+    the message); the module tree from ``infos`` (module, module_class, parent, depth, params,
+    executed) when given, else implied by the tags."""
     rows = []
     classes: dict[str, str] = {}
     fused_props = []
@@ -87,33 +105,23 @@ def result_of(model: ir.Model, path: Path | None, *, infos: list[dict] | None = 
         raise NotTagged(f"{where} has no hierx tags")
     nodes = nodes_frame(rows)
     folded = folded_from_props(fused_props)
-    model_meta = model.metadata_props
     if infos is not None:
         cls_of = {i["module"]: i["module_class"] for i in infos}
         nodes["module_class"] = nodes["module"].map(cls_of).astype("category")
     else:
         infos = _infos_from_tags(nodes, classes, folded)
-        model_class = classes.get("", "model")
-    modules = modules_frame(infos, nodes, folded)
+        model_class = model_class or classes.get("", "model")
     coverage, pct = coverage_frame(nodes)
-    return ExportResult(model_class=model_class or "model", strategy=model_meta.get(STRATEGY_KEY, "unknown"),
-                        attempts=list(attempts), nodes=nodes, modules=modules, coverage=coverage, coverage_pct=pct,
-                        seconds=seconds, onnx_path=path, sidecar_path=sidecar_path,
-                        structure_only=model_meta.get(STRUCTURE_ONLY_KEY) == "true", warnings=list(warnings),
-                        io=io_frame(model))
+    meta = model.metadata_props
+    return Tables(model_class=model_class or "model", strategy=meta.get(STRATEGY_KEY, "unknown"), nodes=nodes,
+                  modules=modules_frame(infos, nodes, folded), coverage=coverage, coverage_pct=pct,
+                  structure_only=meta.get(STRUCTURE_ONLY_KEY) == "true", io=io_frame(model))
 
 
 def _infos_from_tags(nodes: pd.DataFrame, classes: dict[str, str], folded: dict[str, str]) -> list[dict]:
     """The module tree implied by the modules named in the tags, folded into nodes (``hierx.fused``),
     and their ancestors."""
-    names = {""}
-    for module in [*nodes["module"].dropna().unique(), *folded]:
-        parts = module.split(".") if module else []
-        for i in range(len(parts) + 1):
-            names.add(".".join(parts[:i]))
-    infos = []
-    for name in sorted(names, key=lambda n: (n.count(".") if n else -1, n)):
-        infos.append({"module": name, "module_class": classes.get(name, ""),
-                      "parent": None if name == "" else name.rpartition(".")[0], "depth": 0 if not name else name.count(".") + 1,
-                      "params": 0, "executed": None})
-    return infos
+    tree = NameTree([*nodes["module"].dropna().unique(), *folded])
+    return [{"module": name, "module_class": classes.get(name, ""), "parent": tree.parent[name],
+             "depth": tree.depth[name], "params": 0, "executed": None}
+            for name in sorted(tree.names, key=lambda n: (tree.depth[n], n))]

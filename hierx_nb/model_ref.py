@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from . import hf
 from .errors import BadSpec, InputError, NoSuchFile, NotAModule, NotPretrainedFolder, NoWeights, describe
 
 # What save_pretrained writes (sharded checkpoints add an index beside the shards).
@@ -66,8 +67,6 @@ def portable_ref(ref: str) -> str:
 
 
 def _from_hf_folder(path: Path, structure_only: bool):
-    from . import hf
-
     if not (path / "config.json").is_file():
         raise NotPretrainedFolder(f"folder {str(path)!r} has no config.json",
                                   shell_hint="give a folder written by save_pretrained, or a module:factory reference")
@@ -80,8 +79,6 @@ def _from_hf_folder(path: Path, structure_only: bool):
 
 
 def _from_config_file(path: Path, structure_only: bool):
-    from . import hf
-
     if not structure_only:
         raise NoWeights(f"{str(path)!r} is a config file, which has no weights",
                         shell_hint="add --structure-only to export its structure, or give the save_pretrained folder")

@@ -30,22 +30,12 @@ from dataclasses import dataclass
 import onnx_ir as ir
 
 from .attribution import walk
-from .divergence import ancestors
+from .hierarchy import common_ancestor
 from .tagging import MODULE_KEY
 
 RULES = ("carried", "replaced", "fused", "inserted", "helper", "subgraph owner", "no neighbour")
 # Nodes converters and quantizers insert to serve another node (they compute nothing of the model's own).
 INSERTED_OPS = frozenset({"Cast", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
-
-
-def common_ancestor(names) -> str:
-    """The deepest module holding every module of ``names`` (qualified names; "" is the root)."""
-    names = list(names)
-    common = ancestors(names[0])
-    for n in names[1:]:
-        mine = set(ancestors(n))
-        common = [a for a in common if a in mine]
-    return common[0] if common else ""
 
 
 @dataclass

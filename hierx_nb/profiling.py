@@ -29,11 +29,14 @@ import onnx
 import onnx_ir as ir
 import pandas as pd
 
-from .divergence import ancestors
-from .errors import ExportError, InputError, InputMismatch, StructureOnly
+from . import runtime
+from .errors import InputError
+from .hierarchy import NameTree
+from .loading import tables
 from .placement import place
+from .reference import Reference
+from .runtime import OnnxModel
 from .tagging import MODULE_KEY
-from .validation import ort_session, session_feeds
 
 LATENCY_COLUMNS = ["module", "module_class", "nodes", "self_ms", "total_ms", "share"]
 _KERNEL = "_kernel_time"
@@ -98,32 +101,37 @@ def kernel_times(profile: list[dict], warmup: int) -> tuple[dict[str, float], di
     return {k: float(np.median(v)) for k, v in per_run.items()}, op, len(measured)
 
 
-def profile(result, runs: int = 20, warmup: int = 3, optimization: str = "all", threads: int | None = None,
-            inputs=None) -> pd.DataFrame:
-    """See ``ExportResult.profile``."""
-    if result.structure_only:
-        raise StructureOnly.for_action("profile")
+def profile(model, reference: Reference | None = None, *, inputs=None, modules: pd.DataFrame | None = None,
+            runs: int = 20, warmup: int = 3, optimization: str = "all", threads: int | None = None) -> pd.DataFrame:
+    """Kernel time per module of ``model`` (an ``onnx_ir.Model``, a path or an ``OnnxModel``) in ONNX
+    Runtime (CPU), from ORT's profiler, warm-up runs excluded; modules read from the graph's
+    ``hierx.module`` tags. Fed ``inputs`` (an ``--inputs`` SPEC or {name: array}, checked against the
+    graph: ``InputMismatch``), else the ``reference``'s inputs, else inputs made from the graph's
+    input types. ``modules``: the module table to report on (default: the tree the tags imply).
+
+    Returns ``LATENCY_COLUMNS`` and ``fused_into`` (see ``ExportResult.profile``); attrs ``kernel_ms``,
+    ``unattributed_ms``, ``by_op_type``, ``runs``, ``kernels``, ``by_node``. ``StructureOnly`` for a
+    structure-only model.
+    """
+    model = OnnxModel.of(model)
+    runtime.require_weights(model, "profile")
     if runs < 1 or warmup < 0:
         raise InputError(f"runs must be at least 1 and warmup at least 0 (got runs={runs}, warmup={warmup})")
     with tempfile.TemporaryDirectory(prefix="hierx-profile-") as tmp:
         optimized_path = str(Path(tmp) / "optimized.onnx")
-        with ort_session(result, optimization=optimization, profile_prefix=str(Path(tmp) / "profile"),
-                         optimized_path=optimized_path, threads=threads) as (session, _):
-            try:
-                feeds = session_feeds(session, feeds_for(result, session, inputs))
-            except InputError:  # a bad SPEC (BadSpec) stays what it is
-                raise
-            except ExportError as e:
-                raise (InputMismatch(e.message) if inputs is not None else e) from None
+        with runtime.session(model, optimization=optimization, profile_prefix=str(Path(tmp) / "profile"),
+                             optimized_path=optimized_path, threads=threads) as run:
+            feeds = run.feeds(inputs, reference)
             for _ in range(warmup + runs):
-                session.run(None, feeds)
-            trace = json.loads(Path(session.end_profiling()).read_text())
+                run.session.run(None, feeds)
+            trace = json.loads(Path(run.session.end_profiling()).read_text())
         optimized = onnx.load(optimized_path, load_external_data=False)
-    original = _original_proto(result)
+    original = model.structure()
     absorbed: dict[str, str] = {}
     placed, carrier = place_optimized_nodes(original, optimized, absorbed)
     totals, ops, measured = kernel_times(trace, warmup)
-    df = latency_frame(result, placed, totals, ops, measured, fused_into(original, absorbed, placed, totals))
+    df = latency_frame(tables(model.ir).modules if modules is None else modules, placed, totals, ops, measured,
+                       fused_into(original, absorbed, placed, totals))
     by_node: dict[str, float] = defaultdict(float)
     for name, us in totals.items():
         if name in carrier:
@@ -132,59 +140,16 @@ def profile(result, runs: int = 20, warmup: int = 3, optimization: str = "all", 
     return df
 
 
-def _original_proto(result) -> onnx.ModelProto:
-    if result.onnx_path is not None:
-        return onnx.load(str(result.onnx_path), load_external_data=False)
-    from .validation import graph_of
-
-    model = graph_of(result)
-    # Only the graph's structure is needed: drop weight data from the copy being serialized.
-    proto = ir.serde.serialize_model(model)
-    for init in proto.graph.initializer:
-        init.ClearField("raw_data")
-    return proto
-
-
-def feeds_for(result, session, inputs, skip: frozenset[str] = frozenset()) -> list[tuple[str, np.ndarray]]:
-    """Named arrays to run on: ``inputs`` (a ``--inputs`` SPEC or {name: array}), else the export's
-    own inputs, else generated from the graph's input types (symbolic dimensions 1, integers 0),
-    leaving out the inputs named in ``skip``."""
-    from .model_ref import parse_inputs
-    from .validation import to_numpy
-
-    if inputs is None and result.reference is not None:
-        return result.reference.named_inputs
-    if inputs is None:
-        items = []
-        for i in session.get_inputs():
-            if i.name in skip:  # fed otherwise (weights taken as inputs)
-                continue
-            dims = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape] or [1]
-            dtype = i.type[len("tensor("):-1]
-            dtype = {"float": "float32", "double": "float64"}.get(dtype, dtype)
-            rng = "[0,1)" if dtype.startswith(("int", "uint")) else ""
-            items.append(f"{i.name}={'x'.join(map(str, dims))}:{dtype}{rng}")
-        inputs = ",".join(items)
-    if isinstance(inputs, str):
-        args, kwargs = parse_inputs(inputs)
-        named = [(f"input_{k}", t) for k, t in enumerate(args)] + list(kwargs.items())
-        return [(n, to_numpy(t)) for n, t in named]
-    if isinstance(inputs, dict):
-        return [(str(k), to_numpy(v) if hasattr(v, "detach") else np.asarray(v)) for k, v in inputs.items()]
-    raise InputError(f"inputs must be an --inputs SPEC string or a dict of arrays, got {type(inputs).__name__}")
-
-
-def latency_frame(result, placed: dict[str, str], totals: dict[str, float], ops: dict[str, str],
+def latency_frame(modules: pd.DataFrame, placed: dict[str, str], totals: dict[str, float], ops: dict[str, str],
                   runs: int, fused: dict[str, dict[str, int]] | None = None) -> pd.DataFrame:
-    """One row per module of ``result.modules`` (``LATENCY_COLUMNS``), ms per run; attrs
+    """One row per module of ``modules`` (``LATENCY_COLUMNS``), ms per run; attrs
     ``kernel_ms``, ``unattributed_ms``, ``by_op_type``, ``runs``, ``kernels`` (``profile`` adds
     ``by_node``: ms per exported node that carries kernel time). With ``fused`` (``fused_into``'s
     answer) a ``fused_into`` column: for a module that owns nodes but got no kernel of its own
     because ORT fused them into a kernel placed on another module, that module (the one that took
     most of its nodes); for a module the exporter's optimizer folded into another's node (the
     modules table's ``folded_into``), that module; else None."""
-    modules = result.modules
-    known = set(modules["module"].astype(str))
+    tree = NameTree(modules["module"].astype(str))
     self_us: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
     unattributed = 0.0
@@ -192,17 +157,14 @@ def latency_frame(result, placed: dict[str, str], totals: dict[str, float], ops:
     for name, us in totals.items():
         by_op[ops.get(name, "")] += us
         module = placed.get(name)
-        while module is not None and module not in known and module:
-            module = module.rpartition(".")[0]  # a module the tree does not list: its nearest listed ancestor
+        if module is not None:
+            module = tree.nearest(module)  # a module the tree does not list: its nearest listed ancestor
         if module is None:
             unattributed += us
         else:
             self_us[module] += us
             count[module] += 1
-    total_us: dict[str, float] = defaultdict(float)
-    for module, us in self_us.items():
-        for a in ancestors(module):
-            total_us[a] += us
+    total_us = tree.totals(self_us)
     kernel_us = sum(totals.values())
     per_run = 1000.0  # µs per run -> ms per run
     df = pd.DataFrame({
@@ -214,7 +176,7 @@ def latency_frame(result, placed: dict[str, str], totals: dict[str, float], ops:
     })
     df["share"] = df["total_ms"] / (kernel_us / per_run) if kernel_us else 0.0
     if fused is not None:
-        df["fused_into"] = [_fused_target(m, fused, count, known) for m in df["module"]]
+        df["fused_into"] = [_fused_target(m, fused, count, tree) for m in df["module"]]
         if "folded_into" in modules:  # folded by the exporter's optimizer (hierx.fused): its work is there
             df["fused_into"] = [t if t is not None else (f or None) for t, f in zip(df["fused_into"], modules["folded_into"])]
     df.attrs["kernel_ms"] = kernel_us / per_run
@@ -225,15 +187,14 @@ def latency_frame(result, placed: dict[str, str], totals: dict[str, float], ops:
     return df
 
 
-def _fused_target(module: str, fused: dict[str, dict[str, int]], count: dict[str, int], known: set[str]) -> str | None:
+def _fused_target(module: str, fused: dict[str, dict[str, int]], count: dict[str, int], tree: NameTree) -> str | None:
     """Where ``module``'s work went when it has no kernel of its own: the listed module whose kernels
     took most of its nodes (ties: the first in name order)."""
     if count.get(module) or not fused.get(module):
         return None
     taken: dict[str, int] = defaultdict(int)
     for target, nodes in fused[module].items():
-        while target and target not in known:
-            target = target.rpartition(".")[0]  # nearest listed ancestor, as for kernel time
+        target = tree.nearest(target)  # nearest listed ancestor, as for kernel time
         if target != module:
             taken[target] += nodes
     return min(taken, key=lambda t: (-taken[t], t)) if taken else None

@@ -8,23 +8,19 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import Attempt, Mismatch, NoReference, StructureOnly, UnknownModule
+from . import compare as comparing
+from . import display, extraction, loading, model_explorer, profiling, validation
+from . import retag as retagging
+from .errors import Attempt, DifferentModels, Mismatch, NotMadeFrom, NotTagged, UnknownModule
+from .files import check_output
 from .graph_io import IO_COLUMNS
+from .hierarchy import subtree_mask
+from .reference import Reference
+from .runtime import OnnxModel
 from .sidecar import update_metrics
+from .tables import COVERAGE_COLUMNS, MODULE_COLUMNS, NODE_COLUMNS
 
-NODE_COLUMNS = ["node", "op_type", "module", "module_class", "tag", "confidence", "source"]
-MODULE_COLUMNS = ["module", "module_class", "parent", "depth", "own_nodes", "total_nodes", "params", "executed",
-                  "folded_into"]
-COVERAGE_COLUMNS = ["op_type", "nodes", "exact", "pattern", "inferred", "pct"]
-
-
-def in_subtree(modules: pd.Series, module: str) -> pd.Series:
-    """Boolean mask: which qualified names lie in ``module``'s subtree ("" is the root: everything)."""
-    if module == "":
-        return pd.Series(True, index=modules.index)
-    names = modules.astype(str)
-    return (names == module) | names.str.startswith(module + ".")
-
+__all__ = ["ExportResult", "load", "retag", "compare", "result_of", "NODE_COLUMNS", "MODULE_COLUMNS", "COVERAGE_COLUMNS"]
 
 @dataclass
 class ExportResult:
@@ -63,13 +59,21 @@ class ExportResult:
     # The graph's inputs and outputs (graph_io.io_frame): kind, name, dtype, shape (named dynamic axes).
     io: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=IO_COLUMNS))
     _widget: Any = field(default=None, repr=False)
+    _onnx: OnnxModel | None = field(default=None, repr=False)
+
+    def onnx(self) -> OnnxModel:
+        """The model the answers run on: the file (``onnx_path``) and/or the graph in memory (``onnx_model``)."""
+        if self._onnx is None or self._onnx.path != self.onnx_path or (
+                self.onnx_model is not None and self._onnx._model is not self.onnx_model):
+            self._onnx = OnnxModel(self.onnx_path, self.onnx_model)
+        return self._onnx
 
     # -- tables -------------------------------------------------------------------------------
     def mapping(self, module: str = "") -> pd.DataFrame:
         """The nodes of ``module``'s subtree (``""`` is the whole model); ``UnknownModule`` (a
         ``KeyError``) for a name the model does not have."""
         self.check_module(module)
-        return self.nodes[in_subtree(self.nodes["module"], module)].reset_index(drop=True)
+        return self.nodes[subtree_mask(self.nodes["module"], module)].reset_index(drop=True)
 
     def check_module(self, module: str) -> None:
         """``UnknownModule`` (with "did you mean") unless ``module`` is one of this model's qualified
@@ -99,17 +103,12 @@ class ExportResult:
         ``self.divergence``. Raises ``Mismatch`` when ``raise_on_mismatch``; ``StructureOnly`` or
         ``NoReference`` when there is nothing to run or compare with; ``ExportError`` when the model cannot be run.
         """
-        from .validation import compare_outputs, mismatch_line
-
-        ref = self._reference_for(model, args, kwargs)
+        report = validation.validate(self.onnx(), self._reference_for(model, args, kwargs), per_module=per_module,
+                                     atol=atol, rtol=rtol)
         if not per_module:
-            report = compare_outputs(self, ref, atol, rtol)
             if raise_on_mismatch and not report["ok"].all():
-                raise Mismatch(mismatch_line(report), hint="see every output: result.validate(raise_on_mismatch=False)")
+                raise Mismatch(validation.mismatch_line(report), hint="see every output: result.validate(raise_on_mismatch=False)")
             return report
-        from .divergence import compare_modules
-
-        report = compare_modules(self, ref, atol, rtol)
         self.divergence = report
         self._metrics_changed()
         first = report.attrs["first_divergent"]
@@ -118,23 +117,14 @@ class ExportResult:
                            hint="see every module: result.divergence")
         return report
 
-    def _reference_for(self, model, args, kwargs):
-        from .validation import Reference
-
-        if self.structure_only:
-            raise StructureOnly.for_action("validate")
+    def _reference_for(self, model, args, kwargs) -> Reference | None:
+        """The export's own reference, or ``model`` (default: the export's) on ``args``/``kwargs``."""
+        if model is None and args is None and kwargs is None:
+            return self.reference
+        model = model if model is not None else getattr(self.reference, "model", None)
         if model is None:
-            if self.reference is None:
-                raise NoReference.for_action("validate")
-            if args is None and kwargs is None:
-                return self.reference
-            model = self.reference.model
-        if args is None and not kwargs:
-            from .hf import example_inputs, is_hf_model
-
-            if is_hf_model(model):
-                args, kwargs = example_inputs(model)
-        return Reference(model, args, kwargs)
+            return None
+        return Reference.of(model, args, kwargs)
 
     # -- module subgraphs ----------------------------------------------------------------------
     def extract(self, module: str, output, model=None, args=None, kwargs=None) -> ExportResult:
@@ -146,9 +136,12 @@ class ExportResult:
         and its outputs ordered like the module's forward, and ``piece.validate()`` compares it with
         the module's own forward on the inputs it received in that model's run.
         """
-        from .extraction import extract
-
-        return extract(self, module, output, model=model, args=args, kwargs=kwargs)
+        self.check_module(module)
+        piece = extraction.extract(self.onnx(), module, output, self._reference_for(model, args, kwargs))
+        loaded = load(piece.path)
+        loaded.reference = piece.reference
+        loaded.warnings += piece.warnings
+        return loaded
 
     # -- latency ------------------------------------------------------------------------------
     def profile(self, runs: int = 20, warmup: int = 3, optimization: str = "all", threads: int | None = None,
@@ -162,19 +155,15 @@ class ExportResult:
         kernel time), in ms per run; ``attrs``: ``kernel_ms``, ``unattributed_ms`` (self_ms sums
         with it to kernel_ms), ``by_op_type`` ({op type: ms}). Also kept as ``self.latency``.
         """
-        from .profiling import profile
-
-        self.latency = profile(self, runs=runs, warmup=warmup, optimization=optimization, threads=threads,
-                               inputs=inputs)
+        self.latency = profiling.profile(self.onnx(), self.reference, inputs=inputs, modules=self.modules, runs=runs,
+                                         warmup=warmup, optimization=optimization, threads=threads)
         self._metrics_changed()
         return self.latency
 
     def model_explorer_overlay(self, metric: str, path) -> dict:
         """Write Google Model Explorer node data for ``metric`` (``latency`` or ``divergence``) to
         ``path`` (JSON keyed by node name: load it in Model Explorer's "node data" panel); returns it."""
-        from .model_explorer import write_overlay
-
-        return write_overlay(self, metric, path)
+        return model_explorer.write_overlay(self, metric, path)
 
     def _metrics_changed(self) -> None:
         """Call after ``latency``, ``divergence`` or ``warnings`` change: the sidecar keeps the measured
@@ -192,26 +181,20 @@ class ExportResult:
     def widget(self):
         """The anywidget explorer for this result (needs the ``notebook`` extra)."""
         if self._widget is None:
-            from .notebook.widget import HierxExplorer  # the notebook layer, only when asked for
-
-            self._widget = HierxExplorer.from_result(self)
+            self._widget = display.view("widget")(self)
         return self._widget
 
     def to_html(self, path, selected: str = "") -> Path:
         """Write the explorer as one self-contained HTML file: it opens from disk, without kernel or network."""
-        from .notebook.report import write_html  # no Jupyter import: plain files
-
-        return write_html(self, path, selected)
+        return display.view("to_html")(self, path, selected)
 
     def compare(self, other, *, inputs=None, runs: int = 20, warmup: int = 3, threads: int | None = None,
                 sqnr_db: float | None = None) -> pd.DataFrame:
         """This file (a) against ``other`` (b: a tagged file or result, or an untagged file made from
         this one), module by module: ``hierx_nb.compare(self, other, ...)``. Also kept as
         ``self.comparison`` (``figure("compare")``)."""
-        from .compare import DEFAULT_SQNR_DB, compare
-
         self.comparison = compare(self, other, inputs=inputs, runs=runs, warmup=warmup, threads=threads,
-                                  sqnr_db=DEFAULT_SQNR_DB if sqnr_db is None else sqnr_db)
+                                  sqnr_db=comparing.DEFAULT_SQNR_DB if sqnr_db is None else sqnr_db)
         self._metrics_changed()
         return self.comparison
 
@@ -221,9 +204,7 @@ class ExportResult:
         (after ``compare(other)``: time of both files and own SQNR by module). ``theme``:
         ``"dark"``, ``"light"`` or a plotly template name; by default plotly's own default template
         (``plotly.io.templates.default``), so a notebook set to ``plotly_dark`` gets dark figures."""
-        from .notebook.figures import figure
-
-        return figure(self, kind, theme)
+        return display.view("figure")(self, kind, theme)
 
     def summary(self) -> dict:
         """The headline figures as a dict."""
@@ -280,3 +261,121 @@ class ExportResult:
         # The widget's own text/plain is "<HierxExplorer ...>": terminals and text exports keep ours.
         bundle.update({k: v for k, v in (widget_bundle or {}).items() if k != "text/plain"})
         return bundle
+
+
+def result_of(model, path: Path | None = None, *, infos: list[dict] | None = None, model_class: str | None = None,
+              attempts: list[Attempt] = (), seconds: float = 0.0, warnings: list[str] = (),
+              sidecar_path: Path | None = None) -> ExportResult:
+    """The result of a tagged ``onnx_ir.Model`` (read from ``path``, or in memory when None): its
+    tables from the nodes' tags (``loading.tables``: ``NotTagged`` if none has one), the module
+    tree from ``infos`` when given, else implied by the tags."""
+    t = loading.tables(model, path, infos=infos, model_class=model_class)
+    result = ExportResult(model_class=t.model_class, strategy=t.strategy, attempts=list(attempts), nodes=t.nodes,
+                          modules=t.modules, coverage=t.coverage, coverage_pct=t.coverage_pct, seconds=seconds,
+                          onnx_path=path, sidecar_path=sidecar_path, structure_only=t.structure_only,
+                          warnings=list(warnings), io=t.io)
+    result._onnx = OnnxModel(path, model)  # read once: the answers reuse it
+    return result
+
+
+def load(path, source=None) -> ExportResult:
+    """``hierx_nb.load``: the tables of a file written by ``hierx_nb.export`` (or tagged later);
+    with ``source`` (the tagged file or result it was made from), of an untagged file retagged from
+    it (``retag(path, source)``). ``NoSuchFile``, ``NotOnnxFile`` (or an unreadable sidecar),
+    ``NotTagged`` (no hierx tags).
+
+    Node rows come from the file's own tags; the module tree (with modules that produced no node,
+    parameters and classes) from the sidecar when one is beside it, else from the tags; ``latency``
+    and ``divergence`` from the sidecar when they were measured on this file (or its export). Its
+    ``validate``, ``profile`` and ``extract`` run on the file (``validate`` needs a PyTorch model).
+    """
+    if source is not None:
+        return retag(path, source)
+    path = Path(path)
+    model = loading.read_model(path)
+    side = loading.read_sidecar(path)
+    if side is None:
+        return result_of(model, path)
+    result = result_of(model, path, infos=side.infos, model_class=side.model_class, attempts=side.attempts,
+                       seconds=side.seconds, warnings=side.warnings, sidecar_path=side.path)
+    for name, df in side.metrics.items():
+        setattr(result, name, df)  # profile() / validate(per_module=True) measured earlier
+    return result
+
+
+def retag(transformed, source, output=None) -> ExportResult:
+    """Give every node of ``transformed`` the module of the ``source`` nodes it came from.
+
+    ``transformed``: a path, ``onnx.ModelProto`` or ``onnx_ir.Model`` (tagged in place: metadata only)
+    made from ``source`` by any tool; ``source``: the tagged file (a path) or the result of
+    ``hierx_nb.export``/``load``. Each node gets ``hierx.module``, ``hierx.tag``, ``namespace``,
+    ``hierx.confidence`` (its rule's measured precision), ``hierx.source`` (the source node's for a
+    carried node, else ``inferred``), ``hierx.rule`` (``placement.RULES``) and, for a fused node,
+    ``hierx.fused``. With ``output``, the tagged copy is written there (and its ``.hierx.json``
+    sidecar), staged beside it and moved into place; the graph is unchanged, so ONNX Runtime's
+    outputs are bit-identical.
+
+    Returns the same result type as ``hierx_nb.load``: ``profile``, ``validate`` and ``extract``
+    work on it. Errors (``InputError``, nothing written): ``UntaggedSource``, ``NotMadeFrom`` (too
+    few of its nodes trace back to the source), ``UnloadableModel`` (ONNX Runtime cannot load it).
+    """
+    out_path = check_output(output) if output is not None else None
+    src = source if isinstance(source, ExportResult) else _load_source(source)
+    model, path = retagging.transformed_model(transformed)
+    retagging.tag_from(model, path, src.onnx().ir, src)
+    infos = [{"module": r.module, "module_class": r.module_class, "parent": r.parent, "depth": r.depth,
+              "params": r.params, "executed": r.executed} for r in src.modules.itertuples()]
+    result = result_of(model, None, infos=infos, model_class=src.model_class)
+    result.onnx_model = model
+    if out_path is not None:
+        retagging.write(result, model, out_path)
+    return result
+
+
+def _load_source(path) -> ExportResult:
+    try:
+        return load(path)
+    except NotTagged:
+        raise retagging.untagged_source(path) from None
+
+
+def compare(a, b, *, inputs=None, runs: int = 20, warmup: int = 3, threads: int | None = None,
+            sqnr_db: float = comparing.DEFAULT_SQNR_DB) -> pd.DataFrame:
+    """One row per module of ``a`` in execution order (``COLUMNS``).
+
+    ``a``, ``b``: tagged files (paths) or results; an untagged ``b`` is retagged from ``a`` first.
+    ``inputs``: an ``--inputs`` SPEC or {name: array}, else ``a``'s export inputs, else made from
+    a's graph input types; fed to both (floats cast to b's input dtype). ``nodes_a``/``nodes_b``:
+    ONNX nodes in the module's subtree; ``op_changes``: how its own nodes changed (``MatMul→
+    MatMulInteger ×3, +DynamicQuantizeLinear ×1``); ``ms_a``/``ms_b``: kernel ms per run of its
+    subtree (``profile()``'s ``total_ms``), ``time_ratio`` = ms_b / ms_a; ``max_abs_diff``,
+    ``sqnr_db``: b's module outputs against a's (inherited error included); ``own_max_abs_diff``,
+    ``own_sqnr_db``: b's module on a's values at its inputs; ``note``: values not paired.
+    ``attrs``: ``first_divergent`` (in the order modules finish in a, the first whose own SQNR is
+    below ``sqnr_db``; None when none is), ``kernel_ms_a``/``_b``, ``unattributed_ms_a``/``_b``,
+    ``sqnr_threshold_db``.
+
+    Errors (one line): ``DifferentModels`` (two models, or b not made from a), ``InputMismatch``
+    (inputs that do not fit one of the files), and those of ``load``/``retag``.
+    """
+    ra = _compared(a, "a")
+    rb = _compared(b, "b", source=ra)
+    return comparing.compare_results(ra, rb, inputs=inputs, runs=runs, warmup=warmup, threads=threads, sqnr_db=sqnr_db)
+
+
+def _compared(x, label: str, source: ExportResult | None = None) -> ExportResult:
+    """``x`` as a tagged result: as given, loaded, or (b) retagged from a when some of its nodes
+    have no tags (a quantizer kept those of the nodes it left alone)."""
+    if isinstance(x, ExportResult):
+        return x
+    try:
+        if source is None:
+            return _load_source(x)
+        try:
+            loaded = load(x)
+        except NotTagged:
+            return retag(x, source)
+        return retag(x, source) if loaded.nodes["module"].isna().any() else loaded
+    except NotMadeFrom as e:
+        raise DifferentModels(e.message.replace("the file was not made from the source", f"{label} was not made from a"),
+                              hint="compare two files of one model") from None

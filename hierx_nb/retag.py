@@ -11,12 +11,10 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from . import files, sidecar
-from .errors import NotMadeFrom, NotTagged, UnloadableModel, UntaggedSource
-from .exporter import EXTERNAL_DATA_THRESHOLD
-from .loading import load as load_file
-from .loading import read_model, result_of
+from .errors import NotMadeFrom, UnloadableModel, UntaggedSource
+from .files import EXTERNAL_DATA_THRESHOLD
+from .loading import read_model
 from .placement import INSERTED_OPS, RULES, place, same_shape
-from .result import ExportResult
 from .tagging import (
     CONFIDENCE_KEY,
     FUSED_KEY,
@@ -31,7 +29,6 @@ from .tagging import (
     confidence_text,
     fused_text,
 )
-from .validation import graph_of
 from .version import __version__
 
 # Precision of each rule: how often the module it names is the one the transform itself kept on the
@@ -55,29 +52,13 @@ MIN_TRACED = 0.7
 _PROPS = (MODULE_KEY, TAG_KEY, CONFIDENCE_KEY, SOURCE_KEY, NAMESPACE_KEY, FUSED_KEY, RULE_KEY)
 
 
-def retag(transformed, source, output: str | os.PathLike | None = None) -> ExportResult:
-    """Give every node of ``transformed`` the module of the ``source`` nodes it came from.
-
-    ``transformed``: a path, ``onnx.ModelProto`` or ``onnx_ir.Model`` (tagged in place: metadata only)
-    made from ``source`` by any tool; ``source``: the tagged file (a path) or the result of
-    ``hierx_nb.export``/``load``. Each node gets ``hierx.module``, ``hierx.tag``, ``namespace``,
-    ``hierx.confidence`` (its rule's measured precision), ``hierx.source`` (the source node's for a
-    carried node, else ``inferred``), ``hierx.rule`` (``placement.RULES``) and, for a fused node,
-    ``hierx.fused``. With ``output``, the tagged copy is written there (and its ``.hierx.json``
-    sidecar), staged beside it and moved into place; the graph is unchanged, so ONNX Runtime's
-    outputs are bit-identical.
-
-    Returns the same result type as ``hierx_nb.load``: ``profile``, ``validate`` and ``extract``
-    work on it. Errors (``InputError``, nothing written): ``UntaggedSource``, ``NotMadeFrom`` (too
-    few of its nodes trace back to the source), ``UnloadableModel`` (ONNX Runtime cannot load it).
-    """
-    out_path = files.check_output(output) if output is not None else None
-    src = source if isinstance(source, ExportResult) else load_source(source)
-    src_model = _graph(src)
+def tag_from(model: ir.Model, path: Path | None, src_model: ir.Model, src) -> None:
+    """Tag ``model`` (read from ``path``, or in memory when None) in place from the tagged
+    ``src_model`` (``src``: its result, named in messages), by the rules of ``placement``: metadata
+    only. ``UntaggedSource``, ``NotMadeFrom``, ``UnloadableModel`` (see ``hierx_nb.retag``)."""
     if not any(MODULE_KEY in n.metadata_props for n in src_model.graph):
         raise UntaggedSource(f"the source {_where(src)} has no hierx tags", hint="give the tagged file hierx_nb.export wrote",
                              shell_hint="give --from the tagged file hierx export wrote")
-    model, path = _transformed(transformed)
     check_loads(model, path)
     placements = place(src_model, model)
     _check_made_from(src_model, model, placements, src)
@@ -85,27 +66,12 @@ def retag(transformed, source, output: str | os.PathLike | None = None) -> Expor
     for key in (STRATEGY_KEY, VERSION_KEY, STRUCTURE_ONLY_KEY):
         if key in src_model.metadata_props:
             model.metadata_props[key] = src_model.metadata_props[key]
-    infos = [{"module": r.module, "module_class": r.module_class, "parent": r.parent, "depth": r.depth,
-              "params": r.params, "executed": r.executed} for r in src.modules.itertuples()]
-    result = result_of(model, None, infos=infos, model_class=src.model_class)
-    result.onnx_model = model
-    if out_path is not None:
-        _write(result, model, out_path)
-    return result
 
 
-def load(path: str | os.PathLike, source=None) -> ExportResult:
-    """``hierx_nb.load``: the tables of a tagged file; with ``source`` (the tagged file or result it
-    was made from), of an untagged file retagged from it (``retag(path, source)``)."""
-    return load_file(path) if source is None else retag(path, source)
-
-
-def load_source(path) -> ExportResult:
-    try:
-        return load_file(path)
-    except NotTagged:
-        raise UntaggedSource(f"the source {str(path)!r} has no hierx tags", hint="give the tagged file hierx_nb.export wrote",
-                             shell_hint="give --from the tagged file hierx export wrote") from None
+def untagged_source(path) -> UntaggedSource:
+    """The error for a source file without hierx tags."""
+    return UntaggedSource(f"the source {str(path)!r} has no hierx tags", hint="give the tagged file hierx_nb.export wrote",
+                          shell_hint="give --from the tagged file hierx export wrote")
 
 
 def check_loads(model: ir.Model, path: Path | None) -> None:
@@ -123,15 +89,12 @@ def check_loads(model: ir.Model, path: Path | None) -> None:
                               hint="give a file ONNX Runtime runs (the transform that wrote it broke it)") from None
 
 
-def _graph(result: ExportResult) -> ir.Model:
-    return graph_of(result)
-
-
-def _where(result: ExportResult) -> str:
+def _where(result) -> str:
     return repr(str(result.onnx_path)) if result.onnx_path is not None else "(in memory)"
 
 
-def _transformed(transformed) -> tuple[ir.Model, Path | None]:
+def transformed_model(transformed) -> tuple[ir.Model, Path | None]:
+    """``transformed`` (a path, ``onnx.ModelProto`` or ``onnx_ir.Model``) as an onnx-ir model and its path."""
     if isinstance(transformed, ir.Model):
         return transformed, None
     if isinstance(transformed, onnx.ModelProto):
@@ -150,7 +113,7 @@ def traced_share(placements) -> float:
     return sum(p.rule in ("carried", "replaced", "fused") for p in own) / len(own)
 
 
-def _check_made_from(src_model: ir.Model, model: ir.Model, placements, src: ExportResult) -> None:
+def _check_made_from(src_model: ir.Model, model: ir.Model, placements, src) -> None:
     """``NotMadeFrom`` unless the file looks made from the source: its inputs and outputs are the
     source's (by name, with compatible shapes; transforms may drop an unused input or change a
     dtype), weights it shares by name have the source's shapes, and enough of its nodes trace back."""
@@ -226,7 +189,8 @@ def _write_tags(model: ir.Model, src_model: ir.Model, placements) -> None:
         node.doc_string = tag
 
 
-def _write(result: ExportResult, model: ir.Model, out_path: Path) -> None:
+def write(result, model: ir.Model, out_path: Path) -> None:
+    """Write the retagged ``model`` and its sidecar (from ``result``'s tables) to ``out_path``, staged beside it."""
     with files.staging(out_path.parent) as tmp:
         staged = files.stage_model(model, tmp, out_path, external_data_threshold=EXTERNAL_DATA_THRESHOLD)
         side_path = sidecar.sidecar_path_for(out_path)
@@ -241,10 +205,10 @@ def _write(result: ExportResult, model: ir.Model, out_path: Path) -> None:
     result.onnx_model = None
 
 
-def rule_counts(result: ExportResult) -> Counter:
+def rule_counts(result) -> Counter:
     """How many nodes each rule placed (from the nodes' ``hierx.rule``)."""
-    model = _graph(result)
+    model = result.onnx().ir
     return Counter(n.metadata_props.get(RULE_KEY) for n in model.graph)
 
 
-__all__ = ["retag", "load", "RULES", "CONFIDENCE", "rule_counts", "traced_share"]
+__all__ = ["tag_from", "transformed_model", "write", "RULES", "CONFIDENCE", "rule_counts", "traced_share"]

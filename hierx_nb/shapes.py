@@ -8,14 +8,20 @@ TorchScript style (``{input_name: {axis: "name"} | [axes]}``, output names allow
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import onnx_ir as ir
 import torch
 from torch.utils import _pytree as pytree
 
-from .errors import BadSpec, InputError, first_line
+from .attribution import all_nodes
+from .errors import BadSpec, InputError, StrategyFailed, first_line
+from .files import weight_bytes
 from .inputs import forward_params, named_tensor_inputs
+from .reference import Reference
+from .runtime import OnnxModel
+from .validation import compare_outputs, mismatch_line
 
 
 @dataclass
@@ -247,8 +253,6 @@ def _from_dynamic_axes(dynamic_axes, names, output_names) -> DynamicSpec:
 def apply(model: ir.Model, spec: DynamicSpec, strategy: str) -> None:
     """Give the requested axes the user's names throughout ``model`` (torch names them ``s72``), or
     fail with the reason if a strategy wrote one of them as a fixed size."""
-    from .strategies.base import StrategyFailed
-
     inputs = _match_inputs(model, spec)
     rename: dict[str, str] = {}
     fixed = []
@@ -304,8 +308,6 @@ def _name_output_dims(model: ir.Model, names: set[str], named_outputs: set[str])
 
     todo = [v for v in model.graph.outputs if v.name not in named_outputs and v.shape is not None
             and any(foreign(d) for d in v.shape)]
-    from .files import weight_bytes
-
     if not todo or weight_bytes(model) > _INFER_LIMIT_BYTES:
         return
     try:
@@ -340,8 +342,6 @@ def _match_inputs(model: ir.Model, spec: DynamicSpec) -> list[tuple[ir.Value, di
         return [(by_name[n], a) for n, a in wanted]
     if len(graph_inputs) == len(spec.names):
         return [(v, a) for v, a in zip(graph_inputs, spec.inputs) if a]
-    from .strategies.base import StrategyFailed
-
     missing = [n for n, _ in wanted if n not in by_name]
     raise StrategyFailed(f"the exported graph has no input {missing[0]!r} to make dynamic (its inputs: "
                      f"{', '.join(by_name)}); an input the model does not use cannot have dynamic axes")
@@ -349,8 +349,6 @@ def _match_inputs(model: ir.Model, spec: DynamicSpec) -> list[tuple[ir.Value, di
 
 def _rename_dims(model: ir.Model, rename: dict[str, str]) -> None:
     """Rename symbolic dims (whole symbols, also inside expressions such as ``2*s72``) on every value."""
-    import re
-
     pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(rename, key=len, reverse=True)) + r")\b")
 
     def fix(value: ir.Value) -> None:
@@ -360,8 +358,6 @@ def _rename_dims(model: ir.Model, rename: dict[str, str]) -> None:
         dims = [ir.SymbolicDim(pattern.sub(lambda m: rename[m.group(1)], d.value))
                 if isinstance(d, ir.SymbolicDim) and d.value else d for d in shape]
         value.shape = ir.Shape(dims)
-
-    from .attribution import all_nodes
 
     for v in [*model.graph.inputs, *model.graph.outputs]:
         fix(v)
@@ -378,11 +374,6 @@ def check_other_sizes(model: ir.Model, spec: DynamicSpec, torch_model: torch.nn.
     graph (a traced constant): the strategy fails. Other numbers are returned as warnings. Nothing is
     checked when PyTorch itself cannot run at those sizes.
     """
-    from types import SimpleNamespace
-
-    from .strategies.base import StrategyFailed
-    from .validation import Reference, compare_outputs, mismatch_line
-
     leaves, tree = pytree.tree_flatten((args, kwargs))
     flat = iter(spec.inputs)
     resized = []
@@ -399,7 +390,7 @@ def check_other_sizes(model: ir.Model, spec: DynamicSpec, torch_model: torch.nn.
         return []  # PyTorch cannot run there either (a fixed-size table, a divisibility rule): nothing to say
     sizes = ", ".join(f"{n} {'x'.join(map(str, a.shape))}" for n, a in ref.named_inputs)
     try:
-        report = compare_outputs(SimpleNamespace(onnx_model=model, onnx_path=None), ref, None, None)
+        report = compare_outputs(OnnxModel(model=model), ref)
     except Exception as e:
         raise StrategyFailed(f"{strategy} fixed a dynamic dimension inside the graph: its file does not run at other "
                              f"sizes ({sizes}): {first_line(str(e))}") from None

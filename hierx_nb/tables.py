@@ -4,8 +4,13 @@ from __future__ import annotations
 import pandas as pd
 
 from .attribution import EXACT, INFERRED, PATTERN
-from .result import COVERAGE_COLUMNS, MODULE_COLUMNS, NODE_COLUMNS
+from .hierarchy import NameTree
 from .tagging import MODULE_KEY, confidence_text, fused_modules
+
+NODE_COLUMNS = ["node", "op_type", "module", "module_class", "tag", "confidence", "source"]
+MODULE_COLUMNS = ["module", "module_class", "parent", "depth", "own_nodes", "total_nodes", "params", "executed",
+                  "folded_into"]
+COVERAGE_COLUMNS = ["op_type", "nodes", "exact", "pattern", "inferred", "pct"]
 
 
 def node_rows(attrs: dict, tags: dict[str, str], tree) -> list[tuple]:
@@ -38,16 +43,8 @@ def modules_frame(infos: list[dict], nodes: pd.DataFrame, folded: dict[str, str]
     own = nodes["module"].value_counts() if len(nodes) else pd.Series(dtype="int64")
     df = pd.DataFrame.from_records(infos, columns=["module", "module_class", "parent", "depth", "params", "executed"])
     df["own_nodes"] = df["module"].map(own).fillna(0).astype("int64")
-    total = dict.fromkeys(df["module"], 0)
-    names = set(total)
-    for module, count in own.items():
-        cur = module
-        while True:
-            if cur in names:
-                total[cur] += int(count)
-            if not cur:
-                break
-            cur = cur.rpartition(".")[0]
+    # A node's module missing from the table (a file tagged from another tree) counts for its nearest listed ancestor.
+    total = NameTree(df["module"]).totals({m: int(c) for m, c in own.items()})
     df["total_nodes"] = df["module"].map(total).astype("int64")
     unknown = df["executed"].isna()
     df["executed"] = df["executed"].where(~unknown, df["total_nodes"] > 0).astype(bool)

@@ -6,7 +6,7 @@ import json
 import onnx_ir as ir
 
 from .attribution import NodeAttribution
-from .hierarchy import ModuleTree
+from .hierarchy import ModuleTree, ancestors
 
 MODULE_KEY = "hierx.module"
 TAG_KEY = "hierx.tag"
@@ -76,7 +76,7 @@ def module_namespace(tree: ModuleTree, module: str) -> str:
     torch.onnx's dynamo exporter writes, so every strategy groups alike. A ``/`` inside a name
     (a ModuleDict key) is written as ``∕`` (U+2215): Model Explorer splits on ``/``."""
     segments = []
-    for name in reversed(tree.ancestors(module)):
+    for name in reversed(ancestors(module)):
         info = tree.infos[name]
         segments.append(f"{name}: {info.class_path}".replace("/", "\u2215"))
     return "/".join(segments)

@@ -32,7 +32,7 @@ import pytest
 from test_notebooks import write_kernelspec
 
 import hierx_nb
-from hierx_nb.result import in_subtree
+from hierx_nb.hierarchy import subtree_mask
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -311,7 +311,7 @@ def kernel_eval(page, code: str, timeout_ms: int = 30_000) -> str:
 
 def expected(result, module: str) -> dict:
     """What the explorer should show for `module`'s subtree, from the exported tables."""
-    sub = result.nodes[in_subtree(result.nodes["module"], module)]
+    sub = result.nodes[subtree_mask(result.nodes["module"], module)]
     conf = sub["confidence"].astype(float)
     tagged = sub[sub["module"].notna()]
     return {"count": len(sub), "ops": set(sub["op_type"].astype(str)),

@@ -433,7 +433,10 @@ def test_profile_prints_the_tree_with_times(bert_dir, tmp_path, capfd):
     assert root["total_ms"] == pytest.approx(doc["kernel_ms"] - doc["unattributed_ms"], rel=1e-6)
     code, _, err = run_inline(capfd, "profile", out, "--inputs", "1x3")
     assert code == 2
-    assert_one_error_line(err, "cannot match the ONNX inputs")
+    assert_one_error_line(err, "input 'input_ids' is (1, 3) float32, but the graph expects (1, 16) int64")
+    code, _, err = run_inline(capfd, "profile", out, "--inputs", "input_idz=1x16:int64")
+    assert code == 2
+    assert_one_error_line(err, "the graph has no input 'input_idz'", "input_ids (1, 16) int64")
     code, _, err = run_inline(capfd, "profile", tmp_path / "missing.onnx")
     assert code == 2
     assert_one_error_line(err, "no such file")

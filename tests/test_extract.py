@@ -34,11 +34,11 @@ def test_extracted_module_matches_its_forward(tmp_path, build, strategy, module,
 
 
 def test_extract_from_a_loaded_file_with_the_model(tmp_path, monkeypatch):
-    from hierx_nb import exporter
+    from hierx_nb import extraction
 
     model, args, _ = _bert(layers=2, seq=16)
     hierx_nb.export(model, args, output=tmp_path / "m.onnx", strategy="dynamo")
-    monkeypatch.setattr(exporter, "EXTERNAL_DATA_THRESHOLD", 1024)  # the piece's weights go to a side file
+    monkeypatch.setattr(extraction, "EXTERNAL_DATA_THRESHOLD", 1024)  # the piece's weights go to a side file
     loaded = hierx_nb.load(tmp_path / "m.onnx")
     piece = loaded.extract("encoder.layer.0.attention", tmp_path / "att.onnx", model, args)
     assert (tmp_path / "att.onnx.data").is_file()

@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class, needs_local_scope, no_var_expand, output_can_be_silenced
 from IPython.utils.text import DollarFormatter
 
-from .. import ExportError, ExportResult, MissingInputs, strategies
+from .. import ExportError, ExportResult, MissingInputs, export, strategies
 from ..errors import Mismatch, StructureOnly, describe
 from ..shapes import DYNAMIC_GRAMMAR, parse_dynamic
 from .progress import Progress
@@ -137,8 +137,6 @@ class HierxMagics(Magics):
           %hierexport hierx_nb.meta_model(config) --structure-only -o big.onnx
           %hierexport cnn images --no-widget -r res   # static summary, result in res
         """
-        from .. import export
-
         opts = _parse(line, self.hierexport.parser)
         for flag in ("validate", "profile"):
             if getattr(opts, flag) and opts.structure_only:

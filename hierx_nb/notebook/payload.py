@@ -38,7 +38,6 @@ import pandas as pd
 
 from ..attribution import all_nodes
 from ..graph_io import _dtype, _shape
-from ..validation import graph_of
 
 SPEC = json.loads((Path(__file__).parent / "payload_spec.json").read_text(encoding="utf-8"))
 # Node sources, by code; 0 covers missing and unknown strings.
@@ -250,7 +249,7 @@ def _graph_model(result: Any):
     if getattr(result, "onnx_model", None) is None and getattr(result, "onnx_path", None) is None:
         return None
     try:
-        return graph_of(result)
+        return result.onnx().ir
     except Exception:  # an unreadable or vanished file: the explorer still shows the tree, without a graph
         return None
 

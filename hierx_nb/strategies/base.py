@@ -16,11 +16,13 @@ import torch
 
 from .. import shapes
 from ..attribution import NodeAttribution
-from ..errors import describe, first_line
+from ..errors import StrategyFailed, describe, first_line
 from ..graph_io import name_outputs
 from ..hierarchy import ModuleTree
 from ..preserve import copy_inputs
 from ..shapes import DynamicSpec
+
+__all__ = ["ExportContext", "StrategyOutput", "StrategyFailed", "StrategyResult", "Strategy", "verify"]
 
 
 @dataclass
@@ -58,10 +60,6 @@ class StrategyOutput:
 
     model: ir.Model
     attributions: dict[ir.Node, NodeAttribution]
-
-
-class StrategyFailed(Exception):
-    """A strategy cannot export this model; the message is the reason shown to the user."""
 
 
 @dataclass

@@ -22,10 +22,10 @@ import torch.fx
 
 from ..attribution import PATTERN, NodeAttribution
 from ..errors import ExportError, describe, first_line
-from ..hierarchy import is_torch_nn
+from ..hierarchy import common_ancestor, is_torch_nn
 from ..inputs import named_tensor_inputs
 from ..quiet import quiet
-from ..validation import session_feeds
+from ..runtime import OnnxModel, match_inputs, session
 from .base import ExportContext, Strategy, StrategyFailed, StrategyOutput
 from .dynamo import Dynamo
 from .htp import Htp
@@ -152,7 +152,7 @@ def run(ctx: ExportContext, say) -> StrategyOutput:
             if len(distinct) == 1:
                 attrs[onnx_node] = NodeAttribution(mods[0], DECOMPOSITION_CONFIDENCE, PATTERN)
             else:
-                attrs[onnx_node] = NodeAttribution(ctx.tree.common_ancestor(distinct), SHARED_CONFIDENCE, PATTERN)
+                attrs[onnx_node] = NodeAttribution(common_ancestor(distinct), SHARED_CONFIDENCE, PATTERN)
     return StrategyOutput(model, attrs)
 
 
@@ -214,31 +214,15 @@ def _export_graph(ctx: ExportContext) -> ir.Model:
 
 
 def _onnx_values(model: ir.Model, ctx: ExportContext) -> dict[str, np.ndarray]:
-    """Every typed intermediate value of the ONNX graph, computed by ONNX Runtime."""
-    import onnxruntime as ort
-
-    proto = ir.serde.serialize_model(model)
-    typed = {vi.name: vi for vi in proto.graph.value_info}
-    present = {o.name for o in proto.graph.output}
-    for node in proto.graph.node:
-        for name in node.output:
-            if name and name not in present and name in typed:
-                proto.graph.output.append(typed[name])
-                present.add(name)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise StrategyFailed(f"ONNX Runtime cannot run the graph to match values: {first_line(str(e))}") from e
+    """Every typed intermediate value of the ONNX graph, computed by ONNX Runtime (unoptimized: the values are the graph's own)."""
+    typed = [v for node in model.graph for v in node.outputs if v.name and v.type is not None and not v.is_graph_output()]
     named = [(n, t.detach().cpu().numpy()) for n, t in named_tensor_inputs(ctx.model, ctx.args, ctx.kwargs)]
     try:
-        feeds = session_feeds(session, named)
+        with session(OnnxModel(model=model), extra_outputs=typed, optimization="none") as run:
+            feeds = {**match_inputs(run.inputs, named), **dict(run.weights)}
+            return run.run(feeds)
     except ExportError as e:
-        raise StrategyFailed(str(e)) from None
-    names = [o.name for o in session.get_outputs()]
-    return {n: np.asarray(v) for n, v in zip(names, session.run(None, feeds))}
+        raise StrategyFailed(f"ONNX Runtime cannot run the graph to match values: {e.message}") from None
 
 
 class Fx(Strategy):
