@@ -278,7 +278,10 @@ def _cmd_export(ns) -> int:
         from . import sidecar
         from .model_ref import portable_ref
 
-        sidecar.update(result.sidecar_path, model_ref={"model": portable_ref(ns.model), "inputs": ns.inputs})
+        try:
+            sidecar.update(result.sidecar_path, model_ref={"model": portable_ref(ns.model), "inputs": ns.inputs})
+        except (OSError, ValueError) as e:  # the export stands; only report --validate loses its default
+            result.warnings.append(f"the sidecar does not name the model for hierx report --validate: {e}")
     _print_summary(result)
     if ns.validate:
         with _libraries_muted(ns.quiet):
