@@ -104,6 +104,20 @@ def test_graph_of_a_bert_with_latency_colours(open_report, tmp_path):
     page.locator(f'{GRAPH} .hx-g-module[data-graph-module="encoder.layer"]').click()
     wait_for(page, f"() => !!document.querySelector('{GRAPH} [data-graph-module=\"encoder.layer.1\"]')")
     assert page.locator(f"{GRAPH} .hx-g-module[data-graph-module^='encoder.layer.'] rect[style*='color-mix']").count() == 2
+    # Modules whose work ORT fused into another module's kernel say so, in the tree and on their graph box.
+    lat = r.latency
+    fused = lat[lat["fused_into"].notna()]
+    assert len(fused) >= 1
+    for rec in fused.itertuples():
+        page.evaluate(f"window.hierx.model.set('selected', {rec.module!r})")  # revealed in the (virtualized) tree
+        cell = _row(page, rec.module).locator(".hx-num").first
+        assert cell.text_content() == "fused" and f"fused into {rec.fused_into}" in cell.get_attribute("title"), rec
+    pooled = fused[fused["module"].str.startswith("pooler.")]
+    if len(pooled):
+        page.evaluate("window.hierx.model.set('selected', '')")
+        page.locator(f'{GRAPH} .hx-g-module[data-graph-module="pooler"]').click()
+        sub = page.locator(f'{GRAPH} .hx-g-module[data-graph-module="{pooled.iloc[0]["module"]}"] .hx-g-sub').text_content()
+        assert sub.endswith(f"fused into {pooled.iloc[0]['fused_into']}"), sub
     page.screenshot(path=str(ARTIFACTS / "graph_bert_latency.png"), full_page=True)
     assert page.errors == []
 
