@@ -106,6 +106,23 @@ class GenerationResult:
         parts = ", ".join(f"{n}: {r.strategy} {r.coverage_pct:.1f}% known" for n, r in self.components.items())
         return f"<GenerationResult {self.manifest.get('model_class')} in {self.output_dir} ({parts})>"
 
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """The stages' explorers side by side (each its own module tree, graph and metrics); text without widgets."""
+        bundle = {"text/plain": repr(self)}
+        try:
+            import ipywidgets
+
+            columns = [ipywidgets.VBox([ipywidgets.Label(f"{name}: {r.onnx_path.name if r.onnx_path else name}"),
+                                        r.widget], layout=ipywidgets.Layout(flex="1 1 0", min_width="0"))
+                       for name, r in self.components.items()]
+            widget_bundle = ipywidgets.HBox(columns)._repr_mimebundle_(include=include, exclude=exclude)
+        except Exception:  # no notebook extra, or no kernel comm: the text stands
+            return bundle
+        if isinstance(widget_bundle, tuple):
+            widget_bundle = widget_bundle[0]
+        bundle.update({k: v for k, v in (widget_bundle or {}).items() if k != "text/plain"})
+        return bundle
+
     @property
     def runner(self) -> GenerationRunner:
         if self._runner is None:

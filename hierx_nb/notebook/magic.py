@@ -42,6 +42,10 @@ _OPTIONS = (
     (("--no-widget",), {"action": "store_true", "help": (
         "the returned ExportResult displays as a static HTML summary instead of the explorer widget "
         "(result.widget still builds the explorer on request)")}),
+    (("--generate",), {"action": "store_true", "help": (
+        "a decoder as shipped: one tagged file per generation stage (prefill, decode) with the KV cache as inputs "
+        "and outputs, in the folder -o (a temporary one without -o), shown side by side; -k gives generate()'s "
+        "inputs (default: from the config); with --validate, 32 greedy tokens against model.generate")}),
     (("-r", "--result"), {"metavar": "NAME", "help": "also bind the ExportResult to NAME in the notebook's namespace"}),
     (("--structure-only",), {"action": "store_true", "help": (
         "export on the meta device without weights: graph and tags only, for analysis (it cannot run); "
@@ -154,6 +158,8 @@ class HierxMagics(Magics):
         output = _expand_path(opts.output, ns) if opts.output is not None else None
 
         progress = Progress(self.shell, prefix=MAGIC)
+        if opts.generate:
+            return _generate(model, kwargs, output, opts, progress, user_ns)
         try:
             dynamic = parse_dynamic(opts.dynamic) if opts.dynamic else None
             result = export(model, args, kwargs, output=output, strategy=opts.strategy,
@@ -187,6 +193,40 @@ class HierxMagics(Magics):
         if opts.validate:
             _show_validation(report, opts.result, result)
         return result
+
+
+def _generate(model, kwargs, output, opts, progress, user_ns):
+    """``%hierexport model --generate``: ``export_for_generation``; the GenerationResult is returned."""
+    import tempfile
+
+    from .. import export_for_generation
+
+    for flag in ("structure_only", "dynamic", "torch_nn_filter", "profile", "no_widget"):
+        if getattr(opts, flag):
+            raise HierexportError(f"--{flag.replace('_', '-')} does not apply with --generate")
+    folder = output or tempfile.mkdtemp(prefix="hierx-generate-")
+    try:
+        result = export_for_generation(model, folder, inputs=kwargs, strategy=opts.strategy, progress=progress)
+        if opts.result is not None:
+            user_ns[opts.result] = result
+        if opts.validate:
+            progress("generating 32 tokens in ONNX Runtime and with model.generate")
+            report = result.validate(32)
+    except KeyboardInterrupt:
+        where = f" during '{progress.step}'" if progress.step else ""
+        raise HierexportInterrupted(f"interrupted{where} after {progress.elapsed:.1f} s") from None
+    except ExportError as e:
+        raise _one_line(e) from None
+    finally:
+        progress.close()
+    for name, component in result.components.items():
+        for warning in component.warnings:
+            print(f"{MAGIC}: warning: {name}: {warning}", file=sys.stderr)
+    if opts.validate:
+        same = "the same tokens as" if report.attrs["tokens_equal"] else "OTHER tokens than"
+        print(f"ONNX Runtime generated {same} model.generate over {len(report)} steps; largest logit difference "
+              f"{report['max_abs_diff'].max():.3g}")
+    return result
 
 
 def _parse(line: str, parser):
