@@ -13,7 +13,7 @@ from . import display, extraction, loading, model_explorer, profiling, validatio
 from . import retag as retagging
 from .errors import Attempt, DifferentModels, Mismatch, NotMadeFrom, NotTagged, UnknownModule
 from .files import check_output
-from .graph_io import IO_COLUMNS
+from .graph_io import IO_COLUMNS, describe_io
 from .hierarchy import subtree_mask
 from .reference import Reference
 from .runtime import OnnxModel
@@ -242,10 +242,12 @@ class ExportResult:
             f"<tr><td>{e(str(r.module))}</td><td>{e(str(r.module_class))}</td><td>{int(r.total_nodes)}</td></tr>"
             for r in top.itertuples())
         failed = "".join(f"<li>{e(k)}: {e(v.splitlines()[0] if v else '')}</li>" for k, v in s["failed"].items())
+        io = "".join(f"<div>{kind}s: {e(describe_io(self.io, kind))}</div>" for kind in ("input", "output")
+                     if len(self.io))
         return (
             f"<div class='hierx-summary'><b>{e(s['model_class'])}</b> exported with <b>{e(s['strategy'])}</b>: "
             f"{s['nodes']} ONNX nodes, known {s['coverage_pct']:.1f}%, {s['modules']} modules, "
-            f"{s['seconds']:.2f} s &rarr; {e(s['onnx_path'] or 'in memory')}"
+            f"{s['seconds']:.2f} s &rarr; {e(s['onnx_path'] or 'in memory')}" + io
             + (f"<ul>{failed}</ul>" if failed else "")
             + f"<table><tr><th>module</th><th>class</th><th>nodes</th></tr>{rows}</table></div>"
         )

@@ -127,3 +127,16 @@ def test_htp_output_axes_take_the_users_names(tmp_path):
     assert loaded.io.to_dict("records") == result.io.to_dict("records")
     session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
     assert [o.shape for o in session.get_outputs()] == [["batch", "seq", 32], ["batch", 32]]
+
+
+class _Markup(torch.nn.Module):
+    def forward(self, x):
+        return {"<b>bold</b>": x * 2}
+
+
+def test_io_names_render_as_text_in_the_static_summary():
+    result = hierx_nb.export(_Markup().eval(), (torch.randn(2, 3),), output=None, strategy="dynamo")
+    assert result.io["name"].tolist() == ["x", "<b>bold</b>"]
+    page = result._repr_html_()
+    assert "outputs: &lt;b&gt;bold&lt;/b&gt; float32 [2, 3]" in page and "<b>bold</b>" not in page
+    assert "inputs: x float32 [2, 3]" in page
