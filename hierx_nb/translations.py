@@ -333,8 +333,11 @@ def complex_translations():
     """
     from torch.onnx._internal.exporter import _registration
 
-    registry_class = _registration.ONNXRegistry
-    original = registry_class.__dict__["from_torchlib"]
+    registry_class = getattr(_registration, "ONNXRegistry", None)
+    original = getattr(registry_class, "__dict__", {}).get("from_torchlib")
+    if not isinstance(original, classmethod):  # another torch.onnx: export as it is, without them
+        yield
+        return
 
     def from_torchlib(cls, *args, **kwargs):
         registry = original.__func__(cls, *args, **kwargs)
@@ -465,6 +468,8 @@ def _for_torchscript(fn: Callable, complex_only: bool = False, original: Callabl
     """The TorchScript symbolic. ``complex_only``: inputs none of which is complex go to ``original``
     (torch.onnx's own symbolic), so the op's real translation is untouched."""
     def symbolic(g, *args):
+        if g.original_node is None:  # no traced node to ask for types: torch.onnx's own translation
+            return original(g, *args) if original is not None else fn(_TorchScriptOps(g), *map(_python_value, args))
         traced = list(g.original_node.inputs())
         complex_io = any(map(_traced_complex, [*traced, *g.original_node.outputs()]))
         if complex_only and original is not None and not complex_io:

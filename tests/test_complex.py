@@ -96,3 +96,20 @@ def test_real_ops_keep_torch_onnx_translation_under_htp():
     ops = [n.op_type for n in result.onnx_model.graph]
     assert ops.count("MatMul") == 1 and ops.count("Transpose") == 1 and "Concat" not in ops
     assert _max_diff(result, Real(), a, b) < 1e-5
+
+
+def test_complex_registrations_are_scoped_to_the_export():
+    from torch.onnx._internal.exporter import _registration
+
+    from hierx_nb.translations import COMPLEX_TABLE, complex_translations
+
+    before = _registration.ONNXRegistry.__dict__["from_torchlib"]
+    unsqueeze = torch.ops.aten.unsqueeze.default
+    assert unsqueeze in COMPLEX_TABLE
+    with complex_translations():
+        inside = _registration.ONNXRegistry.from_torchlib()
+        complex_ones = [d for d in inside.get_decomps(unsqueeze) if d.is_complex]
+        assert [d.onnx_function for d in complex_ones][:1] == [COMPLEX_TABLE[unsqueeze]]
+    assert _registration.ONNXRegistry.__dict__["from_torchlib"] is before
+    plain = _registration.ONNXRegistry.from_torchlib()
+    assert not any(d.is_complex for d in plain.get_decomps(unsqueeze))
