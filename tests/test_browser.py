@@ -333,7 +333,7 @@ def check_selection(root, result, module: str) -> dict:
     assert sum(got["covTagged"]) == exp["tagged"]
     assert got["bySource"] == exp["by_source"], (got["bySource"], exp["by_source"])
     if exp["all_exact"]:  # one full bar says less than the sentence
-        assert got["hist"] is None and got["histNote"] == f"all {exp['count']} nodes exact (confidence 1.0)"
+        assert got["hist"] is None and got["histNote"] == f"all {exp['count']:,} nodes exact (confidence 1.0)"
     else:
         assert sum(got["hist"]) == exp["with_conf"]
     return got
