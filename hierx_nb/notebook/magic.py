@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class, needs_local_scope, no_var_expand, output_can_be_silenced
 from IPython.utils.text import DollarFormatter
 
-from .. import ExportError, ExportResult, MissingInputs, export, strategies
+from .. import ExportError, ExportResult, MissingInputs, export, export_for_generation, strategies
 from ..errors import Mismatch, StructureOnly, describe
 from ..shapes import DYNAMIC_GRAMMAR, parse_dynamic
 from .progress import Progress
@@ -198,8 +198,6 @@ class HierxMagics(Magics):
 def _generate(model, kwargs, output, opts, progress, user_ns):
     """``%hierexport model --generate``: ``export_for_generation``; the GenerationResult is returned."""
     import tempfile
-
-    from .. import export_for_generation
 
     for flag in ("structure_only", "dynamic", "torch_nn_filter", "profile", "no_widget"):
         if getattr(opts, flag):
