@@ -95,6 +95,22 @@ class InputMismatch(InputError):
     """Inputs given to run an ONNX model (``inputs=``, ``--inputs``) do not fit its graph: an input it
     does not have, one it needs left out, or a wrong shape or dtype."""
 
+    @classmethod
+    def of(cls, message: str, wanted: list[tuple[str, list, str]]) -> InputMismatch:
+        """The error with what to give instead, from the graph's inputs ``wanted`` as (name, dims, dtype
+        name): a dict of arrays in Python, an ``--inputs`` SPEC in the shell (symbolic dimensions as 1)."""
+        if not wanted:
+            return cls(message)
+        shape = lambda dims: "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"  # noqa: E731
+        size = lambda d: str(d) if isinstance(d, int) and d > 0 else "1"  # noqa: E731
+        spec = ",".join(f"{name}={'x'.join(size(d) for d in dims) or '1'}:{dtype}" for name, dims, dtype in wanted)
+        symbols = sorted({str(d) for _, dims, _ in wanted for d in dims if not (isinstance(d, int) and d > 0)})
+        free = f" ({', '.join(symbols)}: any size)" if symbols else ""
+        return cls(message,
+                   hint="pass inputs={" + ", ".join(f"{name!r}: {dtype} array {shape(dims)}" for name, dims, dtype in wanted)
+                        + "}" + free,
+                   shell_hint=f"pass --inputs {spec}{free}")
+
 
 class NotAModule(InputError):
     """Something other than a ``torch.nn.Module`` given as the model (or returned by a factory)."""

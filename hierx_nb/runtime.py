@@ -243,29 +243,30 @@ def check_inputs(args: list, given: list[tuple[str | None, np.ndarray]]) -> dict
     name. ``InputMismatch`` naming the input, its expected shape and dtype, when a name is not one of
     the graph's inputs, an input is left out, or a shape or dtype does not fit."""
     by_name = {a.name: a for a in args}
+    wanted = [(a.name, _dims(a), _ort_dtype(a)) for a in args]  # for the advice: what to give instead
     listing = "; ".join(f"{a.name} {expected(a)}" for a in args) or "none"
     feeds: dict[str, np.ndarray] = {}
     positional = [arr for name, arr in given if name is None]
     if len(positional) > len(args):
-        raise InputMismatch(f"{len(positional)} positional inputs given, but the graph takes {len(args)}: {listing}")
+        raise InputMismatch.of(f"{len(positional)} positional inputs given, but the graph takes {len(args)}: {listing}", wanted)
     for arg, arr in zip(args, positional):
         feeds[arg.name] = arr
     for name, arr in given:
         if name is None:
             continue
         if name not in by_name:
-            raise InputMismatch(f"the graph has no input {name!r}; its inputs: {listing}")
+            raise InputMismatch.of(f"the graph has no input {name!r}; its inputs: {listing}", wanted)
         if name in feeds:
-            raise InputMismatch(f"input {name!r} is given twice (by position and by name)")
+            raise InputMismatch.of(f"input {name!r} is given twice (by position and by name)", wanted)
         feeds[name] = arr
     for arg in args:
         arr = feeds.get(arg.name)
         if arr is None:
-            raise InputMismatch(f"input {arg.name!r} is not given: the graph expects {expected(arg)}; its inputs: {listing}")
+            raise InputMismatch.of(f"input {arg.name!r} is not given: the graph expects {expected(arg)}; its inputs: {listing}", wanted)
         dims = _dims(arg)
         fits = len(dims) == arr.ndim and all(not isinstance(d, int) or d < 0 or d == n for d, n in zip(dims, arr.shape))
         if not fits or str(arr.dtype) != _ort_dtype(arg):
-            raise InputMismatch(f"input {arg.name!r} is {_given(arr)}, but the graph expects {expected(arg)}")
+            raise InputMismatch.of(f"input {arg.name!r} is {_given(arr)}, but the graph expects {expected(arg)}", wanted)
     return feeds
 
 

@@ -61,6 +61,8 @@ def test_readme_table_lists_every_error_class_and_no_other():
     errors.UnknownChoice.of("strategy", "dynamoo", ["auto", "dynamo", "htp", "fx"]),
     errors.NotComputed.of("latency"),
     errors.MissingDependency.of("result.figure", "plotly", "notebook"),
+    errors.InputMismatch.of("input 'x' is (1, 3) float32, but the graph expects (batch, 16) float32",
+                            [("x", ["batch", 16], "float32")]),
     errors.InputsRejected("MLP does not run on the given inputs: RuntimeError: mat1 and mat2 shapes cannot be "
                           "multiplied (2x5 and 16x32)"),
 ], ids=lambda e: type(e).__name__)
@@ -250,3 +252,18 @@ def test_refinements_stay_catchable_as_the_general_mistake():
     # A file without tags is one mistake: as retag's source it is UntaggedSource, still a NotTagged.
     assert issubclass(hierx_nb.UntaggedSource, hierx_nb.NotTagged)
     assert issubclass(hierx_nb.UnknownModule, KeyError) and issubclass(hierx_nb.MissingDependency, ImportError)
+
+
+def test_wrong_inputs_name_what_to_give_by_entry_point(files, capfd):
+    import numpy as np
+
+    _, full, _ = files
+    loaded = hierx_nb.load(full.onnx_path)
+    with pytest.raises(hierx_nb.InputMismatch) as info:
+        loaded.profile(inputs={"x": np.zeros((2, 16), np.float64)}, runs=1, warmup=0)
+    assert str(info.value) == ("input 'x' is (2, 16) float64, but the graph expects (2, 16) float32; "
+                               "pass inputs={'x': float32 array (2, 16)}")
+    code, line = one_line(capfd, "profile", full.onnx_path, "--inputs", "y=2x16", "--runs", "1")
+    assert code == cli.EXIT_BAD_INPUT
+    assert line == ("hierx: error: the graph has no input 'y'; its inputs: x (2, 16) float32; "
+                    "pass --inputs x=2x16:float32")
