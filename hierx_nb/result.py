@@ -185,7 +185,9 @@ class ExportResult:
         return self._widget
 
     def to_html(self, path, selected: str = "") -> Path:
-        """Write the explorer as one self-contained HTML file: it opens from disk, without kernel or network."""
+        """Write the explorer as one self-contained HTML file: it opens from disk, without kernel or network.
+        ``selected``: the module shown selected (``UnknownModule`` for a name the model does not have)."""
+        self.check_module(selected)
         return display.view("to_html")(self, path, selected)
 
     def compare(self, other, *, inputs=None, runs: int = 20, warmup: int = 3, threads: int | None = None,

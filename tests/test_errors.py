@@ -160,6 +160,10 @@ def test_unknown_module_from_every_entry_point(files, capfd):
     assert "no module named 'hed.0'" in line and "did you mean 'head.0'" in line
     assert f"hierx analyze {full.onnx_path}" in line and "result." not in line  # no Python advice in a shell
 
+    with pytest.raises(hierx_nb.UnknownModule, match="did you mean 'head.0'"):
+        full.to_html(folder / "report.html", selected="hed.0")
+    assert not (folder / "report.html").exists()
+
     from hierx_nb.notebook.widget import HierxExplorer
 
     widget = HierxExplorer.from_result(full)
