@@ -60,7 +60,14 @@ export function createGraph({ data, rootLabel, onSelectModule, onSelectNode }) {
     if (!graph.n) { level = { module: sel, items: [], edges: [], ops: 0, hidden: 0 }; paint(); return; } // no dataflow to lay out
     const t0 = performance.now();
     level = buildLevel(data, sel, expanded, { label });
-    size = layoutLevel(level);
+    try {
+      size = layoutLevel(level);
+    } catch (e) { // dagre gave up (a pathological level): say so, keep the rest of the explorer working
+      level = null;
+      scroller.replaceChildren(h("div", { class: "hx-empty-note", "data-testid": "hierx-graph-error",
+        text: `this level could not be laid out (${e && e.message || e}): select a smaller module` }));
+      return;
+    }
     el.setAttribute("data-layout-ms", (performance.now() - t0).toFixed(1));
     paint();
     el.setAttribute("data-graph-ms", (performance.now() - t0).toFixed(1));
@@ -120,9 +127,10 @@ export function createGraph({ data, rootLabel, onSelectModule, onSelectNode }) {
         boxes.append(g);
       } else if (it.kind === "more") {
         const g = s("g", { class: "hx-g-more", "data-id": it.id });
+        const what = it.modules ? `${fmtInt(it.modules)} more modules` : `${fmtInt(it.count)} more nodes`;
         g.append(s("rect", { x, y, width: it.width, height: it.height, rx: 4 }),
-          s("text", { x: it.x, y: it.y + 4, "text-anchor": "middle" }, `+${fmtInt(it.count)} more nodes`),
-          s("title", {}, `${fmtInt(it.count)} more nodes, not drawn: select a smaller module or find them in the node table`));
+          s("text", { x: it.x, y: it.y + 4, "text-anchor": "middle" }, `+${what}`),
+          s("title", {}, `${what}, not drawn: select one in the tree (or a smaller module), or find nodes in the node table`));
         boxes.append(g);
       } else {
         const v = it.index;

@@ -17,6 +17,7 @@ import dagre from "@dagrejs/dagre";
  * @property {number} index  module, node or value index (more: the cluster's module, -1 for M itself)
  * @property {string | null} parent  the cluster's id, null at the top
  * @property {number} [count]  "more": how many op nodes it stands for; ports: how many values
+ * @property {number} [modules]  "more": how many child modules it stands for
  * @property {number} width
  * @property {number} height
  * @property {number} [x]  centre, after layout
@@ -87,12 +88,12 @@ export function nodeOutputs(data) {
 /**
  * The items and edges of module `sel`'s level, with the modules in `expanded` opened in place.
  * @param {Data} data @param {number} sel @param {Set<number>} expanded
- * @param {{maxOps?: number, maxPorts?: number, label?: (m: number) => string}} [opts]
+ * @param {{maxOps?: number, maxPorts?: number, maxBoxes?: number, label?: (m: number) => string}} [opts]
  * @returns {Level}
  */
 export function buildLevel(data, sel, expanded, opts = {}) {
   const { tree, nodes, graph } = data;
-  const maxOps = opts.maxOps ?? 300, maxPorts = opts.maxPorts ?? 40;
+  const maxOps = opts.maxOps ?? 300, maxPorts = opts.maxPorts ?? 40, maxBoxes = opts.maxBoxes ?? 200;
   const lo = sel, hi = sel + tree.size[sel];
   // rep[k - lo]: -1 when module k's own nodes are drawn (k is M or an open cluster), else the
   // collapsed box that stands for it.
@@ -109,10 +110,10 @@ export function buildLevel(data, sel, expanded, opts = {}) {
   /** @type {Item[]} */
   const items = [];
   const seen = new Set();
+  /** @type {Map<string, Item>} "more" boxes: x<module> for its surplus op nodes, y<module> for its surplus children */
+  const more = new Map();
   const inside = (m) => (m < 0 ? sel === 0 : m >= lo && m < hi);
   let ops = 0, hidden = 0;
-  /** @type {Map<string, Item>} */
-  const more = new Map();
   // The item a node is drawn as (its own op box, its collapsed module's box, or a "more" box).
   const itemOf = new Map();
   /** @param {number} i */
@@ -123,7 +124,7 @@ export function buildLevel(data, sel, expanded, opts = {}) {
     let id;
     const r = rep[m - lo];
     if (r >= 0) {
-      id = `m${r}`; // every collapsed box is already in items
+      id = boxId.get(r); // every collapsed box (or the box its surplus folds into) is already in items
     } else if (ops < maxOps) {
       id = `n${i}`;
       ops++;
@@ -146,12 +147,27 @@ export function buildLevel(data, sel, expanded, opts = {}) {
   for (let k = lo + 1; k < hi; k++) {
     if (open[k - lo]) items.push({ id: `m${k}`, kind: "cluster", index: k, parent: clusterId(tree.parent[k]), width: 0, height: 0 });
   }
-  // Visible modules with no node of their own still get a box (an empty module is still a module).
+  // Every visible collapsed module gets a box (an empty module is still a module); beyond maxBoxes
+  // children of one parent (a ModuleList of thousands), the rest fold into one box.
+  /** @type {Map<number, string>} */
+  const boxId = new Map();
+  const boxes = new Map();
   for (let k = lo + 1; k < hi; k++) {
-    if (!open[k - lo] && rep[k - lo] === k && !seen.has(`m${k}`)) {
-      seen.add(`m${k}`);
-      items.push({ id: `m${k}`, kind: "module", index: k, parent: clusterId(tree.parent[k]), width: 0, height: BOX_H });
+    if (open[k - lo] || rep[k - lo] !== k) continue;
+    const parent = clusterId(tree.parent[k]);
+    const n = boxes.get(tree.parent[k]) || 0;
+    if (n < maxBoxes) {
+      boxes.set(tree.parent[k], n + 1);
+      boxId.set(k, `m${k}`);
+      items.push({ id: `m${k}`, kind: "module", index: k, parent, width: 0, height: BOX_H });
+      continue;
     }
+    const id = `y${tree.parent[k]}`;
+    let it = more.get(id);
+    if (!it) more.set(id, it = { id, kind: "more", index: tree.parent[k], parent, count: 0, modules: 0, width: 0, height: OP_H });
+    if (!it.modules) items.push(it);
+    it.modules++;
+    boxId.set(k, id);
   }
   const ins = nodeInputs(data), outs = nodeOutputs(data);
   /** @type {Map<string, Edge>} */
@@ -205,7 +221,7 @@ export function buildLevel(data, sel, expanded, opts = {}) {
     if (it.kind === "module") it.width = Math.max(textWidth(`▸ ${label(it.index)}`, 90, 240),
       textWidth(`${tree.classes[it.index]} · ${tree.total[it.index]} nodes · 14 characters`, 90, 240) * 0.9);
     else if (it.kind === "op") it.width = textWidth(nodes.ops[nodes.op[it.index]], 44, 160);
-    else if (it.kind === "more") it.width = 110;
+    else if (it.kind === "more") it.width = it.modules ? 130 : 110;
     else if (it.kind === "in" || it.kind === "out") it.width = it.index < 0 ? 90 : textWidth(graph.name(it.index), 40, 170);
   }
   return { module: sel, items, edges: [...edges.values()], ops, hidden };

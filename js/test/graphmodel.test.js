@@ -73,3 +73,14 @@ test("layout: every item placed, clusters around their children, edges routed", 
   const y = (id) => lv.items.find((it) => it.id === id).y;
   assert.ok(y("i0") < y("o8")); // top to bottom
 });
+
+test("beyond maxBoxes children of one parent, the rest fold into one box", () => {
+  const d = data();
+  const lv = buildLevel(d, 0, new Set([d.tree.index.get("blocks")]), { maxBoxes: 1 });
+  const boxes = lv.items.filter((it) => it.kind === "module").map((it) => d.tree.names[it.index]);
+  assert.deepEqual(boxes, ["stem", "blocks.0"]); // one per parent
+  const more = lv.items.filter((it) => it.kind === "more" && it.modules);
+  assert.deepEqual(more.map((it) => [it.id, it.modules]).sort(), [["y0", 1], [`y${d.tree.index.get("blocks")}`, 1]]);
+  for (const e of lv.edges) assert.ok(lv.items.some((it) => it.id === e.from) && lv.items.some((it) => it.id === e.to), `${e.from}>${e.to}`);
+  layoutLevel(lv);
+});
