@@ -13,10 +13,12 @@ returns comes back flattened again. Names (``CACHE_NAMING``):
   ``decoder`` / ``encoder`` after the layer (Optimum's ``past_key_values.{i}.decoder.key``);
 * dynamic axes ``batch`` (axis 0 of everything), ``sequence`` (the new tokens), ``past_sequence``
   (the cache fed in) and ``total_sequence`` (``past_sequence`` + ``sequence``: the attention mask and
-  the cache coming out).
+  the cache coming out); for encoder-decoders ``encoder_sequence`` (the encoder's output, its
+  attention mask and the cross-attention cache).
 
-Cache tensors the call returns as they came in (a sliding window's size) are settings, not state:
-they stay constants of the graph.
+Cache tensors the call returns as they came in are either settings (an integer or scalar tensor: a
+sliding window's size), which stay constants of the graph, or state carried unchanged (a
+cross-attention cache), which stays an input and is not returned again.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ CACHE_OUTPUT = "present"
 CACHE_NAMING = (f"{CACHE_INPUT}.{{layer}}.key / {CACHE_INPUT}.{{layer}}.value in, "
                 f"{CACHE_OUTPUT}.{{layer}}.key / {CACHE_OUTPUT}.{{layer}}.value out")
 BATCH, SEQUENCE, PAST, TOTAL = "batch", "sequence", "past_sequence", "total_sequence"
+ENCODER_SEQUENCE = "encoder_sequence"
 # Names of cache sub-objects in the flat names (EncoderDecoderCache's two caches).
 _CACHE_PARTS = {"self_attention_cache": "decoder", "cross_attention_cache": "encoder"}
 _LEAF_NAMES = {"keys": "key", "values": "value"}
@@ -133,6 +136,7 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
     cache_key = None
     cache_spec = None
     cache_inputs: list[str] = []
+    structured: dict[str, tuple] = {}  # input -> (pytree spec, leaf names)
     for key, value in captured.items():
         if isinstance(value, torch.Tensor):
             tensors[key] = value.detach().clone()
@@ -147,9 +151,17 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
                 cache_inputs.append(n)
         elif value is None or isinstance(value, (bool, int, float, str)):
             constants[key] = value
-        else:
-            raise ExportError(f"stage {name!r} takes {key}={type(value).__name__}, which cannot be a graph input")
-    tensor_keys = [k for k in tensors if k not in cache_inputs]
+        else:  # a structure of tensors (an encoder's ModelOutput): one input per tensor, named by its path
+            leaves, spec = pytree.tree_flatten(value)
+            if not leaves or not all(isinstance(x, torch.Tensor) or x is None for x in leaves):
+                raise ExportError(f"stage {name!r} takes {key}={type(value).__name__}, which cannot be graph inputs")
+            names = [f"{key}.{pytree.keystr(path).strip('.[]').replace('][', '.').strip(chr(39))}"
+                     for path, _ in pytree.tree_flatten_with_path(value)[0]]
+            for n, leaf in zip(names, leaves):
+                if leaf is not None:
+                    tensors[n] = leaf.detach().clone()
+            structured[key] = (spec, names)
+    tensor_keys = [k for k in tensors if k not in cache_inputs and not any(k in ns for _, ns in structured.values())]
     own = module.__dict__.get("forward")
     if getattr(own, "__func__", None) is type(module).forward:
         own = None  # the class's forward, left bound on the instance by a capture: not a patch of the user's
@@ -164,6 +176,8 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
     def run(**feeds):
         kw = dict(constants)
         kw.update({k: feeds[k] for k in tensor_keys})
+        for key, (spec, names) in structured.items():
+            kw[key] = pytree.tree_unflatten([feeds.get(_identifier(n)) for n in names], spec)
         if cache_key is not None:
             leaves = [fixed[n] if n in fixed else feeds[_identifier(n)] for n in cache_names]
             kw[cache_key] = pytree.tree_unflatten(leaves, cache_spec)
@@ -181,10 +195,14 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
         outs = run(**feeds)
     returned = {id(v) for _, v, _ in outs}
     for n in cache_names:
-        if id(feeds[_identifier(n)]) in returned:
+        t = tensors[n]
+        # Returned as it came in: a setting (an integer or scalar tensor) is baked into the graph; state
+        # (a cross-attention cache, computed once from the encoder's output) stays an input.
+        if id(feeds[_identifier(n)]) in returned and (not t.is_floating_point() or t.dim() == 0):
             fixed[n] = tensors.pop(n)
             cache_inputs.remove(n)
-    passed = {id(feeds[_identifier(n)]) for n in fixed}
+    # Outputs that are inputs passed through (a carried cache, the encoder's output) are not graph outputs.
+    passed = {id(v) for v in feeds.values()}
     kept.extend(i for i, (_, v, _) in enumerate(outs) if id(v) not in passed)
     outs = [outs[i] for i in kept]
     forward.__signature__ = inspect.Signature(
@@ -200,16 +218,22 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
             cache_outputs.append(n)
     axes: dict[str, dict[int, str]] = {}
     if dynamic:
-        batch = tensors[tensor_keys[0]].shape[0] if tensor_keys else None
+        batch = tensors[next(iter(tensors))].shape[0] if tensors else None
         query = _query_length(tensors)
-        past = {n: tensors[n] for n in cache_inputs}
-        for k in tensor_keys:
+        # Encoder-decoder stages: the attention mask and the encoder's output span the encoder's tokens.
+        seq2seq = any(k.startswith(("encoder_outputs", "decoder_input_ids")) for k in tensors)
+        past = {n: tensors[n] for n in cache_inputs if not (seq2seq and ".encoder." in n)}
+        for k in [*tensor_keys, *(n for _, ns in structured.values() for n in ns if n in tensors)]:
             t = tensors[k]
             a = {0: BATCH} if t.dim() and t.shape[0] == batch else {}
-            if t.dim() >= 2 and k in (TOKENS, POSITIONS, "inputs_embeds") and query and query > 1:
+            if t.dim() >= 2 and k in (TOKENS, POSITIONS, "inputs_embeds", "decoder_input_ids") and query and query > 1:
                 a[1] = SEQUENCE
             if k == MASK and t.dim() == 2:
+                a[1] = ENCODER_SEQUENCE if seq2seq else TOTAL if past else SEQUENCE
+            if k == "decoder_attention_mask" and t.dim() == 2:
                 a[1] = TOTAL if past else SEQUENCE
+            if k.startswith("encoder_outputs.") and t.dim() >= 2:
+                a[1] = ENCODER_SEQUENCE
             if k == CACHE_POSITION and query and query > 1:
                 a = {0: SEQUENCE}
             if a:
@@ -224,12 +248,16 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
                     if x != y and i != 0:
                         a[i] = PAST
                         axes.setdefault(n_out, {0: BATCH} if a.get(0) else {})[i] = TOTAL
+            if seq2seq and ".encoder." in n_in and t.dim() == 4:
+                a[2] = ENCODER_SEQUENCE  # cross-attention: computed from the encoder's output
             if a:
                 axes[n_in] = a
         for (_key, value, path), n in zip(outs, output_names):
             if n in axes or value.dim() == 0:
                 continue
             a = {0: BATCH} if value.shape[0] == batch else {}
+            if seq2seq and ".encoder." in n and value.dim() == 4:
+                a[2] = ENCODER_SEQUENCE
             if n == "logits" and value.dim() == 3 and query and query > 1 and value.shape[1] == query:
                 a[1] = SEQUENCE
             if path is not None and not past and value.dim() == 4 and query and query > 1 and value.shape[2] == query:

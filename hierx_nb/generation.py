@@ -369,7 +369,8 @@ class GenerationRunner:
                 token = np.where(done, pad, token)
                 done |= np.isin(token, list(eos))
             sequences = np.concatenate([sequences, token[:, None]], axis=1)
-            past = {spec["feeds_back"][o]: out[o] for o in spec["cache_outputs"]}
+            # Cache inputs a stage does not return (a cross-attention cache) are carried to the next step as they were.
+            past.update({spec["feeds_back"][o]: out[o] for o in spec["cache_outputs"]})
             step_ids = token[:, None]
             mask = np.concatenate([mask, np.ones((mask.shape[0], 1), dtype=np.int64)], axis=1)
             if eos and done.all():
