@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import ExportError, InputError, Mismatch, NoReference, NoSuchFile, StructureOnly, describe, first_line
-from .hierarchy import module_label, root_label
+from .hierarchy import NameTree, module_label, root_label
 from .version import __version__
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
@@ -613,27 +613,21 @@ def _tree_lines(modules: pd.DataFrame, max_depth: int | None, headers: tuple[str
                 cells: dict[str, tuple[str, ...]] | None = None, notes: dict[str, str] | None = None) -> list[str]:
     """The module tree, children under their parent in table order, with own/total node counts
     (or ``cells[module]`` under ``headers``), and ``notes[module]`` at the end of its line."""
-    children: dict[str, list] = {}
-    root = None
-    for row in modules.itertuples(index=False):
-        if row.module == "":
-            root = row
-        else:
-            children.setdefault(row.parent if isinstance(row.parent, str) else "", []).append(row)
+    by_name = {row.module: row for row in modules.itertuples(index=False)}
+    tree = NameTree(by_name, {m: r.parent for m, r in by_name.items()})
     rows: list[tuple[str, object]] = []
     hidden = 0
-
-    def visit(row, label: str, depth: int):
-        nonlocal hidden
+    for name in tree.names:  # pre-order, children under their parent in table order
+        row = by_name.get(name)
+        if row is None:  # an ancestor the table does not list
+            continue
+        depth = tree.depth[name]
         if max_depth is not None and depth > max_depth:
-            hidden += 1 + _count_below(row.module, children)
-            return
+            hidden += 1
+            continue
+        parent = tree.parent[name]
+        label = root_label(row.module_class) if name == "" else name[len(parent) + 1:] if parent else name
         rows.append(("  " * depth + label, row))
-        for child in children.get(row.module, []):
-            visit(child, child.module[len(row.module) + 1:] if row.module else child.module, depth + 1)
-
-    if root is not None:
-        visit(root, root_label(root.module_class), 0)
     width = min(max((len(label) for label, _ in rows), default=6), 60)
     cls_width = min(max((len(str(r.module_class)) for _, r in rows), default=5), 40)
     if cells is None:
@@ -651,10 +645,6 @@ def _tree_lines(modules: pd.DataFrame, max_depth: int | None, headers: tuple[str
     if hidden:
         lines.append(f"... {hidden} deeper modules not shown (raise --depth to see them)")
     return lines
-
-
-def _count_below(module: str, children: dict) -> int:
-    return sum(1 + _count_below(c.module, children) for c in children.get(module, []))
 
 
 def _records(df: pd.DataFrame) -> list[dict]:

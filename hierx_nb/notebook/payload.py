@@ -38,6 +38,7 @@ import pandas as pd
 
 from ..attribution import all_nodes
 from ..graph_io import _dtype, _shape
+from ..hierarchy import NameTree
 
 SPEC = json.loads((Path(__file__).parent / "payload_spec.json").read_text(encoding="utf-8"))
 # Node sources, by code; 0 covers missing and unknown strings.
@@ -58,10 +59,6 @@ def _name(value: Any) -> str | None:
     return str(value)
 
 
-def _parent_name(name: str) -> str:
-    return name.rsplit(".", 1)[0] if "." in name else ""
-
-
 def _float(value: Any) -> float | None:
     """JSON-safe float (NaN/inf -> None)."""
     try:
@@ -78,65 +75,15 @@ def build_tree(modules: pd.DataFrame, node_modules: list[str | None]) -> dict:
     "?" so every tagged node has a row to land in.
     """
     rows: dict[str, dict] = {}
-    order: list[str] = []
     for r in modules.to_dict("records"):
         name = _name(r.get("module"))
-        name = "" if name is None else name
-        if name in rows:
-            continue
-        rows[name] = r
-        order.append(name)
-
-    def ensure(name: str) -> None:
-        while name not in rows:
-            rows[name] = {"module": name, "module_class": "?", "executed": True}
-            order.append(name)
-            if name == "":
-                break
-            name = _parent_name(name)
-
-    ensure("")
-    for name in list(order):
-        if name:
-            ensure(_parent_name(name))
-    for name in set(n for n in node_modules if n is not None):
-        ensure(name)
-
-    # Parent: the table's parent column when it names a known module, else the name prefix.
-    parent_of: dict[str, str | None] = {}
-    for name in order:
-        if name == "":
-            parent_of[name] = None
-            continue
-        p = _name(rows[name].get("parent"))
-        if p is None or p not in rows or p == name:
-            p = _parent_name(name)
-            while p not in rows:  # cannot loop forever: "" is always present
-                p = _parent_name(p)
-        parent_of[name] = p
-
-    children: dict[str, list[str]] = {name: [] for name in order}
-    for name in order:  # table order (named_modules() is already pre-order) kept among siblings
-        p = parent_of[name]
-        if p is not None:
-            children[p].append(name)
-
-    # Iterative DFS (a deep model must not hit the recursion limit); guards against parent cycles.
-    pre: list[str] = []
-    seen: set[str] = set()
-    stack = [""]
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        pre.append(name)
-        stack.extend(reversed(children[name]))
-    for name in order:  # anything cut off by a cycle hangs off the root
-        if name not in seen:
-            parent_of[name] = ""
-            pre.append(name)
-            seen.add(name)
+        rows.setdefault("" if name is None else name, r)
+    # Parent: the table's parent column when it names a known module, else the nearest ancestor by name.
+    tree = NameTree([*rows, *(n for n in node_modules if n is not None)],
+                    {name: _name(r.get("parent")) for name, r in rows.items()})
+    for name in tree.names:
+        rows.setdefault(name, {"module": name, "module_class": "?", "executed": True})
+    pre, parent_of = tree.names, tree.parent
 
     index = {name: i for i, name in enumerate(pre)}
     n = len(pre)
