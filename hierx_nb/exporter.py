@@ -12,7 +12,7 @@ import torch
 
 from . import caches, precheck, shapes, sidecar, strategies
 from . import memory as failure_memory
-from .attribution import complete
+from .attribution import complete, walk
 from .errors import Attempt, ExportError, InputsRejected, describe
 from .files import EXTERNAL_DATA_THRESHOLD, check_output, publish, stage_model, staging, weight_bytes
 from .fusion import refold
@@ -93,6 +93,12 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
         warnings: list[str] = []
         say("running the model eagerly: which modules execute", 0.0)
         executed, eager_error, ctx.eager_output_names = _executed_modules(ctx)
+        if eager_error is not None:
+            # torch.cond & co. compile their eager call with dynamo, which refuses the watch's dispatch
+            # mode (and keeps the failed compile): without the watch, after dynamo forgets it.
+            state.stop_watching()
+            torch._dynamo.reset()
+            executed, eager_error, ctx.eager_output_names = _executed_modules(ctx)
         state.restore()
         output_, used, attempts = _run_strategies(ctx, candidates, strategy == strategies.AUTO, warnings,
                                                   state.restore, eager_error)
@@ -124,6 +130,10 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
             extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
             result.seconds = time.perf_counter() - started
             _write(result, out_path, extra, external_data_threshold, say)
+    if state.stopped or any(owner is not None for _, owner in walk(output_.model)):
+        # torch.cond & co. (If/Loop/Scan bodies): the captures leave compiled calls of the higher-order
+        # ops that the user's next eager run trips on; dynamo forgets them.
+        torch._dynamo.reset()
     result.warnings += state.warnings
     result.seconds = time.perf_counter() - started
     return result

@@ -5,9 +5,9 @@ Tracing (TorchScript, symbolic FX runs) and the eager runs that check a file exe
 a step counter (``self.step.add_(1)``), BatchNorm statistics, a ``DynamicCache`` input that grows.
 
 * Inputs: the strategies and checks get copies (``copy_inputs``); the caller's objects are never run.
-* Parameters and buffers: copied on their first in-place write (a dispatch mode watching mutating
-  ATen ops, so nothing is copied for a model that writes nothing: cloning BERT-base's weights up
-  front costs ~1.5 s), written back when the block ends. Ops under ``torch.export`` run on fake
+* Buffers: copied up front (small). Parameters: copied on their first in-place write (a dispatch
+  mode watching mutating ATen ops, so nothing is copied for a model that writes none: cloning
+  BERT-base's weights up front costs ~1.5 s). Both written back when the block ends. Ops under ``torch.export`` run on fake
   tensors and never reach the real ones; a tensor that changed anyway (its version counter moved
   without a copy) is named in a warning rather than passed over.
 * ``training`` flags of every module and the HF config's attributes are put back as found.
@@ -34,6 +34,10 @@ def copy_inputs(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
 class _CopyOnWrite(TorchDispatchMode):
     """Keeps a copy of each watched tensor before the first ATen op that writes into its storage."""
 
+    # torch.cond, while_loop, scan, map run as usual (their branches' ops are not watched: a branch
+    # cannot write a tensor it did not create, or torch.export would refuse it too).
+    supports_higher_order_operators = True
+
     def __init__(self, tensors: list[tuple[str, torch.Tensor]]):
         super().__init__()
         self.watched: dict[int, list[tuple[str, torch.Tensor]]] = {}
@@ -44,6 +48,8 @@ class _CopyOnWrite(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if isinstance(func, torch._ops.HigherOrderOperator):
+            return func(*args, **kwargs)
         schema = func._schema
         if schema.is_mutable and self.watched:
             for i, arg in enumerate(schema.arguments):
@@ -70,39 +76,59 @@ def _copy(t: torch.Tensor) -> torch.Tensor:
 
 
 class ModelState:
-    """What ``export`` puts back: written parameters and buffers, ``training`` flags, the HF config.
+    """What ``export`` puts back: parameters and buffers, ``training`` flags, the HF config.
 
-    Use as a context manager around everything that may run the model, with one eager run of the model
-    first: it copies the tensors the forward writes, which an exporter's tracer writes again unwatched.
-    ``restore`` puts them back (between attempts); on exit ``warnings`` lists any tensor that changed
-    without a copy to restore it from.
+    Use as a context manager around everything that may run the model. Buffers (running statistics,
+    caches, counters: small next to the weights) are copied on entering; parameters are copied on
+    their first write, seen by a dispatch mode while the block runs eagerly — the eager run before the
+    strategies sees what an exporter's tracer (unwatched) writes again. ``restore`` puts both back
+    (between attempts); on exit ``warnings`` lists any tensor that changed without a copy to restore
+    it from. ``stop_watching`` is for models the mode cannot run (``torch.cond`` compiles its call
+    with dynamo, which refuses an active dispatch mode).
     """
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
         self.warnings: list[str] = []
-        named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
-        self._tensors = named
-        self._versions = [(name, t, t._version) for name, t in named if not t.is_inference()]
+        params = list(model.named_parameters(remove_duplicate=False))
+        buffers = list(model.named_buffers(remove_duplicate=False))
+        self._buffers = [(t, _copy(t)) for _, t in buffers if t.device.type != "meta"]
+        self._versions = [(name, t, t._version) for name, t in [*params, *buffers] if not t.is_inference()]
         self._training = [(m, m.training) for m in model.modules()]
         config = getattr(model, "config", None)
         self._config = (config, copy.deepcopy(vars(config))) if config is not None and hasattr(config, "__dict__") else None
-        self._mode = _CopyOnWrite(named)
+        self._mode = _CopyOnWrite(params)
+        self._watching = False
+        self.stopped = False  # stop_watching was called: the model ran unwatched
 
     def __enter__(self) -> ModelState:
         self._mode.__enter__()
+        self._watching = True
         return self
 
+    def stop_watching(self) -> None:
+        """No more copies on write: parameters written from now on are named in ``warnings``."""
+        self.stopped = True
+        self._pop()
+
+    def _pop(self) -> None:
+        if self._watching:
+            self._mode.__exit__(None, None, None)
+            self._watching = False
+
     def restore(self) -> None:
-        """The written parameters and buffers back to their values before the block."""
+        """Parameters and buffers back to their values before the block."""
         with _disable_current_modes(), torch.no_grad():
             for _, tensor, original in self._mode.saved.values():
                 tensor.copy_(original)
+            for tensor, original in self._buffers:
+                if not torch.equal(tensor, original):
+                    tensor.copy_(original)
 
     def __exit__(self, *exc) -> None:
-        self._mode.__exit__(*exc)
-        saved = self._mode.saved
-        changed = [name for name, t, version in self._versions if t._version != version and id(t) not in saved]
+        self._pop()
+        kept = set(self._mode.saved) | {id(t) for t, _ in self._buffers}
+        changed = [name for name, t, version in self._versions if t._version != version and id(t) not in kept]
         self.restore()
         if changed:
             self.warnings.append(f"the export changed {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''} "
@@ -120,5 +146,5 @@ def unwatched():
     """A context in which no copy-on-write watch (no Python dispatch mode) is active, for the exporters:
     ``torch.export`` must see none (its fake tensors never write the real ones), and under a Python
     mode TorchScript's tracer records wrong graphs. What the tracer's run of the forward writes was
-    written, and copied, by the eager run before (``ModelState``), so it is put back all the same."""
+    written, and copied, by the eager run before (``ModelState``), or is a buffer, copied anyway."""
     return _disable_current_modes()

@@ -6,6 +6,8 @@ import copy
 
 import pytest
 import torch
+from torch._higher_order_ops.scan import scan
+from torch._higher_order_ops.while_loop import while_loop
 
 import hierx_nb
 
@@ -137,3 +139,118 @@ def test_input_tensors_written_in_place_are_left_as_given():
     for strategy in ("dynamo", "htp"):
         hierx_nb.export(Normalizes(), (x,), output=None, strategy=strategy)
         assert torch.equal(x, given)
+
+
+# -- hierx exports what plain torch.onnx exports: higher-order ops (fault 2) ---------------------------
+
+class ExitHead(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+
+    def forward(self, t):
+        return torch.relu(self.fc(t))
+
+
+class Deep(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(8, 8)
+        self.b = torch.nn.Linear(8, 8)
+
+    def forward(self, t):
+        return self.b(torch.tanh(self.a(t)))
+
+
+class EarlyExit(torch.nn.Module):
+    """The issue's model: ``torch.cond`` picks a module by a value computed from the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Linear(8, 8)
+        self.exit_head = ExitHead()
+        self.deep = Deep()
+
+    def forward(self, x):
+        h = self.stem(x)
+        return torch.cond(h.mean() > 0, lambda t: self.exit_head(t), lambda t: self.deep(t), (h,))
+
+
+def branch_inputs(model) -> tuple[torch.Tensor, torch.Tensor]:
+    """One input taking each branch of ``EarlyExit``."""
+    gen = torch.Generator().manual_seed(0)
+    found = {}
+    while len(found) < 2:
+        x = torch.randn(2, 8, generator=gen)
+        with torch.no_grad():
+            found.setdefault(bool(model.stem(x).mean() > 0), x)
+    return found[True], found[False]
+
+
+def subgraph_modules(result) -> dict[str, str]:
+    from hierx_nb.attribution import walk
+    from hierx_nb.tagging import MODULE_KEY, SOURCE_KEY
+
+    inside = {}
+    for node, owner in walk(result.onnx_model):
+        if owner is not None:
+            assert node.metadata_props[SOURCE_KEY] == "exact", node.name
+            inside[f"{node.op_type}:{node.name}"] = node.metadata_props[MODULE_KEY]
+    return inside
+
+
+def test_torch_cond_exports_with_both_branches_tagged_exactly_and_matching_pytorch():
+    torch.manual_seed(0)
+    model = EarlyExit().eval()
+    exit_x, deep_x = branch_inputs(model)
+    torch.onnx.export(model, (exit_x,), dynamo=True, verbose=False)  # plain torch.onnx exports it
+    result = hierx_nb.export(model, (exit_x,), output=None)
+    assert result.strategy == "dynamo" and result.warnings == []
+    inside = subgraph_modules(result)
+    assert sorted(inside.values()) == ["deep", "deep.a", "deep.b", "exit_head", "exit_head.fc"]
+    assert {v for k, v in inside.items() if k.startswith("Gemm")} == {"exit_head.fc", "deep.a", "deep.b"}
+    for x in (exit_x, deep_x):  # one file, both branches
+        assert result.validate(model, (x,))["ok"].all()
+
+
+class LoopStep(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, t):
+        return torch.tanh(self.fc(t))
+
+
+class WhileLoop(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.step = LoopStep()
+
+    def forward(self, x):
+        start = torch.zeros((), dtype=torch.int64)
+        return while_loop(lambda i, h: i < 3, lambda i, h: (i + 1, self.step(h)), (start, x))[1]
+
+
+class Scan(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.step = LoopStep()
+
+    def forward(self, x):
+        def combine(carry, xs):
+            h = self.step(carry + xs)
+            return h, h * 2
+
+        return scan(combine, torch.zeros(2, 4), x)[1]
+
+
+@pytest.mark.parametrize("cls, shape", [(WhileLoop, (2, 4)), (Scan, (3, 2, 4))])
+def test_loops_and_scans_export_with_their_body_modules_exact(cls, shape):
+    model = cls().eval()
+    x = torch.randn(*shape)
+    result = hierx_nb.export(model, (x,), output=None)
+    assert result.strategy == "dynamo" and result.warnings == []
+    body = subgraph_modules(result)
+    assert {v for k, v in body.items() if k.startswith(("Gemm", "Tanh"))} == {"step.fc", "step"}
+    assert result.validate()["ok"].all()

@@ -7,7 +7,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ..attribution import all_nodes, from_record
+from ..attribution import all_nodes, from_record, walk
 from ..errors import describe
 from ..preserve import unwatched
 from ..quiet import quiet
@@ -24,7 +24,10 @@ _RELAYED = (("Obtain model graph", "capturing the graph with torch.export"),
             ("Translate the graph", "translating the graph to ONNX"),
             ("Optimize the ONNX graph", "optimizing the ONNX graph"))
 STEPS = ("exporting with torch.onnx (dynamo=True)", "exporting again with the math attention kernel",
-         *(step for _, step in _RELAYED), "reading nn_module_stack scopes")
+         *(step for _, step in _RELAYED), "capturing the branches again with strict torch.export",
+         "reading nn_module_stack scopes")
+# Strict torch.export wraps the model: its module paths start with this.
+_EXPORT_ROOT = "_export_root"
 
 
 def run(ctx: ExportContext, say) -> StrategyOutput:
@@ -58,6 +61,16 @@ def run(ctx: ExportContext, say) -> StrategyOutput:
             raise StrategyFailed(f"{_step(again)}: {_reason(again)}") from again
         finally:
             FakeTensorMode.cache_clear()
+    if not ctx.structure_only and _unscoped_subgraph_nodes(program.model):
+        # Non-strict torch.export records no module inside the branches of torch.cond, while_loop,
+        # scan, map (their nn_module_stack is empty); strict torch.export, which traces them with
+        # dynamo, does. Only such models pay for a second capture.
+        say(STEPS[-2])
+        try:
+            with quiet():
+                program = _export(ctx, strict=True)
+        except Exception:  # the plain graph stands; its branch nodes are inferred from their owner
+            pass
     model = program.model
     say("reading nn_module_stack scopes")
     attrs = {}
@@ -69,22 +82,40 @@ def run(ctx: ExportContext, say) -> StrategyOutput:
         scopes = parsed.get(raw)
         if scopes is None:
             scopes = parsed[raw] = parse_scopes(raw)
-        # The last scope is the FX node's own name; the one before it the innermost module.
-        record = scopes[-2] if len(scopes) >= 2 else ""
-        attrs[node] = from_record(*ctx.tree.resolve(record))
+        attrs[node] = from_record(*ctx.tree.resolve(_record(scopes)))
     return StrategyOutput(model, attrs)
 
 
-def _export(ctx: ExportContext):
+def _record(scopes: list[str]) -> str:
+    """The innermost module of a node's scopes: the one before the last (the FX node's own name)."""
+    record = scopes[-2] if len(scopes) >= 2 else ""
+    if record == _EXPORT_ROOT or record.startswith(_EXPORT_ROOT + "."):
+        record = record[len(_EXPORT_ROOT) + 1:]
+    return record
+
+
+def _unscoped_subgraph_nodes(model) -> bool:
+    """True when a node inside an If/Loop/Scan body has no module in its scope record."""
+    return any(owner is not None and len(parse_scopes(node.metadata_props.get(SCOPES_KEY) or "[]")) < 2
+               for node, owner in walk(model))
+
+
+def _export(ctx: ExportContext, strict: bool = False):
+    """torch.onnx's dynamo export; ``strict``: of the program strict ``torch.export`` captures."""
+    dynamic = ctx.dynamic.dynamic_shapes(ctx.model, ctx.args, ctx.kwargs) if ctx.dynamic else None
     # torch.export runs the model on fake tensors (the real weights are never written) and must see
     # no Python dispatch mode: the copy-on-write watch of preserve.py is off meanwhile.
     with unwatched(), complex_translations():
+        model = ctx.model
+        if strict:
+            model = torch.export.export(ctx.model, ctx.args, ctx.kwargs, strict=True, dynamic_shapes=dynamic)
+            dynamic = None  # in the program already
         return torch.onnx.export(
-            ctx.model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=None, report=False,
+            model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=None, report=False,
             # Constant folding needs real weights; a structure-only graph is kept as captured.
             optimize=ctx.optimize and not ctx.structure_only, opset_version=ctx.opset,
             custom_translation_table=TABLE, input_names=ctx.input_names, output_names=ctx.output_names,
-            dynamic_shapes=ctx.dynamic.dynamic_shapes(ctx.model, ctx.args, ctx.kwargs) if ctx.dynamic else None)
+            dynamic_shapes=dynamic)
 
 
 def parse_scopes(raw: str) -> list[str]:
