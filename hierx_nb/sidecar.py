@@ -1,6 +1,6 @@
 """The sidecar JSON written beside the ONNX file (schema documented in the README).
 
-Schema ``hierx_nb.sidecar`` version 2: an object with ``schema``, ``version``, ``hierx_version``,
+Schema ``hierx_nb.sidecar`` version 3: an object with ``schema``, ``version``, ``hierx_version``,
 ``onnx_file``, ``model_class``, ``strategy``, ``structure_only``, ``seconds``, ``attempts`` (list of
 {name, ok, reason, seconds, skipped, switched}), ``warnings`` (list of strings), ``coverage`` ({pct: the known share,
 by_op_type: columnar op_type, nodes, exact, pattern, inferred, pct}), ``modules``

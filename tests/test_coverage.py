@@ -9,7 +9,7 @@ from test_cli import run_inline
 from zoo import case
 
 import hierx_nb
-from hierx_nb.sidecar import sidecar_path_for
+from hierx_nb.sidecar import SCHEMA_VERSION, sidecar_path_for
 
 SOURCES = ("exact", "pattern", "inferred")
 
@@ -41,9 +41,9 @@ def test_coverage_is_the_known_share_of_the_node_table(name, strategy, unrecorde
         assert row["pct"] == pytest.approx(100.0 * (row["exact"] + row["pattern"]) / row["nodes"], abs=0.01)
     assert result.summary()["sources"] == {s: int((nodes["source"] == s).sum()) for s in SOURCES}
 
-    # The sidecar (schema 2), load() and the CLI report the same figure.
+    # The sidecar (schema 3), load() and the CLI report the same figure.
     side = json.loads(sidecar_path_for(out).read_text())
-    assert side["version"] == 2 and side["coverage"]["pct"] == pytest.approx(known, abs=1e-4)
+    assert side["version"] == SCHEMA_VERSION and side["coverage"]["pct"] == pytest.approx(known, abs=1e-4)
     assert side["coverage"]["by_op_type"]["inferred"] == cov["inferred"].tolist()
     loaded = hierx_nb.load(out)
     assert loaded.coverage_pct == pytest.approx(known)
@@ -62,5 +62,5 @@ def test_an_old_sidecar_is_refused_with_what_to_do(tmp_path):
     side = sidecar_path_for(out)
     doc = json.loads(side.read_text())
     side.write_text(json.dumps({**doc, "version": 1}))
-    with pytest.raises(hierx_nb.ExportError, match="version 1, this hierx_nb reads 2: export the model again"):
+    with pytest.raises(hierx_nb.ExportError, match="version 1, this hierx_nb reads versions 2, 3: export the model again"):
         hierx_nb.load(out)
