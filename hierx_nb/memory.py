@@ -41,16 +41,35 @@ def disabled() -> bool:
     return os.environ.get(ENV_OFF, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def kind_of(model: torch.nn.Module) -> tuple[str, str]:
-    """``(key, label)``: a digest of what makes a model of this kind fail or not, and its class name."""
+def kind_of(model: torch.nn.Module, args: tuple = (), kwargs: dict | None = None) -> tuple[str, str]:
+    """``(key, label)``: a digest of what makes a model of this kind fail or not, and its class name.
+
+    The inputs' structure (``input_structure``) is part of the key: a failure caused by what was
+    passed (a ``DynamicCache`` torch.export does not take, a dict where a tensor goes) is remembered
+    for the model *with such inputs* only, never for the model itself.
+    """
     cls = type(model)
     label = f"{cls.__module__}.{cls.__qualname__}"
     config = getattr(model, "config", None)
     config_text = ""
     if config is not None and hasattr(config, "to_json_string"):
         config_text = config.to_json_string(use_diff=False) + str(getattr(config, "_attn_implementation", ""))
-    parts = [label, _source_fingerprint(cls), config_text, torch.__version__]
+    parts = [label, _source_fingerprint(cls), config_text, torch.__version__, input_structure(args, kwargs or {})]
     return hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()[:32], label
+
+
+def input_structure(args: tuple, kwargs: dict) -> str:
+    """The inputs' types and nesting, without sizes or values: ``(Tensor[int64]) {past_key_values: DynamicCache}``."""
+    def describe_value(v) -> str:
+        if isinstance(v, torch.Tensor):
+            return f"Tensor[{str(v.dtype).removeprefix('torch.')}]"
+        if isinstance(v, (list, tuple)):
+            return f"{type(v).__name__}({', '.join(describe_value(x) for x in v)})"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k}: {describe_value(x)}" for k, x in sorted(v.items(), key=lambda i: str(i[0]))) + "}"
+        return type(v).__qualname__
+
+    return f"{describe_value(tuple(args))} {describe_value(dict(kwargs))}"
 
 
 def _source_fingerprint(cls: type) -> str:

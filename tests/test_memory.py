@@ -115,7 +115,7 @@ class _RefusesTracing(torch.nn.Module):  # only dynamo exports it
 
 def test_a_stale_memory_never_fails_an_export(cache):
     c = SimpleNamespace(model=_RefusesTracing().eval(), args=(X,))
-    key, label = failure_memory.kind_of(c.model)
+    key, label = failure_memory.kind_of(c.model, c.args)
     failure_memory.memory().remember(key, label, {"dynamo": "a failure of an older version"}, [])
     fresh_process()
     result = hierx_nb.export(c.model, c.args, output=None)

@@ -254,3 +254,67 @@ def test_loops_and_scans_export_with_their_body_modules_exact(cls, shape):
     body = subgraph_modules(result)
     assert {v for k, v in body.items() if k.startswith(("Gemm", "Tanh"))} == {"step.fc", "step"}
     assert result.validate()["ok"].all()
+
+
+# -- a failure caused by the inputs is never remembered for the model (fault 7) ------------------------
+
+def forget_process_memory():
+    """What a new process knows of past failures: only the file (HIERX_CACHE_DIR is a tmp folder here)."""
+    from hierx_nb import memory
+
+    memory._MEMORY = None
+
+
+class Shift:
+    """An input object that is no pytree container: torch.export refuses it ("Unsupported input type")."""
+
+    def __init__(self, shift: torch.Tensor):
+        self.shift = shift
+
+
+class OptionalShift(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x, extra=None):
+        if extra is not None:
+            x = x + extra.shift
+        return self.fc(x)
+
+
+def test_an_input_type_failure_does_not_poison_a_plain_export_of_the_model():
+    model = OptionalShift().eval()
+    x = torch.randn(2, 4)
+    try:
+        first = hierx_nb.export(model, (x, Shift(torch.ones(4))), output=None).attempts
+    except hierx_nb.ExportError as e:
+        first = e.attempts
+    assert "Unsupported input type" in next(a.reason for a in first if a.name == "dynamo")
+    forget_process_memory()
+    plain = hierx_nb.export(model, (x,), output=None)  # as in a new process
+    assert [(a.name, a.ok, a.skipped) for a in plain.attempts] == [("dynamo", True, False)]
+
+
+def test_a_dynamic_cache_export_does_not_change_what_a_plain_export_tries():
+    model = tiny_llama()
+    ids = torch.randint(0, 100, (1, 3))
+    try:
+        hierx_nb.export(model, kwargs={"input_ids": ids, "past_key_values": dynamic_cache(model), "use_cache": True},
+                        output=None)
+    except hierx_nb.ExportError:
+        pass
+    forget_process_memory()
+    plain = hierx_nb.export(model, kwargs={"input_ids": ids}, output=None)
+    assert [(a.name, a.ok, a.skipped) for a in plain.attempts] == [("dynamo", True, False)]
+
+
+def test_inputs_of_another_structure_are_another_kind():
+    from hierx_nb.memory import input_structure, kind_of
+
+    model = torch.nn.Linear(4, 4)
+    x = torch.randn(2, 4)
+    assert kind_of(model, (x,)) == kind_of(model, (torch.randn(7, 4),))  # sizes do not matter
+    assert kind_of(model, (x,)) != kind_of(model, ((x, x),))
+    assert kind_of(model, (x,)) != kind_of(model, (x.long(),))
+    assert input_structure((x,), {"cache": {"k": [x]}}) == "tuple(Tensor[float32]) {cache: {k: list(Tensor[float32])}}"
