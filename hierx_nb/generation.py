@@ -151,8 +151,9 @@ class GenerationResult:
         tokens = self.runner.generate(ids, mask, max_new_tokens, logits=steps)
         want = ref.sequences.numpy()
         rows = []
+        start = tokens.shape[1] - len(steps)  # the prompt (decoder-only) or the decoder's start token
         for i in range(max(len(ref.logits), len(steps))):
-            col = ids.shape[1] + i
+            col = start + i
             equal = (col < want.shape[1] and col < tokens.shape[1] and bool((want[:, col] == tokens[:, col]).all()))
             diff = (float(np.abs(steps[i] - ref.logits[i].float().numpy()).max())
                     if i < len(steps) and i < len(ref.logits) else float("inf"))
@@ -218,6 +219,7 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
                                  f"{describe(cause)}") from None
         components: dict[str, ExportResult] = {}
         stages: dict[str, Stage] = {}
+        parts = {**_encoder_stage(model, inputs, parts), **parts}
         for i, (name, (module, captured)) in enumerate(parts.items()):
             say(f"{name}: preparing its flat inputs", i / len(parts))
             stage = plan_stage(name, module, captured, dynamic)
@@ -238,6 +240,18 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
         model.train(was_training)
     return GenerationResult(components, manifest, out_dir, model=model, inputs=kept,
                             seconds=time.perf_counter() - started)
+
+
+def _encoder_stage(model, inputs: dict, parts: dict) -> dict:
+    """``{"encoder": (encoder, its inputs)}`` for an encoder-decoder whose decoder stages take the encoder's
+    output (``generate`` runs the encoder before the first forward, so the capture has no stage for it)."""
+    prefill = parts.get("prefill", (None, {}))[1]
+    get_encoder = getattr(model, "get_encoder", None)
+    if "encoder_outputs" not in prefill or get_encoder is None:
+        return {}
+    encoder = get_encoder()
+    names = [n for n in ("input_ids", "attention_mask", "input_features") if inputs.get(n) is not None]
+    return {"encoder": (encoder, {n: inputs[n].clone() for n in names} | {"return_dict": True})}
 
 
 def _manifest(model, stages: dict[str, Stage], components: dict[str, ExportResult]) -> dict:
@@ -262,6 +276,8 @@ def _manifest(model, stages: dict[str, Stage], components: dict[str, ExportResul
     return {"schema": MANIFEST_SCHEMA, "model_class": type(model).__name__,
             "model_type": getattr(getattr(model, "config", None), "model_type", None),
             "cache_naming": CACHE_NAMING, "eos_token_id": eos, "pad_token_id": pad,
+            "decoder_start_token_id": getattr(gen, "decoder_start_token_id", None),
+            "forced_eos_token_id": getattr(gen, "forced_eos_token_id", None),
             "stages": entries,
             "how_to_run": ("run 'prefill' on the prompt (input_ids, attention_mask, position_ids = cumsum(mask) - 1), "
                            "then 'decode' once per new token: input_ids = the last token, attention_mask grown by one, "
@@ -274,8 +290,9 @@ def _manifest(model, stages: dict[str, Stage], components: dict[str, ExportResul
 class GenerationRunner:
     """Greedy decoding with the files ``export_for_generation`` wrote, in ONNX Runtime (CPU).
 
-    Only decoder-only stage pairs (``prefill`` + ``decode``) can be run: multimodal and
-    encoder-decoder exports need the merge step their model does in Python (``InputError`` says so).
+    Runs ``prefill`` + ``decode``, after an ``encoder`` for encoder-decoders (its output and the
+    encoder's attention mask are fed to every decoder step; the decoder starts from the manifest's
+    ``decoder_start_token_id``). Multimodal stages need the merge their model does in Python: ``InputError``.
     """
 
     def __init__(self, folder: str | PathLike, threads: int | None = None):
@@ -289,9 +306,9 @@ class GenerationRunner:
                              "text-generation -o FOLDER first")
         self.manifest = json.loads(path.read_text(encoding="utf-8"))
         stages = self.manifest["stages"]
-        if set(stages) != {"prefill", "decode"}:
+        if set(stages) not in ({"prefill", "decode"}, {"encoder", "prefill", "decode"}):
             raise InputError(f"this export has the stages {', '.join(stages)}: only prefill + decode "
-                             "(decoder-only language models) can be generated from in ONNX Runtime here")
+                             "(with an encoder before them) can be generated from in ONNX Runtime here")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads is not None:
@@ -300,6 +317,8 @@ class GenerationRunner:
                          for n, s in stages.items()}
         self.stages = stages
         self.folder = folder
+
+    encoded: dict[str, np.ndarray] = {}  # the encoder's outputs for the current generate() (encoder-decoders)
 
     def _feeds(self, stage: str, ids: np.ndarray, mask: np.ndarray, past: dict[str, np.ndarray]) -> dict:
         session = self.sessions[stage]
@@ -318,6 +337,10 @@ class GenerationRunner:
                 feeds[n] = positions.astype(np.int64)
             elif n == CACHE_POSITION:
                 feeds[n] = np.arange(total - query, total, dtype=np.int64)
+            elif n == "decoder_input_ids":
+                feeds[n] = ids
+            elif n in self.encoded:
+                feeds[n] = self.encoded[n]
             elif n in past:
                 feeds[n] = past[n]
             else:
@@ -348,10 +371,18 @@ class GenerationRunner:
         pad = self.manifest.get("pad_token_id")
         if pad is None and eos:
             pad = min(eos)
+        forced = self.manifest.get("forced_eos_token_id")
         sequences = ids
+        self.encoded = {}
+        seq2seq = "encoder" in self.sessions
+        if seq2seq:  # the encoder once; the decoder starts from its start token, the mask stays the encoder's
+            encoder = self.sessions["encoder"]
+            feeds = {i.name: {TOKENS: ids, MASK: mask}[i.name] for i in encoder.get_inputs()}
+            self.encoded = {f"encoder_outputs.{o.name}": v for o, v in zip(encoder.get_outputs(), encoder.run(None, feeds))}
+            sequences = np.full((ids.shape[0], 1), self.manifest["decoder_start_token_id"], dtype=np.int64)
         done = np.zeros(ids.shape[0], dtype=bool)
         past: dict[str, np.ndarray] = {}
-        step_ids = ids
+        step_ids = sequences
         for step in range(max_new_tokens):
             stage = "prefill" if step == 0 else "decode"
             spec = self.stages[stage]
@@ -365,6 +396,8 @@ class GenerationRunner:
             if logits is not None:
                 logits.append(last)
             token = last.argmax(-1).astype(np.int64)
+            if forced is not None and step == max_new_tokens - 1:  # generate's ForcedEOSTokenLogitsProcessor
+                token = np.full_like(token, forced)
             if eos:
                 token = np.where(done, pad, token)
                 done |= np.isin(token, list(eos))
@@ -372,7 +405,8 @@ class GenerationRunner:
             # Cache inputs a stage does not return (a cross-attention cache) are carried to the next step as they were.
             past.update({spec["feeds_back"][o]: out[o] for o in spec["cache_outputs"]})
             step_ids = token[:, None]
-            mask = np.concatenate([mask, np.ones((mask.shape[0], 1), dtype=np.int64)], axis=1)
+            if not seq2seq:
+                mask = np.concatenate([mask, np.ones((mask.shape[0], 1), dtype=np.int64)], axis=1)
             if eos and done.all():
                 break
         return sequences
