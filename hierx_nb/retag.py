@@ -15,6 +15,7 @@ from .errors import NotMadeFrom, UnloadableModel, UntaggedSource
 from .files import EXTERNAL_DATA_THRESHOLD
 from .loading import read_model
 from .placement import INSERTED_OPS, RULES, place, same_shape
+from .runtime import weights_as_inputs
 from .tagging import (
     CONFIDENCE_KEY,
     FUSED_KEY,
@@ -75,10 +76,20 @@ def untagged_source(path) -> UntaggedSource:
 
 
 def check_loads(model: ir.Model, path: Path | None) -> None:
-    """``UnloadableModel`` when ONNX Runtime cannot load the model (no graph optimization: only loading)."""
+    """``UnloadableModel`` when ONNX Runtime cannot load the model (no graph optimization: only
+    loading). First its structure alone, weights taken as typed inputs (ORT checks the graph's types
+    and finds a kernel for every node without reading the weights); only when that fails, the whole
+    file, so a kernel that needs a constant weight is not taken for a broken file."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    with weights_as_inputs(model):
+        structure = ir.serde.serialize_model(model).SerializeToString()
+    try:
+        ort.InferenceSession(structure, opts, providers=["CPUExecutionProvider"])
+        return
+    except Exception:  # noqa: S110 - the whole file decides
+        pass
     try:
         what = str(path) if path is not None else ir.serde.serialize_model(model).SerializeToString()
         ort.InferenceSession(what, opts, providers=["CPUExecutionProvider"])
