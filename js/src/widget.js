@@ -2,7 +2,7 @@
 // node table), linked by the synced `selected` trait (Python is the source of truth). Data contract:
 // hierx_nb/notebook/payload_spec.json (decoded by data.js). What each metric shows lives in
 // metrics.js; styles come from style.css through anywidget's `_css` (or the report's <style>).
-import { decode, decodeMetrics, subtreeStats, h, fmtInt, lastComponent, PayloadError } from "./data.js";
+import { decode, decodeMetrics, subtreeStats, h, PayloadError } from "./data.js";
 import { renderHeader } from "./header.js";
 import { createTree } from "./tree.js";
 import { createTable } from "./table.js";
@@ -10,24 +10,12 @@ import { createChart } from "./charts.js";
 import { createGraph } from "./graph.js";
 import { createState } from "./state.js";
 import { metricOptions, treeColumns, graphMetric, chartSpecs } from "./metrics.js";
-import { searchNodes } from "./search.js";
-import { nodesCsv, modulesCsv } from "./csv.js";
+import { createSearchBox } from "./searchbox.js";
+import { createCrumbs } from "./crumbs.js";
+import { createDownloads } from "./downloads.js";
 
 /** @typedef {import("./types.js").Model} Model */
 /** @typedef {import("./metrics.js").Metric} Metric */
-
-/** Saves `text` as a file through a temporary blob link (works offline and under the report's CSP). */
-function download(filename, text, type) {
-  const url = URL.createObjectURL(new Blob([text], { type }));
-  const a = h("a", { href: url, download: filename });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
-}
-
-/** A file-name-safe stem from the model's name. @param {string} s */
-const stem = (s) => (s || "model").replace(/[^A-Za-z0-9_.-]+/g, "_").slice(0, 60);
 
 /** @type {import("@anywidget/types").Render<Model>} */
 function render({ model, el }) {
@@ -37,23 +25,17 @@ function render({ model, el }) {
   const rootName = () => model.get("header")?.model_class || "model";
 
   let data = null, metrics = null, stats = null, tree = null, table = null, graphView = null;
-  /** @type {Int32Array} */
-  let nodeHits = new Int32Array(0);
-  let nodeHit = -1;
   const state = createState({ sel: 0, metric: "nodes", opFilter: -1, node: -1 });
   const disposers = [];
   const chartA = createChart("hierx-coverage-chart");
   const chartB = createChart("hierx-confidence-chart");
-  const crumbs = h("nav", { class: "hx-crumbs", "data-testid": "hierx-breadcrumbs", "aria-label": "selected module path" });
+  const crumbs = createCrumbs({ rootName, onSelect: (i) => select(i) });
   const count = h("span", { class: "hx-count", "data-testid": "hierx-selection-count" });
-  const search = /** @type {HTMLInputElement} */ (h("input", { class: "hx-search", type: "search",
-    placeholder: "filter modules (name, class) or find nodes (name, op type)", "data-testid": "hierx-search", "aria-label": "filter modules, find nodes",
-    onkeydown: (e) => { if (e.key === "Enter") { e.preventDefault(); nextNode(e.shiftKey ? -1 : 1); } } }));
-  const matches = h("span", { class: "hx-matches" });
-  const nodeBtn = /** @type {HTMLButtonElement} */ (h("button", { class: "hx-btn", "data-testid": "hierx-next-node", hidden: true,
-    title: "jump to the next matching node (Enter; Shift+Enter: previous)", onclick: () => nextNode(1) }));
   const metricSel = /** @type {HTMLSelectElement} */ (h("select", { class: "hx-select", "data-testid": "hierx-metric",
     "aria-label": "metric", onchange: () => state.set({ metric: /** @type {Metric} */ (metricSel.value) }) }));
+  const searchBox = createSearchBox({ nodes: () => data.nodes, filterTree: (q) => tree.setFilter(q),
+    jump: (i) => selectNode(i, true), timed: (fn) => timed(fn) });
+  const downloads = createDownloads({ model, rootName, data: () => data, metrics: () => metrics, rows: () => table.rows() });
   let headerEl = h("div");
 
   function timed(fn) {
@@ -79,24 +61,6 @@ function render({ model, el }) {
     state.set({ node: i });
   }
 
-  function nextNode(step) {
-    if (!nodeHits.length) return;
-    nodeHit = (nodeHit + step + nodeHits.length) % nodeHits.length;
-    timed(() => selectNode(nodeHits[nodeHit], true));
-    nodeBtn.textContent = `node ${nodeHit + 1} of ${fmtInt(nodeHits.length)} ↵`;
-  }
-
-  function renderCrumbs(sel) {
-    const items = [];
-    for (let p = sel; p >= 0; p = data.tree.parent[p]) items.unshift(p);
-    crumbs.replaceChildren(...items.flatMap((i, k) => [
-      k ? h("span", { class: "hx-crumb-sep", text: "›" }) : null,
-      h("button", { class: "hx-crumb" + (i === sel ? " hx-crumb-cur" : ""), "data-module": data.tree.names[i],
-        title: data.tree.names[i] || rootName(), text: i === 0 ? rootName() : lastComponent(data.tree.names[i]),
-        onclick: () => select(i) }),
-    ].filter(Boolean)));
-  }
-
   function drawCharts() {
     const { metric, sel, opFilter } = state.get();
     const specs = chartSpecs({ metric, data, metrics, stats, sel, opFilter, rootName: rootName() });
@@ -118,7 +82,7 @@ function render({ model, el }) {
       stats = subtreeStats(data, s.sel);
       root.setAttribute("data-stats-ms", (performance.now() - t0).toFixed(2)); // the JS recompute alone
       count.textContent = String(stats.count);
-      renderCrumbs(s.sel);
+      crumbs.show(data.tree, s.sel);
       tree.setSelected(s.sel);
       table.setRows(stats.idx);
     }
@@ -156,17 +120,6 @@ function render({ model, el }) {
       h("div", { text: "Rebuild it from Python: result.widget (or hierx_nb.load(path).widget)." })));
   }
 
-  function downloadReport() {
-    const page = /** @type {any} */ (model).reportHtml;
-    if (typeof page === "string") return download(`${stem(rootName())}.hierx.html`, page, "text/html");
-    model.send({ type: "report-html" }); // the kernel answers with the page (onCustom)
-  }
-
-  /** @param {any} msg */
-  function onCustom(msg) {
-    if (msg && msg.type === "report-html" && typeof msg.html === "string") download(`${stem(rootName())}.hierx.html`, msg.html, "text/html");
-  }
-
   function build() {
     try {
       timed(() => {
@@ -177,26 +130,20 @@ function render({ model, el }) {
         graphView = createGraph({ data, rootLabel: rootName, onSelectModule: select, onSelectNode: (i) => selectNode(i) });
         headerEl = renderHeader(model.get("header") || /** @type {any} */ ({}), metrics.divergence?.firstDivergent, metrics.compare?.firstDivergent);
         renderMetricOptions();
-        const btn = (text, testid, fn, title) => h("button", { class: "hx-btn", text, "data-testid": testid, onclick: fn, title });
+        const btn = (text, testid, fn) => h("button", { class: "hx-btn", text, "data-testid": testid, onclick: fn });
         const treePane = h("div", { class: "hx-pane hx-tree-pane" },
-          h("div", { class: "hx-toolbar" }, search, matches, nodeBtn,
+          h("div", { class: "hx-toolbar" }, ...searchBox.parts,
             btn("expand all", "hierx-expand-all", () => timed(() => tree.expandAll())),
             btn("collapse all", "hierx-collapse-all", () => timed(() => tree.collapseAll()))),
           tree.el);
-        const sel = h("div", { class: "hx-selbar" }, crumbs, h("span", { class: "hx-spacer" }),
+        const sel = h("div", { class: "hx-selbar" }, crumbs.el, h("span", { class: "hx-spacer" }),
           h("label", { class: "hx-metric" }, h("span", { text: "metric " }), metricSel),
           count, h("span", { text: " nodes in selection" }));
-        const downloads = h("div", { class: "hx-downloads" }, h("span", { class: "hx-stat-label", text: "download" }),
-          btn("nodes CSV", "hierx-download-nodes", () => download(`${stem(rootName())}.nodes.csv`,
-            nodesCsv(data, table.rows(), metrics), "text/csv"), "the node table of the selection, as filtered and sorted"),
-          btn("modules CSV", "hierx-download-modules", () => download(`${stem(rootName())}.modules.csv`,
-            modulesCsv(data, metrics), "text/csv"), "every module with its node counts and measured metrics"),
-          btn("HTML report", "hierx-download-report", downloadReport, "this explorer as one offline HTML file"));
         root.replaceChildren(headerEl, sel,
           h("div", { class: "hx-main" }, treePane, h("div", { class: "hx-pane hx-graph-pane" }, graphView.el)),
           h("div", { class: "hx-charts" }, chartA.el, chartB.el),
-          table.el, downloads);
-        if (search.value) runSearch();
+          table.el, downloads.el);
+        if (searchBox.active()) searchBox.run();
         const selIdx = data.tree.index.get(model.get("selected") || "") ?? 0;
         const metric = state.get().metric in metrics ? state.get().metric : "nodes";
         state.set({ sel: selIdx, metric, opFilter: -1, node: -1 });
@@ -232,23 +179,6 @@ function render({ model, el }) {
     headerEl = e;
   }
 
-  function runSearch() {
-    const q = search.value;
-    const n = tree.setFilter(q);
-    nodeHits = searchNodes(data.nodes, q);
-    nodeHit = -1;
-    const k = nodeHits.length;
-    matches.textContent = q.trim() ? `${n} module match${n === 1 ? "" : "es"}, ${fmtInt(k)} node${k === 1 ? "" : "s"}` : "";
-    nodeBtn.hidden = !k;
-    nodeBtn.textContent = k ? `next node ↵` : "";
-  }
-
-  let searchTimer = 0;
-  search.addEventListener("input", () => {
-    clearTimeout(searchTimer);
-    searchTimer = window.setTimeout(() => timed(runSearch), 80); // debounce typing
-  });
-
   const on = (ev, fn) => { model.on(ev, fn); disposers.push(() => model.off(ev, fn)); };
   on("change:selected", applySelected);
   on("change:tree", build);
@@ -256,7 +186,7 @@ function render({ model, el }) {
   on("change:graph", build);
   on("change:metrics", onMetrics);
   on("change:header", onHeader);
-  on("msg:custom", onCustom);
+  on("msg:custom", downloads.onMessage);
 
   build();
 
@@ -271,7 +201,7 @@ function render({ model, el }) {
 
   return () => {
     ro.disconnect();
-    clearTimeout(searchTimer);
+    searchBox.dispose();
     cancelAnimationFrame(raf);
     disposers.forEach((d) => d());
   };
