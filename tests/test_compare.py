@@ -152,3 +152,9 @@ def test_fp32_vs_int8_bert_times_every_module_on_both_sides(tmp_path):
     layers = df[df["module"].str.fullmatch(r"encoder\.layer\.\d")]
     assert len(layers) == 2 and (layers["ms_a"] > 0).all() and (layers["ms_b"] > 0).all()
     assert df.set_index("module").loc["encoder.layer.0.intermediate.dense", "own_sqnr_db"] > DEFAULT_SQNR_DB
+    # Its ORT-optimized copy: every module whose values survive the fusions is measured, none diverges.
+    opt = tmp_path / "bert_opt.onnx"
+    TRANSFORMS["ort_all"](a.onnx_path, opt)
+    same = a.compare(opt, **FAST)
+    measured = same["own_sqnr_db"].dropna()
+    assert same.attrs["first_divergent"] is None and len(measured) >= 0.6 * len(same) and (measured > 100).all()
