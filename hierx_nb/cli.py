@@ -337,7 +337,8 @@ def _cmd_generate(ns) -> int:
     prompt = np.array([ns.prompt_ids], dtype=np.int64)
     timings: list[float] = []
     tokens = runner.generate(prompt, max_new_tokens=ns.max_new_tokens, timings=timings)
-    print(",".join(str(int(t)) for t in tokens[0, prompt.shape[1]:]))
+    # One run per new token: the rest is the prompt (or an encoder-decoder's start token).
+    print(",".join(str(int(t)) for t in tokens[0, tokens.shape[1] - len(timings):]))
     decode = timings[1:]
     per_token = f", decode {1000 * sum(decode) / len(decode):.2f} ms/token over {len(decode)} steps" if decode else ""
     print(f"prefill {1000 * timings[0]:.2f} ms ({prompt.shape[1]} tokens){per_token}", file=sys.stderr)
