@@ -12,7 +12,8 @@ Each model runs in its own subprocess.
 ``compare``: for a few models, hierx's export time / transformers' own
 ``OnnxExporter().export_for_generation(..., OnnxConfig(dynamic=True))`` on the same model and inputs
 (target <= 1.2), and ONNX Runtime's decode-step latency of both decode files (one token, the cache
-of the prompt; median of ``--repeats`` alternating runs, one thread; target <= 1.05). Wall times on a
+of the prompt; median of ``--repeats`` alternating runs, one thread; target <= 1.05), and of both
+prefill files on the prompt (for MoE models: batched_mm experts in hierx's, grouped in transformers'). Wall times on a
 shared machine: the ratios are what to read.
 """
 from __future__ import annotations
@@ -123,14 +124,16 @@ def compare_one(model_type: str, repeats: int) -> dict:
             if name.startswith("past_key_values."):
                 _, layer, kind = name.split(".")
                 feeds[f"input.cache.layers.{layer}.{kind}s"] = value
-        files = {"hierx": tmp / "hierx" / "decode.onnx", "transformers": tmp / "transformers" / "decode.onnx"}
-        samples = {k: [] for k in files}
-        for _ in range(4):  # alternate in blocks: load drifts on a shared machine
-            for k, path in files.items():
-                samples[k] += decode_latency(path, feeds, repeats // 4)
-        for k, v in samples.items():
-            row[f"{k}_decode_ms"] = round(1000 * statistics.median(v), 4)
-        row["decode_ratio"] = round(row["hierx_decode_ms"] / row["transformers_decode_ms"], 3)
+        prefill_feeds = runner._feeds("prefill", ids, mask, {})
+        for stage, stage_feeds in (("decode", feeds), ("prefill", prefill_feeds)):
+            files = {"hierx": tmp / "hierx" / f"{stage}.onnx", "transformers": tmp / "transformers" / f"{stage}.onnx"}
+            samples = {k: [] for k in files}
+            for _ in range(4):  # alternate in blocks: load drifts on a shared machine
+                for k, path in files.items():
+                    samples[k] += decode_latency(path, stage_feeds, repeats // 4)
+            for k, v in samples.items():
+                row[f"{k}_{stage}_ms"] = round(1000 * statistics.median(v), 4)
+            row[f"{stage}_ratio"] = round(row[f"hierx_{stage}_ms"] / row[f"transformers_{stage}_ms"], 3)
         row["nodes"] = {"hierx": len(ours.components["decode"].nodes),
                         "transformers": len(list(theirs.components["decode"].program.graph))}
     return row
