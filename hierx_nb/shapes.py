@@ -370,9 +370,9 @@ def check_other_sizes(model: ir.Model, spec: DynamicSpec, torch_model: torch.nn.
                       strategy: str) -> list[str]:
     """Run the file at other sizes (every dynamic input dimension doubled, by repeating the inputs) against PyTorch.
 
-    A file that cannot run there, or gives other shapes than PyTorch, has a dimension fixed inside its
-    graph (a traced constant): the strategy fails. Other numbers are returned as warnings. Nothing is
-    checked when PyTorch itself cannot run at those sizes.
+    A file that cannot run there, or gives other shapes or numbers than PyTorch, has a dimension fixed
+    inside its graph (a traced constant, an unrolled loop): the strategy fails. Nothing is checked
+    when PyTorch itself cannot run at those sizes. (Returns no warnings: kept for its callers.)
     """
     leaves, tree = pytree.tree_flatten((args, kwargs))
     flat = iter(spec.inputs)
@@ -399,6 +399,7 @@ def check_other_sizes(model: ir.Model, spec: DynamicSpec, torch_model: torch.nn.
         raise StrategyFailed(f"{strategy} fixed a dynamic dimension inside the graph: at other sizes ({sizes}) "
                              f"output {bad_shapes.iloc[0].output!r} has another shape than PyTorch's (or non-finite "
                              "values where PyTorch has numbers)")
-    if not report["ok"].all():
-        return [f"{mismatch_line(report)} at other sizes than the export's ({sizes})"]
+    if not report["ok"].all():  # a traced loop or a size read as a number: the file is right at one size only
+        raise StrategyFailed(f"{strategy} fixed a dynamic dimension inside the graph: at other sizes ({sizes}) "
+                             f"{mismatch_line(report)}")
     return []

@@ -318,3 +318,103 @@ def test_inputs_of_another_structure_are_another_kind():
     assert kind_of(model, (x,)) != kind_of(model, ((x, x),))
     assert kind_of(model, (x,)) != kind_of(model, (x.long(),))
     assert input_structure((x,), {"cache": {"k": [x]}}) == "tuple(Tensor[float32]) {cache: {k: list(Tensor[float32])}}"
+
+
+# -- a broken file is never a success (faults 3, 4) -------------------------------------------------------
+
+class SoftmaxHead(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = self.linear(x)
+        return torch.softmax(y, -1), y
+
+
+def test_outputs_named_like_inner_values_give_a_valid_file():
+    import onnx
+
+    result = hierx_nb.export(SoftmaxHead(), (torch.randn(2, 8),), output=None, output_names=["softmax", "linear"])
+    onnx.checker.check_model(onnx_proto(result), full_check=True)
+    assert [v.name for v in result.onnx_model.graph.outputs] == ["softmax", "linear"]
+    assert result.validate()["ok"].all()
+
+
+def onnx_proto(result):
+    import onnx_ir as ir
+
+    return ir.serde.serialize_model(result.onnx_model)
+
+
+def test_an_invalid_file_fails_its_attempt_and_auto_moves_on(monkeypatch):
+    from hierx_nb import strategies
+    from hierx_nb.strategies.base import Strategy
+    from hierx_nb.strategies.dynamo import Dynamo
+
+    class BreaksSSA(Strategy):
+        """dynamo's graph with one value produced twice (the kind of file the issue's name clash gave)."""
+
+        name = "breaks_ssa"
+
+        def _capture(self, ctx):
+            out = Dynamo()._capture(ctx)
+            nodes = list(out.model.graph)
+            nodes[-1].outputs[0].name = nodes[0].outputs[0].name
+            return out
+
+    monkeypatch.setattr(strategies, "STRATEGIES", (BreaksSSA(), *strategies.STRATEGIES))
+    result = hierx_nb.export(SoftmaxHead(), (torch.randn(2, 8),), output=None, output_names=["softmax", "linear"])
+    first = result.attempts[0]
+    assert (first.name, first.ok) == ("breaks_ssa", False)
+    assert "unsound file" in first.reason and "onnx.checker" in first.reason
+    assert result.strategy == "dynamo" and result.validate()["ok"].all()
+
+
+class PickHeads(torch.nn.Module):
+    """An index tensor read as a number (``.item()``): a tracer bakes it into the graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+
+    def forward(self, x, heads):
+        return self.fc(x)[:, : int(heads.item())]
+
+
+def test_a_file_that_dropped_an_item_input_fails_naming_it():
+    args = (torch.randn(2, 8), torch.tensor(3))
+    with pytest.raises(hierx_nb.ExportError) as e:
+        hierx_nb.export(PickHeads(), args, output=None, strategy="htp")
+    reason = e.value.attempts[0].reason
+    assert "dropped 1 of the 2 input tensors given (heads)" in reason
+    result = hierx_nb.export(PickHeads(), args, output=None)  # auto: dynamo keeps it as an input
+    assert result.strategy == "dynamo" and len(result.onnx_model.graph.inputs) == 2
+
+
+def test_a_tensor_inside_an_object_input_dropped_by_the_tracer_fails_naming_it():
+    args = (torch.randn(2, 4), Shift(torch.ones(4)))
+    with pytest.raises(hierx_nb.ExportError) as e:
+        hierx_nb.export(OptionalShift(), args, output=None)  # dynamo refuses the object, htp bakes its tensor
+    htp = next(a for a in e.value.attempts if a.name == "htp")
+    assert "dropped 1 of the 2 input tensors given (extra.shift)" in htp.reason
+
+
+def test_a_traced_loop_that_fixes_a_requested_dynamic_dimension_fails():
+    class CumulativeLoop(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            total = torch.zeros_like(x[:, 0])
+            for i in range(x.shape[1]):  # unrolled by the tracer at the export's length
+                total = total + x[:, i]
+            if total.sum() > 1e9:  # a branch on values: dynamo cannot, htp traces it
+                return -self.fc(total)
+            return self.fc(total)
+
+    with pytest.raises(hierx_nb.ExportError) as e:
+        hierx_nb.export(CumulativeLoop(), (torch.randn(2, 3, 4),), output=None, strategy="htp",
+                        dynamic_shapes={"x": {1: "seq"}})
+    assert "fixed a dynamic dimension inside the graph" in e.value.attempts[0].reason

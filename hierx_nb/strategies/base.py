@@ -21,6 +21,7 @@ from ..graph_io import name_outputs
 from ..hierarchy import ModuleTree
 from ..preserve import copy_inputs
 from ..shapes import DynamicSpec
+from ..soundness import Unsound, check_inputs_kept, check_valid, given_tensors
 
 __all__ = ["ExportContext", "StrategyOutput", "StrategyFailed", "StrategyResult", "Strategy", "verify"]
 
@@ -153,11 +154,18 @@ VERIFY_STEP = "checking the file"
 
 
 def verify(ctx: ExportContext, output: StrategyOutput, strategy: str) -> list[str]:
-    """The outputs named as the model names them (unless the user named them), the dynamic dimensions
-    asked for (named as asked; ``StrategyFailed`` if a strategy fixed one); warnings from running the
-    file at other sizes."""
+    """The outputs named as the model names them (unless the user named them); ``StrategyFailed`` for
+    a file that dropped an input tensor, fails ONNX's full check or does not load in ONNX Runtime
+    (soundness.py); the dynamic dimensions asked for (named as asked; ``StrategyFailed`` if a strategy
+    fixed one, in the file or inside its graph at other sizes)."""
     if ctx.output_names is None and ctx.eager_output_names:  # last_hidden_state, logits
         name_outputs(output.model, ctx.eager_output_names)
+    try:
+        if not ctx.structure_only:
+            check_inputs_kept(output.model, given_tensors(ctx.model, ctx.args, ctx.kwargs))
+        check_valid(output.model)
+    except Unsound as e:
+        raise StrategyFailed(f"{strategy} wrote an unsound file: {e}") from None
     if ctx.dynamic is None:
         return []
     shapes.apply(output.model, ctx.dynamic, strategy)
