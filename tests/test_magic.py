@@ -216,7 +216,9 @@ def test_bad_input_is_one_line_and_leaves_files_alone(shell, tmp_path, line, mes
 
 def test_interrupt_while_tracing_stops_cleanly(shell, tmp_path):
     shell.user_ns["OUT"] = tmp_path
-    run(shell, "def _stop(*a):\n    raise KeyboardInterrupt\n_hook = mlp[2].register_forward_hook(_stop)")
+    # The first call is export's own eager run (which modules execute); the second is dynamo's trace.
+    run(shell, "_calls = []\ndef _stop(*a):\n    _calls.append(1)\n    if len(_calls) > 1:\n        raise KeyboardInterrupt\n"
+               "_hook = mlp[2].register_forward_hook(_stop)")
     try:
         res, out = run(shell, "%hierexport mlp x -o {OUT}/out.onnx")
     finally:
