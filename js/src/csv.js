@@ -1,12 +1,15 @@
 // The node and module tables as CSV (RFC 4180: fields with a comma, quote or line break are quoted),
-// for the download buttons. Pure (js/test/csv.test.js).
+// for the download buttons. Pure (js/test/views.test.js).
+// Module and node names can be anything: a text cell that a spreadsheet would run as a formula
+// (starting with = + - @, a tab or a carriage return) gets a leading apostrophe, as OWASP advises.
 import { SOURCES } from "./data.js";
 
 /** @param {(string | number | null | undefined)[]} cells */
 export function csvLine(cells) {
   return cells.map((c) => {
     if (c == null || (typeof c === "number" && c !== c)) return "";
-    const s = String(c);
+    let s = String(c);
+    if (typeof c === "string" && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   }).join(",");
 }

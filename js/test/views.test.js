@@ -93,6 +93,8 @@ test("search: modules by name or class, nodes by name or op type", () => {
 
 test("CSV: quoted where needed, every node and module, measured columns only", () => {
   assert.equal(csvLine(["a,b", 'say "hi"', "x\ny", null, NaN, 1.5]), '"a,b","say ""hi""","x\ny",,,1.5');
+  // Names a spreadsheet would run as formulas stay text; numbers (negative ones too) stay numbers.
+  assert.equal(csvLine(["=HYPERLINK(1)", "+x", "-y", "@SUM(A1)", "\tz", -2.5, "a=b"]), "'=HYPERLINK(1),'+x,'-y,'@SUM(A1),'\tz,-2.5,a=b");
   const d = data();
   const lines = nodesCsv(d, subtreeStats(d, 0).idx, {}).trim().split("\r\n");
   assert.equal(lines[0], "node,op_type,module,module_class,confidence,source");
