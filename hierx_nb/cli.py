@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="fold torch.nn leaf modules into their parent in the readable hierx.tag")
     exp.add_argument("--validate", action="store_true",
                      help="run the ONNX file in ONNX Runtime and compare its outputs with PyTorch's")
+    exp.add_argument("--no-check", dest="check", action="store_false",
+                     help="skip the check export does by default (the file run once in ONNX Runtime against "
+                          "PyTorch's outputs; a mismatch is a warning)")
     exp.add_argument("--dynamic", action="append", metavar="SPEC",
                      help="dynamic dimensions, named in the file: " + DYNAMIC_GRAMMAR)
     exp.add_argument("--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's)")
@@ -273,7 +276,7 @@ def _cmd_export(ns) -> int:
         # Without inputs, export() generates them for HuggingFace models (else MissingInputs).
         result = export(model, args, kwargs, output=ns.output, strategy=ns.strategy,
                         structure_only=ns.structure_only, opset=ns.opset, torch_nn_filter=ns.torch_nn_filter,
-                        dynamic_shapes=dynamic, progress=say)
+                        dynamic_shapes=dynamic, check=ns.check, progress=say)
     if result.sidecar_path is not None and not ns.structure_only:  # for hierx report --validate later
         from . import sidecar
         from .model_ref import portable_ref

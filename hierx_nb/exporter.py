@@ -20,9 +20,9 @@ from .graph_io import io_frame
 from .hf import example_inputs, is_hf_model
 from .hf_switches import exportable
 from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree, ancestors, root_label
-from .inputs import normalize, tensor_leaf_names
+from .inputs import normalize, tensor_leaf_names, tensor_leaves
 from .preserve import ModelState, copy_inputs
-from .reference import Reference
+from .reference import Reference, to_numpy
 from .result import ExportResult
 from .runtime import OnnxModel, weights_as_inputs
 from .strategies.base import ExportContext, Strategy, StrategyOutput
@@ -39,7 +39,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
            strategy: str = "auto", *, structure_only: bool = False, opset: int | None = None,
            dynamic_shapes=None, dynamic_axes: dict | None = None, input_names: list[str] | None = None,
            output_names: list[str] | None = None, optimize: bool = True, torch_nn_filter: bool = False, torch_nn_exceptions: Iterable[str] = DEFAULT_TORCH_NN_EXCEPTIONS,
-           external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+           external_data_threshold: int = EXTERNAL_DATA_THRESHOLD, check: bool = True,
            progress: Callable[[str, float | None], None] | None = None) -> ExportResult:
     """Export ``model`` to ONNX with every node tagged by the module that produced it.
 
@@ -60,6 +60,14 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     ``progress(step, fraction)``
     is called at each step with what is happening and an estimate in [0, 1] of how far the
     current strategy's export is (None when unknown); a fallback to the next strategy starts over.
+
+    ``check``: run the file once in ONNX Runtime (CPU, basic graph optimizations) on the export's
+    inputs against PyTorch's outputs from the export's own eager run (as torch.onnx's ``verify``); a
+    mismatch becomes a warning naming the first divergent module. It costs one ORT session and run
+    (BERT-base: see the README's export overhead figures).
+
+    ``export`` never changes the model or its inputs: inputs are copied, and what running the model
+    writes (parameters, buffers, ``training`` flags, the HF config) is put back (preserve.py).
 
     Raises ``InputError`` for bad input (before any work) and ``ExportError`` carrying every
     strategy's reason when none can export the model. A failed export leaves existing files untouched.
@@ -92,13 +100,14 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
                             progress=say)
         warnings: list[str] = []
         say("running the model eagerly: which modules execute", 0.0)
-        executed, eager_error, ctx.eager_output_names = _executed_modules(ctx)
+        executed, eager_error, eager_outputs = _executed_modules(ctx)
         if eager_error is not None:
             # torch.cond & co. compile their eager call with dynamo, which refuses the watch's dispatch
             # mode (and keeps the failed compile): without the watch, after dynamo forgets it.
             state.stop_watching()
             torch._dynamo.reset()
-            executed, eager_error, ctx.eager_output_names = _executed_modules(ctx)
+            executed, eager_error, eager_outputs = _executed_modules(ctx)
+        ctx.eager_output_names = tensor_leaf_names(eager_outputs) if eager_error is None else None
         state.restore()
         output_, used, attempts = _run_strategies(ctx, candidates, strategy == strategies.AUTO, warnings,
                                                   state.restore, eager_error)
@@ -122,14 +131,17 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
                               io=io_frame(output_.model))
         if not structure_only:
             result.reference = Reference(model, args, kwargs)
-            if out_path is None:
+            # PyTorch's outputs from the export's own eager run: the check does not run the model again.
+            expected = None if eager_error is not None else \
+                [(to_numpy(t), str(t.dtype)) for t in tensor_leaves(eager_outputs)]
+            if out_path is None and check:
                 say("checking the model against PyTorch in ONNX Runtime", 0.92)
-                result.warnings += check(result, OnnxModel(model=result.onnx_model))
+                result.warnings += check_file(result, OnnxModel(model=result.onnx_model), expected)
         if out_path is not None:
             say(f"writing {out_path.name} and its sidecar", 0.93)
             extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
             result.seconds = time.perf_counter() - started
-            _write(result, out_path, extra, external_data_threshold, say)
+            _write(result, out_path, extra, external_data_threshold, say, expected if check else False)
     if state.stopped or any(owner is not None for _, owner in walk(output_.model)):
         # torch.cond & co. (If/Loop/Scan bodies): the captures leave compiled calls of the higher-order
         # ops that the user's next eager run trips on; dynamo forgets them.
@@ -139,19 +151,22 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     return result
 
 
-def check(result: ExportResult, onnx: OnnxModel) -> list[str]:
+def check_file(result: ExportResult, onnx: OnnxModel, expected: list | None = None) -> list[str]:
     """Warnings from running ``onnx`` (the export, in memory or staged) once in ONNX Runtime on the
     export's inputs (empty when all is well).
 
-    On a mismatch, the per-module comparison names the first divergent module (and is kept as
-    ``result.divergence``). Skipped, saying so, above ``CHECK_LIMIT_BYTES`` of weights.
+    ``expected``: PyTorch's outputs (numpy, dtype name) if already computed. One ONNX Runtime session
+    with basic graph optimizations (constant folding; the fusions of the default level cost more
+    than the run on BERT-base and change nothing the check looks at). On a mismatch, the per-module
+    comparison names the first divergent module (and is kept as ``result.divergence``). Skipped,
+    saying so, above ``CHECK_LIMIT_BYTES`` of weights.
     """
     size = weight_bytes(result.onnx_model)
     if size > CHECK_LIMIT_BYTES:
         return [f"not checked against PyTorch: {size / 2**20:.0f} MiB of weights is above the "
                 f"{CHECK_LIMIT_BYTES / 2**20:.0f} MiB the export checks; run result.validate() to check it"]
     try:
-        report = compare_outputs(onnx, result.reference)
+        report = compare_outputs(onnx, result.reference, expected=expected, optimization="basic")
         if report["ok"].all():
             return []
         line = mismatch_line(report) + " on the export's inputs"
@@ -234,10 +249,10 @@ def _remember(key: str | None, label: str | None, attempts: list[Attempt], winne
     failure_memory.memory().remember(key, label, failures, warnings, succeeded=winner)
 
 
-def _executed_modules(ctx: ExportContext) -> tuple[set[str], str | None, list[str] | None]:
+def _executed_modules(ctx: ExportContext) -> tuple[set[str], str | None, object]:
     """The qualified names of the modules whose forward runs on the inputs (with their ancestors),
-    why the model does not run eagerly (None when it does; the set is then empty: unknown), and the
-    names of its output's tensors (``last_hidden_state``, ``logits``; None for a bare tensor).
+    why the model does not run eagerly (None when it does; the set is then empty: unknown), and its
+    output (for the names of its tensors, ``last_hidden_state``, ``logits``, and the check).
 
     Watched by forward pre-hooks in an eager run of its own, never while a strategy captures: hooks
     that record are side effects, which ``torch.cond`` branches reject. The run comes first: what the
@@ -259,7 +274,7 @@ def _executed_modules(ctx: ExportContext) -> tuple[set[str], str | None, list[st
             h.remove()
     for name in list(executed):
         executed.update(ancestors(name))
-    return executed, None, tensor_leaf_names(output)
+    return executed, None, output
 
 
 def _to_meta(model, args, kwargs):
@@ -277,9 +292,11 @@ def _to_meta(model, args, kwargs):
     return model, tuple(meta(a) for a in args), {k: meta(v) for k, v in kwargs.items()}
 
 
-def _write(result: ExportResult, out_path: Path, module_extra: dict, external_data_threshold: int, say) -> None:
+def _write(result: ExportResult, out_path: Path, module_extra: dict, external_data_threshold: int, say,
+           expected: list | None | bool = None) -> None:
     """Stage the ONNX file, check the staged file in ONNX Runtime (its warnings go into the sidecar:
-    the weights are written once), stage the sidecar, then move both into place."""
+    the weights are written once; ``expected``: PyTorch's outputs, False for no check), stage the
+    sidecar, then move both into place."""
     model = result.onnx_model
     side_path = sidecar.sidecar_path_for(out_path)
     with staging(out_path.parent) as tmp:
@@ -289,8 +306,9 @@ def _write(result: ExportResult, out_path: Path, module_extra: dict, external_da
                 ir.save(model, staged[0][0])
         else:
             staged = stage_model(model, tmp, out_path, external_data_threshold)
-            say("checking the file against PyTorch in ONNX Runtime", 0.95)
-            result.warnings += check(result, OnnxModel(staged[0][0], model))
+            if expected is not False:
+                say("checking the file against PyTorch in ONNX Runtime", 0.95)
+                result.warnings += check_file(result, OnnxModel(staged[0][0], model), expected)
             say(f"writing {out_path.name} and its sidecar", 0.97)
         doc = sidecar.build(
             onnx_file=out_path.name, model_class=result.model_class, strategy=result.strategy,

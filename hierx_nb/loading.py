@@ -62,6 +62,21 @@ def read_model(path: Path) -> ir.Model:
     return model
 
 
+def _confidence(text: str | None, node: ir.Node, path: Path | None) -> float:
+    """A node's ``hierx.confidence`` as a number in [0, 1] (0 when absent); ``NotTagged`` otherwise."""
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        where = repr(str(path)) if path is not None else "the model"
+        raise NotTagged(f"{where}: node {node.name!r} has {CONFIDENCE_KEY}={text!r}, not a confidence in [0, 1]; "
+                        "tag the file again with hierx_nb", hint="")
+    return value
+
+
 def read_sidecar(path: Path) -> Sidecar | None:
     """The sidecar beside the ONNX file at ``path`` (None when there is none); ``NotOnnxFile`` when unreadable."""
     side_path = sidecar.sidecar_path_for(Path(path))
@@ -98,8 +113,8 @@ def tables(model: ir.Model, path: Path | None = None, *, infos: list[dict] | Non
         cls = tag.rsplit("/", 1)[-1].split(":")[0].split(".")[0] if tag else None
         if module is not None and cls:
             classes.setdefault(module, cls)
-        conf = meta.get(CONFIDENCE_KEY)
-        rows.append((node.name or "", node.op_type, module, cls, tag, float(conf) if conf else 0.0, meta.get(SOURCE_KEY, "")))
+        rows.append((node.name or "", node.op_type, module, cls, tag, _confidence(meta.get(CONFIDENCE_KEY), node, path),
+                     meta.get(SOURCE_KEY, "")))
     if rows and all(r[2] is None for r in rows):
         where = repr(str(path)) if path is not None else "the model"
         raise NotTagged(f"{where} has no hierx tags")

@@ -135,4 +135,39 @@ def read(path: Path) -> dict:
     if data.get("version") not in READABLE_VERSIONS:
         raise ValueError(f"{path} has sidecar schema version {data.get('version')}, this hierx_nb reads versions "
                          f"{', '.join(map(str, READABLE_VERSIONS))}: export the model again")
+    _check_fields(data)
     return data
+
+
+# The fields load() reads, with what each must be; a malformed one is named in one line.
+_COLUMNS = {"modules": ("module", "module_class", "parent", "depth", "params", "executed")}
+
+
+def _check_fields(data: dict) -> None:
+    """``ValueError`` naming the first field that is not what the schema says."""
+    if not isinstance(data.get("model_class"), str):
+        raise ValueError(f"field 'model_class' is {_kind(data.get('model_class'))}, expected a string")
+    for name, columns in _COLUMNS.items():
+        value = data.get(name)
+        if not isinstance(value, dict):
+            raise ValueError(f"field {name!r} is {_kind(value)}, expected an object of columns ({', '.join(columns)})")
+        lengths = set()
+        for column in columns:
+            if not isinstance(value.get(column), list):
+                raise ValueError(f"field '{name}.{column}' is {_kind(value.get(column))}, expected a list")
+            lengths.add(len(value[column]))
+        if len(lengths) > 1:
+            raise ValueError(f"field {name!r} has columns of different lengths {sorted(lengths)}")
+    for name in ("attempts", "warnings"):
+        if name in data and not isinstance(data[name], list):
+            raise ValueError(f"field {name!r} is {_kind(data[name])}, expected a list")
+    for i, attempt in enumerate(data.get("attempts", [])):
+        if not isinstance(attempt, dict) or not isinstance(attempt.get("name"), str):
+            raise ValueError(f"field 'attempts[{i}]' is {_kind(attempt)}, expected an object with a name")
+    seconds = data.get("seconds", 0.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ValueError(f"field 'seconds' is {_kind(seconds)}, expected a number")
+
+
+def _kind(value) -> str:
+    return "null or missing" if value is None else f"a {type(value).__name__}"

@@ -1,6 +1,7 @@
 """Run a tagged ONNX model in ONNX Runtime (CPU) and compare its outputs with PyTorch's."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from . import runtime
@@ -11,10 +12,14 @@ from .reference import Reference
 from .runtime import OnnxModel
 
 
-def compare_outputs(model: OnnxModel, ref: Reference, atol: float | None = None, rtol: float | None = None) -> pd.DataFrame:
-    """One row per model output: ``output, shape, max_abs_diff, max_rel_diff, ok`` (ONNX Runtime vs PyTorch)."""
-    expected = ref.outputs()
-    with runtime.session(model) as run:
+def compare_outputs(model: OnnxModel, ref: Reference, atol: float | None = None, rtol: float | None = None,
+                    expected: list[tuple[np.ndarray, str]] | None = None, optimization: str = "all") -> pd.DataFrame:
+    """One row per model output: ``output, shape, max_abs_diff, max_rel_diff, ok`` (ONNX Runtime vs PyTorch).
+
+    ``expected``: PyTorch's outputs when already computed (else the reference runs the model);
+    ``optimization``: ONNX Runtime's graph optimization level for the session."""
+    expected = ref.outputs() if expected is None else expected
+    with runtime.session(model, optimization=optimization) as run:
         got = run.run(run.feeds(reference=ref), ref.output_names)
     if len(got) != len(expected):
         raise ExportError(f"ONNX model has {len(got)} outputs, PyTorch gave {len(expected)} tensors")

@@ -418,3 +418,97 @@ def test_a_traced_loop_that_fixes_a_requested_dynamic_dimension_fails():
         hierx_nb.export(CumulativeLoop(), (torch.randn(2, 3, 4),), output=None, strategy="htp",
                         dynamic_shapes={"x": {1: "seq"}})
     assert "fixed a dynamic dimension inside the graph" in e.value.attempts[0].reason
+
+
+# -- the check after export: one ORT session, PyTorch's outputs from the export's own run -----------------
+
+class CountsEagerRuns(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+        self.eager_runs = 0
+
+    def forward(self, x):
+        if type(x) is torch.Tensor:  # not torch.export's fake tensors
+            self.eager_runs += 1
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("output", [None, "file"])
+def test_the_check_reuses_pytorchs_outputs_from_the_export(output, tmp_path, monkeypatch):
+    from hierx_nb import runtime
+
+    sessions = []
+    real = runtime.session
+
+    def counted(*a, **k):
+        sessions.append(k.get("optimization", "all"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(runtime, "session", counted)
+    model = CountsEagerRuns().eval()
+    out = tmp_path / "m.onnx" if output else None
+    result = hierx_nb.export(model, (torch.randn(2, 4),), output=out)
+    assert result.strategy == "dynamo" and result.warnings == []
+    assert model.eager_runs == 1  # the export's one eager run; the check does not run the model again
+    assert sessions == ["basic"]
+
+
+def test_check_false_runs_nothing_in_onnx_runtime(tmp_path, monkeypatch):
+    from hierx_nb import runtime
+
+    def refuse(*a, **k):
+        raise AssertionError("no ONNX Runtime session when check=False")
+
+    monkeypatch.setattr(runtime, "session", refuse)
+    for out in (None, tmp_path / "m.onnx"):
+        result = hierx_nb.export(torch.nn.Linear(4, 4), (torch.randn(2, 4),), output=out, check=False)
+        assert result.warnings == []
+
+
+# -- smaller ones (fault 9) ---------------------------------------------------------------------------------
+
+def test_the_one_line_reason_keeps_the_line_naming_the_cause():
+    from hierx_nb.strategies.dynamo import _reason
+
+    cond = RuntimeError("Cond doesn't work unless it is captured completely with torch.compile. Got graph "
+                        "break/error:\n\nUnsupported: side effect in the true branch: list.append\n  at model.py:12")
+    assert _reason(cond).endswith("Got graph break/error: Unsupported: side effect in the true branch: list.append")
+    skipped = RuntimeError("Attempted to inline function marked as skipped\n  Explanation: Dynamo developers have "
+                           "marked `Scope.__init__` as not traceable.\n  Hint: avoid it")
+    assert "(Explanation: Dynamo developers have marked `Scope.__init__` as not traceable.)" in _reason(skipped)
+    wrapped = RuntimeError("torch.export failed")
+    wrapped.__cause__ = cond
+    assert "side effect in the true branch" in _reason(wrapped)
+
+
+def test_a_sidecar_with_a_malformed_field_gets_one_line_naming_it(tmp_path):
+    import json
+
+    out = tmp_path / "m.onnx"
+    hierx_nb.export(torch.nn.Linear(4, 4), (torch.randn(2, 4),), output=out, check=False)
+    side = tmp_path / "m.hierx.json"
+    data = json.loads(side.read_text())
+    for field, value, said in [("modules", None, "field 'modules' is null or missing"),
+                               ("modules", {**data["modules"], "depth": 3}, "field 'modules.depth' is a int"),
+                               ("attempts", {"a": 1}, "field 'attempts' is a dict")]:
+        side.write_text(json.dumps({**data, field: value}))
+        with pytest.raises(hierx_nb.ExportError) as e:
+            hierx_nb.load(out)
+        assert said in e.value.one_line() and "\n" not in e.value.one_line()
+
+
+def test_confidences_outside_0_1_in_a_file_are_refused(tmp_path):
+    import onnx_ir as ir
+
+    from hierx_nb.tagging import CONFIDENCE_KEY
+
+    out = tmp_path / "m.onnx"
+    hierx_nb.export(torch.nn.Linear(4, 4), (torch.randn(2, 4),), output=out, check=False)
+    (tmp_path / "m.hierx.json").unlink()
+    model = ir.load(out)
+    node = next(iter(model.graph))
+    node.metadata_props[CONFIDENCE_KEY] = "1.7"
+    ir.save(model, out)
+    with pytest.raises(hierx_nb.ExportError, match=r"hierx.confidence='1.7', not a confidence in \[0, 1\]"):
+        hierx_nb.load(out)

@@ -8,7 +8,6 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..attribution import all_nodes, from_record, walk
-from ..errors import describe
 from ..preserve import unwatched
 from ..quiet import quiet
 from ..translations import TABLE, complex_translations
@@ -140,7 +139,17 @@ def _reason(e: Exception) -> str:
     cause = e
     while cause.__cause__ is not None:
         cause = cause.__cause__
-    return describe(cause)
+    lines = [line.strip() for line in f"{type(cause).__name__}: {cause}".splitlines() if line.strip()]
+    reason = lines[0]
+    # A first line that only announces the cause ("Got graph break/error:") takes the line naming it;
+    # dynamo's "Explanation:" line says why a construct is unsupported.
+    rest = lines[1:]
+    while reason.endswith(":") and rest:
+        reason = f"{reason} {rest.pop(0)}"
+    explanation = next((line for line in rest if line.startswith("Explanation:")), None)
+    if explanation:
+        reason = f"{reason} ({explanation})"
+    return reason if len(reason) <= 400 else reason[:399] + "…"
 
 
 class Dynamo(Strategy):
