@@ -172,12 +172,14 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
 
     fixed: dict[str, torch.Tensor] = {}  # cache tensors the stage returns untouched: baked into the graph
     kept: list[int] = []  # the outputs the graph returns (by position in the forward's flat outputs)
+    unused: dict[str, torch.Tensor] = {}  # structured inputs the call does not read: constants, not inputs
 
     def run(**feeds):
         kw = dict(constants)
         kw.update({k: feeds[k] for k in tensor_keys})
         for key, (spec, names) in structured.items():
-            kw[key] = pytree.tree_unflatten([feeds.get(_identifier(n)) for n in names], spec)
+            kw[key] = pytree.tree_unflatten([unused[n] if n in unused else feeds.get(_identifier(n)) for n in names],
+                                            spec)
         if cache_key is not None:
             leaves = [fixed[n] if n in fixed else feeds[_identifier(n)] for n in cache_names]
             kw[cache_key] = pytree.tree_unflatten(leaves, cache_spec)
@@ -201,6 +203,16 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
         if id(feeds[_identifier(n)]) in returned and (not t.is_floating_point() or t.dim() == 0):
             fixed[n] = tensors.pop(n)
             cache_inputs.remove(n)
+    # An encoder's output the stage no longer reads (a decoder step that has the cross-attention cache)
+    # would be dropped from the graph: it stays a constant of the call instead of an input.
+    for _spec, names in structured.values():
+        for n in [n for n in names if n in tensors and tensors[n].is_floating_point()]:
+            probe = dict(feeds, **{_identifier(n): feeds[_identifier(n)] + 1.0})
+            with torch.no_grad(), export_patches():
+                again = run(**probe)
+            inputs = {id(v) for v in feeds.values()}  # outputs that only pass an input through do not count
+            if all(torch.equal(a[1], b[1]) for a, b in zip(outs, again) if id(a[1]) not in inputs):
+                unused[n] = tensors.pop(n)
     # Outputs that are inputs passed through (a carried cache, the encoder's output) are not graph outputs.
     passed = {id(v) for v in feeds.values()}
     kept.extend(i for i, (_, v, _) in enumerate(outs) if id(v) not in passed)

@@ -53,9 +53,12 @@ def default_inputs(model, batch: int = 2, length: int = 8) -> dict[str, torch.Te
     to no key at all, and what attention returns for such a row (garbage in PyTorch, something else in
     ONNX Runtime) would show up as a difference in the checks although no token depends on it."""
     config = model.config
+    generator = torch.Generator().manual_seed(0)
+    mels, positions = getattr(config, "num_mel_bins", None), getattr(config, "max_source_positions", None)
+    if mels and positions:  # a speech encoder-decoder (Whisper): log-mel features, two frames per encoder position
+        return {"input_features": torch.randn(batch, mels, 2 * positions, generator=generator)}
     vocab = getattr(config, "vocab_size", None) or getattr(getattr(config, "text_config", None), "vocab_size", 100)
     special = {getattr(config, k, None) for k in ("pad_token_id", "eos_token_id", "bos_token_id")}
-    generator = torch.Generator().manual_seed(0)
     ids = torch.randint(3, max(4, vocab), (batch, length), generator=generator)
     ids = torch.where(torch.isin(ids, torch.tensor([s for s in special if isinstance(s, int)] or [-1])), 3, ids)
     mask = torch.ones(batch, length, dtype=torch.long)
@@ -143,7 +146,7 @@ class GenerationResult:
             raise NoReference("this result has no PyTorch model to compare with (it was loaded from files)",
                               hint="export it with export_for_generation(model, ...) to validate")
         inputs = _clone(inputs if inputs is not None else self.inputs)
-        ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+        ids, mask = inputs.get("input_ids", inputs.get("input_features")), inputs.get("attention_mask")
         with torch.no_grad():
             ref = self.model.generate(**_clone(inputs), do_sample=False, max_new_tokens=max_new_tokens,
                                       output_logits=True, return_dict_in_generate=True)
@@ -199,8 +202,9 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
                              shell_hint="export it with hierx export MODEL -o FILE.onnx instead")
     if inputs is None:
         inputs = default_inputs(model)
-    elif not isinstance(inputs, dict) or "input_ids" not in inputs and "inputs_embeds" not in inputs:
-        raise InputError("inputs must be a dict of generate() inputs with 'input_ids' (and 'attention_mask')")
+    elif not isinstance(inputs, dict) or not any(k in inputs for k in ("input_ids", "inputs_embeds", "input_features")):
+        raise InputError("inputs must be a dict of generate() inputs with 'input_ids' (and 'attention_mask') "
+                         "or, for speech models, 'input_features'")
     out_dir = Path(output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir} is a file: give a folder for the ONNX files")
@@ -324,16 +328,18 @@ class GenerationRunner:
         session = self.sessions[stage]
         feeds = {}
         query = ids.shape[1]
-        total = mask.shape[1]
-        positions = np.cumsum(mask, axis=1) - 1
-        positions = np.where(mask == 0, 1, positions)[:, total - query:]
+        total = mask.shape[1] if mask is not None else query
+        positions = None
+        if mask is not None:
+            positions = np.cumsum(mask, axis=1) - 1
+            positions = np.where(mask == 0, 1, positions)[:, total - query:]
         for i in session.get_inputs():
             n = i.name
             if n == TOKENS:
                 feeds[n] = ids
-            elif n == MASK:
+            elif n == MASK and mask is not None:
                 feeds[n] = mask
-            elif n == POSITIONS:
+            elif n == POSITIONS and positions is not None:
                 feeds[n] = positions.astype(np.int64)
             elif n == CACHE_POSITION:
                 feeds[n] = np.arange(total - query, total, dtype=np.int64)
@@ -356,7 +362,11 @@ class GenerationRunner:
         ``logits``: a list receiving each step's last-position logits, float32 ``(batch, vocab)``.
         ``timings``: a list receiving each run's seconds (the prefill first, then one per decode step).
         """
-        ids = np.asarray(input_ids.numpy() if isinstance(input_ids, torch.Tensor) else input_ids, dtype=np.int64)
+        ids = np.asarray(input_ids.numpy() if isinstance(input_ids, torch.Tensor) else input_ids)
+        encoder_inputs = [i.name for i in self.sessions["encoder"].get_inputs()] if "encoder" in self.sessions else []
+        if "input_features" in encoder_inputs:  # a speech encoder-decoder: the first argument is the audio features
+            return self._generate(ids.astype(np.float32), None, max_new_tokens, logits, timings)
+        ids = ids.astype(np.int64)
         if ids.ndim != 2:
             raise InputError(f"input_ids must be (batch, sequence), got shape {ids.shape}")
         if attention_mask is None:
@@ -366,6 +376,9 @@ class GenerationRunner:
                               dtype=np.int64)
             if mask.shape != ids.shape:
                 raise InputError(f"attention_mask has shape {mask.shape}, input_ids {ids.shape}: they must match")
+        return self._generate(ids, mask, max_new_tokens, logits, timings)
+
+    def _generate(self, ids, mask, max_new_tokens, logits, timings) -> np.ndarray:
         eos = self.manifest.get("eos_token_id")
         eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
         pad = self.manifest.get("pad_token_id")
@@ -377,7 +390,7 @@ class GenerationRunner:
         seq2seq = "encoder" in self.sessions
         if seq2seq:  # the encoder once; the decoder starts from its start token, the mask stays the encoder's
             encoder = self.sessions["encoder"]
-            feeds = {i.name: {TOKENS: ids, MASK: mask}[i.name] for i in encoder.get_inputs()}
+            feeds = {i.name: {TOKENS: ids, MASK: mask, "input_features": ids}[i.name] for i in encoder.get_inputs()}
             self.encoded = {f"encoder_outputs.{o.name}": v for o, v in zip(encoder.get_outputs(), encoder.run(None, feeds))}
             sequences = np.full((ids.shape[0], 1), self.manifest["decoder_start_token_id"], dtype=np.int64)
         done = np.zeros(ids.shape[0], dtype=bool)
