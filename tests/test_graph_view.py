@@ -253,9 +253,9 @@ def test_compare_metric(open_report):
     assert page.get_by_test_id("hierx-root").get_attribute("data-metric") == "compare"
     page.get_by_test_id("hierx-expand-all").click()
     cells = _row(page, "encoder.layer.0").locator(".hx-num")
-    assert cells.all_text_contents() == ["0.50×", "12.0", "12.0"]
-    assert "hx-bad" in cells.nth(2).get_attribute("class")
-    assert _row(page, "head").locator(".hx-num").all_text_contents() == ["0.50×", "∞", "∞"]
+    assert cells.all_text_contents() == ["3.00", "1.50", "0.50×", "12.0"]  # ms a, ms b, b/a, own SQNR
+    assert "hx-bad" in cells.nth(3).get_attribute("class")
+    assert _row(page, "head").locator(".hx-num").all_text_contents() == ["1.00", "0.50", "0.50×", "∞"]
     assert "first module whose own error exceeds the SQNR threshold (compare): encoder.layer.0" in \
         page.get_by_test_id("hierx-warnings").text_content()
     _row(page, "encoder.layer").click()

@@ -331,3 +331,31 @@ def test_usage_comes_from_the_options_and_the_readme_shows_it():
     for flags, kw in magic._OPTIONS:
         assert flags[0] in usage and (kw.get("metavar") or flags[0]) in usage
     assert f"`{usage}`" in (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_compare_fills_the_explorer_compare_metric(shell, tmp_path):
+    """``--compare B.onnx``: after the export, ``result.compare(B)`` against an int8 copy of it
+    (ORT quantize_dynamic, untagged nodes retagged from a), and the explorer gets the compare metric."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    a, b = tmp_path / "a.onnx", tmp_path / "a_int8.onnx"
+    res, out = run(shell, f"%hierexport mlp x -o {a} --no-widget")
+    assert res.success, out
+    quantize_dynamic(str(a), str(b), weight_type=QuantType.QInt8)
+    shell.user_ns["int8_path"] = str(b)
+    res, out = run(shell, f"%hierexport mlp x -o {a} --compare $int8_path -r compared")
+    assert res.success, out
+    result = shell.user_ns["compared"]
+    table = result.comparison.set_index("module")
+    assert {"0", "2"} <= set(table.index)
+    assert "MatMulInteger" in table.loc["0", "op_changes"]
+    assert table.loc["", "ms_a"] > 0 and table.loc["", "ms_b"] > 0
+    assert table.loc["0", "own_sqnr_db"] < 100  # int8 weights: not bit-equal
+    metrics = result.widget.metrics
+    assert metrics["compare"]["sqnr_threshold_db"] == result.comparison.attrs["sqnr_threshold_db"]
+    res, out = run(shell, f"%hierexport mlp x --compare {tmp_path / 'missing.onnx'}")
+    assert not res.success and isinstance(res.error_in_exec, hierx_nb.ExportError)
+    assert "missing.onnx" in out and "Traceback" not in out
+    res, out = run(shell, f"%hierexport mlp x --structure-only --compare {b}")
+    assert type(res.error_in_exec) is hierx_nb.StructureOnly and "--compare needs weights" in out
+    assert_usable(shell)

@@ -39,6 +39,10 @@ _OPTIONS = (
     (("--profile",), {"action": "store_true", "help": (
         "time each module in ONNX Runtime (result.profile(): kernel ms per run, fused kernels mapped "
         "back to modules) for the explorer's latency view")}),
+    (("--compare",), {"metavar": "B.onnx", "help": (
+        "after the export, compare it (a) with B.onnx, a file made from it (fp16, int8, optimized; an "
+        "untagged one is retagged from a), module by module: result.compare(B.onnx), which fills "
+        "result.comparison and the explorer's compare metric (ms a / ms b / ratio, own SQNR); {expr} and $name are expanded")}),
     (("--no-widget",), {"action": "store_true", "help": (
         "the returned ExportResult displays as a static HTML summary instead of the explorer widget "
         "(result.widget still builds the explorer on request)")}),
@@ -140,9 +144,10 @@ class HierxMagics(Magics):
           %hierexport bert -o {OUT}/bert.onnx     # HuggingFace model: inputs from its config
           %hierexport hierx_nb.meta_model(config) --structure-only -o big.onnx
           %hierexport cnn images --no-widget -r res   # static summary, result in res
+          %hierexport mlp x -o a.onnx --compare a_int8.onnx   # explorer with the compare metric
         """
         opts = _parse(line, self.hierexport.parser)
-        for flag in ("validate", "profile"):
+        for flag in ("validate", "profile", "compare"):
             if getattr(opts, flag) and opts.structure_only:
                 raise _one_line(StructureOnly(f"--{flag} needs weights: it cannot be combined with --structure-only",
                                               hint="drop one of them"))
@@ -156,6 +161,7 @@ class HierxMagics(Magics):
         args = _evaluate("ARGS", opts.args, ns) if opts.args is not None else ()
         kwargs = _evaluate("-k", opts.kwargs, ns) if opts.kwargs is not None else None
         output = _expand_path(opts.output, ns) if opts.output is not None else None
+        other = _expand_path(opts.compare, ns, "--compare") if opts.compare is not None else None
 
         progress = Progress(self.shell, prefix=MAGIC)
         if opts.generate:
@@ -175,6 +181,9 @@ class HierxMagics(Magics):
             if opts.profile:
                 progress("profiling with ONNX Runtime")
                 result.profile()
+            if other is not None:
+                progress(f"comparing with {other} in ONNX Runtime")
+                result.compare(other)
         except KeyboardInterrupt:
             where = f" during '{progress.step}'" if progress.step else ""
             raise HierexportInterrupted(f"interrupted{where} after {progress.elapsed:.1f} s") from None
@@ -199,7 +208,7 @@ def _generate(model, kwargs, output, opts, progress, user_ns):
     """``%hierexport model --generate``: ``export_for_generation``; the GenerationResult is returned."""
     import tempfile
 
-    for flag in ("structure_only", "dynamic", "torch_nn_filter", "profile", "no_widget"):
+    for flag in ("structure_only", "dynamic", "torch_nn_filter", "profile", "no_widget", "compare"):
         if getattr(opts, flag):
             raise HierexportError(f"--{flag.replace('_', '-')} does not apply with --generate")
     folder = output or tempfile.mkdtemp(prefix="hierx-generate-")
@@ -344,12 +353,13 @@ def _evaluate(what: str, source: str, ns: dict):
         raise HierexportError(f"{what} {_short(source)} failed: {describe(e)}") from None
 
 
-def _expand_path(value: str, ns: dict) -> str:
-    """``-o`` with ``{expr}`` and ``$name`` expanded, as IPython does for other magics' arguments."""
+def _expand_path(value: str, ns: dict, flag: str = "-o") -> str:
+    """A path option (``-o``, ``--compare``) with ``{expr}`` and ``$name`` expanded, as IPython does
+    for other magics' arguments."""
     try:
         return DollarFormatter().vformat(value, args=[], kwargs=ns)
     except Exception as e:
-        raise HierexportError(f"-o {value!r}: cannot expand it: {describe(e)}") from None
+        raise HierexportError(f"{flag} {value!r}: cannot expand it: {describe(e)}") from None
 
 
 def _short(source: str, limit: int = 60) -> str:

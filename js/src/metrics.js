@@ -1,5 +1,5 @@
-// What each metric (nodes, latency, divergence) shows, as plain data and functions: the tree's
-// three numeric columns, the graph's colours, the two charts' specs and the metric selector's
+// What each metric (nodes, latency, divergence, compare) shows, as plain data and functions: the tree's
+// numeric columns (three; compare four), the graph's colours, the two charts' specs and the metric selector's
 // options. No DOM here, so node --test checks it (js/test/metrics.test.js).
 import { fmtInt, fmtParams, fmtMs, fmtDiff, lastComponent, HIST_BINS } from "./data.js";
 
@@ -30,7 +30,7 @@ export function metricOptions(metrics) {
 }
 
 /**
- * The tree's three numeric columns for `metric`.
+ * The tree's numeric columns for `metric` (three; compare's four).
  * @param {Metric} metric @param {Data} data @param {Metrics} metrics
  * @returns {import("./tree.js").Column[]}
  */
@@ -62,13 +62,17 @@ export function treeColumns(metric, data, metrics) {
     ];
   }
   if (metric === "compare" && metrics.compare) {
+    // Four columns: both files' times, their ratio, and the error the module adds itself (the error
+    // at its boundary, inherited included, is the own cell's tooltip).
     const C = metrics.compare;
     const bad = (i) => (C.ownSqnr[i] < C.threshold ? "hx-bad" : "");
     return [
-      { head: "b/a time", title: "b's median kernel ms over a's for this module's subtree", text: (i) => (C.ratio[i] === C.ratio[i] ? `${C.ratio[i].toFixed(2)}×` : "–") },
-      { head: "SQNR", title: "b's outputs against a's at this module's boundary, dB (higher is closer; ∞: equal)", text: (i) => fmtDb(C.sqnr[i]), cls: bad },
-      { head: "own", title: `the error this module adds itself (b's module on a's inputs), dB; below ${C.threshold} dB: divergent`,
-        text: (i) => fmtDb(C.ownSqnr[i]), cls: bad },
+      { head: "ms a", title: "a's median kernel ms per run of this module's subtree", text: (i) => fmtMs(C.msA[i]) },
+      { head: "ms b", title: "b's median kernel ms per run of this module's subtree", text: (i) => fmtMs(C.msB[i]) },
+      { head: "b/a", title: "b's time over a's for this module's subtree", text: (i) => (C.ratio[i] === C.ratio[i] ? `${C.ratio[i].toFixed(2)}×` : "–") },
+      { head: "own dB", title: `the error this module adds itself (b's module on a's inputs), SQNR dB (higher is closer; ∞: equal); below ${C.threshold} dB: divergent`,
+        text: (i) => fmtDb(C.ownSqnr[i]), cls: bad,
+        tip: (i) => (C.sqnr[i] === C.sqnr[i] ? `SQNR of b's outputs against a's at this module's boundary, inherited error included: ${fmtDb(C.sqnr[i])} dB` : "") },
     ];
   }
   return [

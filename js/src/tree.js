@@ -5,7 +5,7 @@ import { filterModules } from "./search.js";
 import { initialExpanded, visibleRows, openPath, keyAction } from "./treerows.js";
 
 /**
- * A numeric column of the tree (three are shown: the chosen metric's).
+ * A numeric column of the tree (the chosen metric's: three, or compare's four).
  * @typedef {object} Column
  * @property {string} head
  * @property {string} title  what the column means (header tooltip)
@@ -33,6 +33,9 @@ export function createTree({ data, rootLabel, columns, onSelect }) {
   const scroller = h("div", { class: "hx-tree-scroll", tabindex: "0" }, spacer);
   const head = h("div", { class: "hx-tree-head hx-tree-grid" });
   function renderHead() {
+    // The grid's numeric tracks follow the column count (the stylesheet's three widths by default).
+    if (columns.length === 3) el.style.removeProperty("--hx-num-cols");
+    else el.style.setProperty("--hx-num-cols", `repeat(${columns.length}, 4.4em)`);
     head.replaceChildren(h("span", { text: "module" }), h("span", { text: "class" }),
       ...columns.map((c) => h("span", { class: "hx-num", text: c.head, title: c.title })));
   }

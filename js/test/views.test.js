@@ -162,7 +162,10 @@ test("compare: own SQNR colours the graph (below the threshold at full strength)
   assert.equal(metricOptions(m)[3].text, "compare (own SQNR dB)");
   const cols = treeColumns("compare", d, m);
   const b0 = d.tree.index.get("blocks.0"), b1 = d.tree.index.get("blocks.1"), head = d.tree.index.get("head");
-  assert.deepEqual([cols[2].text(b0), cols[2].cls(b0), cols[2].text(head), cols[0].text(head)], ["12.0", "hx-bad", "∞", "0.50×"]);
+  assert.deepEqual(cols.map((c) => c.head), ["ms a", "ms b", "b/a", "own dB"]);
+  assert.deepEqual(cols.map((c) => c.text(head)), ["1.00", "2.00", "0.50×", "∞"]);
+  assert.deepEqual([cols[3].text(b0), cols[3].cls(b0), cols[3].cls(b1)], ["12.0", "hx-bad", ""]);
+  assert.match(cols[3].tip(b0), /boundary.*12\.0 dB/);
   const g = graphMetric("compare", d, m, 0);
   assert.equal(g.module(b0), 1);
   assert.ok(g.module(b1) < 0.2);
