@@ -738,3 +738,93 @@ def test_latency_metric_in_jupyterlab(lab, browser):
            {"click encoder.layer.0 -> table + charts (sync)": 100})
     assert page.errors == [], page.errors
     page.close()
+
+
+COMPARE_NOTEBOOK = [
+    "%load_ext hierx_nb",
+    "import os\nfrom pathlib import Path\nimport torch\nfrom torch import nn\n"
+    "OUT = Path(os.environ['HIERX_OUT'])\ntorch.manual_seed(0)\n"
+    "mlp = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4)).eval()\n"
+    "x = torch.randn(8, 16)",
+    "%hierexport mlp x -o {OUT}/compare_a.onnx -r result",
+    # The planted fault: b is the same export with the middle Linear's weight changed by hand.
+    "import onnx\nfrom onnx import numpy_helper\n"
+    "b = onnx.load(OUT / 'compare_a.onnx')\n"
+    "(w,) = [t for t in b.graph.initializer if t.name == '2.weight']\n"
+    "changed = numpy_helper.to_array(w).copy()\nchanged[:, :8] *= -3.0\n"
+    "w.CopyFrom(numpy_helper.from_array(changed, w.name))\n"
+    "onnx.save(b, OUT / 'compare_b.onnx')",
+]
+COMPARE_CELL = "comparison = result.compare(OUT / 'compare_b.onnx', runs=5, warmup=1)  # the explorer above follows"
+
+
+def _fmt_ms(ms: float) -> str:  # js/src/data.js fmtMs
+    if ms != ms:
+        return "–"
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}" if ms >= 0.1 else f"{ms:.3f}"
+
+
+def test_compare_metric_in_jupyterlab(lab, browser):
+    """Issue #16: an explorer on screen, then result.compare(b) in a later cell updates it: the
+    selector offers compare, the tree shows ms a / ms b / b/a / own SQNR (compared with
+    result.comparison from the kernel), the charts time and error by module, and the module whose
+    weight was changed by hand is named first divergent and marked in the tree and the graph."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in COMPARE_NOTEBOOK],
+                                  metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nbformat.write(nb, lab.root / "compare.ipynb")
+    page = open_notebook(browser, lab, "compare.ipynb")
+    run_all(page, timeout_s=180)
+    (cell,) = hierexport_cells(page)
+    root = widget_root(page, cell)
+    metric = root.get_by_test_id("hierx-metric")
+    before = metric.locator("option[value=compare]")
+    assert before.text_content() == "compare — run result.compare(other)" and before.is_disabled()
+
+    # A later cell, added and run like a user would, with the explorer still on screen.
+    page.evaluate("""async (code) => {
+      const app = window.jupyterapp, panel = app.shell.currentWidget;
+      panel.content.activeCellIndex = panel.content.widgets.length - 1;
+      await app.commands.execute('notebook:insert-cell-below');
+      panel.content.activeCell.model.sharedModel.setSource(code);
+      await app.commands.execute('notebook:run-cell');
+    }""", COMPARE_CELL)
+    metric.locator("option[value=compare]:not([disabled])").wait_for(state="attached", timeout=120_000)
+    assert metric.locator("option[value=compare]").text_content() == "compare (own SQNR dB)"
+    cols = ["ms_a", "ms_b", "time_ratio", "own_sqnr_db"]
+    table = {m: dict(zip(cols, v)) for m, *v in json.loads(kernel_eval(page, (  # json.dumps keeps NaN and Infinity
+        f"import json; print(json.dumps([[str(r.module), *(float(r[c]) for c in {cols!r})] for _, r in comparison.iterrows()]))")))}
+    first = kernel_eval(page, "print(comparison.attrs['first_divergent'])").strip()
+    assert first == "2", (first, table)  # the Linear whose weight was changed, named by the kernel's table
+
+    metric.select_option("compare")
+    assert root.locator(".hx-tree-head span").all_text_contents()[2:] == ["ms a", "ms b", "b/a", "own dB"]
+    for module in ("", "0", "2", "4"):
+        want = table[module]
+        cells = row(root, module).locator(".hx-num").all_text_contents()
+        own = want["own_sqnr_db"]
+        ratio = want["time_ratio"]
+        assert cells[:3] == [_fmt_ms(want["ms_a"]), _fmt_ms(want["ms_b"]), "–" if ratio != ratio else f"{ratio:.2f}×"], \
+            (module, cells, want)
+        assert cells[3] == ("–" if own != own else "∞" if own == float("inf") else f"{own:.1f}"), (module, cells, want)
+    assert table["2"]["own_sqnr_db"] < 20 and table["0"]["own_sqnr_db"] > 60, table
+    assert "hx-bad" in row(root, "2").locator(".hx-num").nth(3).get_attribute("class")
+    assert "hx-bad" not in row(root, "0").locator(".hx-num").nth(3).get_attribute("class")
+    assert "first module whose own error exceeds the SQNR threshold (compare): 2" in \
+        root.get_by_test_id("hierx-warnings").text_content()
+    # The graph: the divergent Linear at full strength, its own SQNR as the box's subtitle.
+    graph = root.get_by_test_id("hierx-graph")
+    assert graph.locator(".hx-g-module[data-graph-module='2'] rect[style*='color-mix']").count() >= 1
+    sub = graph.locator(".hx-g-module[data-graph-module='2'] .hx-g-sub").all_text_contents()
+    assert sub and sub[-1].endswith(f"own {table['2']['own_sqnr_db']:.1f} dB"), sub
+    charts = root.evaluate("""(r) => [r.querySelector('[data-testid=hierx-coverage-chart]').hxData,
+                                      r.querySelector('[data-testid=hierx-confidence-chart]').hxData]""")
+    time_chart, error_chart = charts
+    ratios = {m: table[m]["time_ratio"] for m in ("0", "1", "2", "3", "4") if table[m]["time_ratio"] > 0}
+    assert sorted(time_chart["categories"]) == sorted(ratios), (time_chart, ratios)
+    assert error_chart["categories"][0] == "2", error_chart  # the most error added: the planted fault
+    page.screenshot(path=str(ARTIFACTS / "lab_compare.png"), full_page=False)
+    assert page.errors == [], page.errors
+    page.close()
