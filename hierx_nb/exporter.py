@@ -129,6 +129,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
                               modules=modules, coverage=coverage, coverage_pct=coverage_pct, seconds=0.0,
                               structure_only=structure_only, onnx_model=output_.model, warnings=warnings,
                               io=io_frame(output_.model))
+        expected = None
         if not structure_only:
             result.reference = Reference(model, args, kwargs)
             # PyTorch's outputs from the export's own eager run: the check does not run the model again.
