@@ -30,6 +30,7 @@ import torch
 from .caches import CACHE_INPUT, CACHE_NAMING, CACHE_OUTPUT, Stage, export_patches, plan_stage
 from .errors import CannotGenerate, ExportError, InputError, MissingDependency, NoReference, NoSuchFile, NotAModule, describe
 from .exporter import export
+from .files import publish, staging
 from .result import ExportResult, load
 
 MANIFEST = "manifest.json"
@@ -239,7 +240,9 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
                 raise ExportError(f"stage {name!r} ({type(module).__name__}) could not be exported: {e.message}",
                                   e.attempts) from None
         manifest = _manifest(model, stages, components)
-        (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        with staging(out_dir) as tmp:  # staged beside the target and moved into place, like the .onnx files
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            publish([(tmp / MANIFEST, out_dir / MANIFEST)])
     finally:
         model.train(was_training)
     return GenerationResult(components, manifest, out_dir, model=model, inputs=kept,
