@@ -822,8 +822,12 @@ def test_compare_metric_in_jupyterlab(lab, browser):
     charts = root.evaluate("""(r) => [r.querySelector('[data-testid=hierx-coverage-chart]').hxData,
                                       r.querySelector('[data-testid=hierx-confidence-chart]').hxData]""")
     time_chart, error_chart = charts
-    ratios = {m: table[m]["time_ratio"] for m in ("0", "1", "2", "3", "4") if table[m]["time_ratio"] > 0}
-    assert sorted(time_chart["categories"]) == sorted(ratios), (time_chart, ratios)
+    # Time by module, a and b side by side: the kernel's ms_a / ms_b of each child with time in either.
+    timed = [m for m in ("0", "1", "2", "3", "4") if max(table[m]["ms_a"], table[m]["ms_b"]) > 0]
+    assert sorted(time_chart["categories"]) == sorted(timed), (time_chart, timed)
+    for k, m in enumerate(time_chart["categories"]):
+        assert time_chart["series"]["a"][k] == pytest.approx(table[m]["ms_a"]), (m, time_chart)
+        assert time_chart["series"]["b"][k] == pytest.approx(table[m]["ms_b"]), (m, time_chart)
     assert error_chart["categories"][0] == "2", error_chart  # the most error added: the planted fault
     page.screenshot(path=str(ARTIFACTS / "lab_compare.png"), full_page=False)
     assert page.errors == [], page.errors

@@ -28,6 +28,7 @@ function s(tag, attrs = {}, text) {
  * @property {string} title
  * @property {string[]} categories
  * @property {Series[]} series  stacked in this order; all-zero series are left out
+ * @property {boolean} [grouped]  the series side by side in each category instead of stacked
  * @property {boolean} [horizontal]  one bar per row (module names), else columns
  * @property {boolean} [integer]  counts: whole-number ticks only
  * @property {(v: number) => string} [fmt]  value text in tooltips

@@ -184,13 +184,19 @@ export function chartSpecs({ metric, data, metrics, stats, sel, opFilter, rootNa
     };
   }
   if (metric === "compare" && metrics.compare) {
-    const C = metrics.compare;
-    const ratio = byModule(data, sel, C.ratio, null);
+    const C = metrics.compare, t = data.tree;
+    // Children of the selection by the larger of their two times, the largest first, a and b side by side.
+    const kids = [];
+    for (let c = sel + 1; c < sel + t.size[sel]; c += t.size[c]) if (Math.max(C.msA[c] || 0, C.msB[c] || 0) > 0) kids.push(c);
+    kids.sort((x, y) => Math.max(C.msB[y] || 0, C.msA[y] || 0) - Math.max(C.msB[x] || 0, C.msA[x] || 0));
+    kids.length = Math.min(kids.length, MAX_MODULES);
     // Error added, as dB below 100 (SQNR: higher is better, so the worst module gets the longest bar).
     const lost = byModule(data, sel, Array.from(C.ownSqnr, (v) => (v === v && v !== Infinity ? Math.max(0, 100 - v) : NaN)), null);
     return {
-      a: { title: `b/a kernel time by module in ${where}`, horizontal: true, categories: ratio.map((r) => r[0]),
-        series: [{ name: "time", values: ratio.map((r) => r[1]) }], fmt: (v) => `${v.toFixed(2)}×`, empty: "no times compared here" },
+      a: { title: `Time by module in ${where} (median ms per run, a and b)`, horizontal: true, grouped: true,
+        categories: kids.map((c) => lastComponent(t.names[c])),
+        series: [{ name: "a", values: kids.map((c) => C.msA[c]) }, { name: "b", values: kids.map((c) => C.msB[c]) }],
+        fmt: fmtMs, unit: "ms", empty: "no kernel time here" },
       b: { title: `Error each module adds in ${where} (100 − own SQNR, dB)`, horizontal: true, categories: lost.map((r) => r[0]),
         series: [{ name: "diff", values: lost.map((r) => r[1]) }], fmt: (v) => v.toFixed(1), unit: "dB", empty: "no error added here" },
       ops: [],

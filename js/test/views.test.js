@@ -172,7 +172,12 @@ test("compare: own SQNR colours the graph (below the threshold at full strength)
   assert.equal(g.module(head), null); // equal outputs: nothing to colour
   assert.equal(g.text(b0), "own 12.0 dB");
   const specs = chartSpecs({ metric: "compare", data: d, metrics: m, stats: subtreeStats(d, 0), sel: 0, opFilter: -1, rootName: "Net" });
-  assert.deepEqual(specs.a.categories, ["stem", "blocks", "head"]); // b/a time ratio, the largest first
+  assert.deepEqual(specs.a.categories, ["stem", "blocks", "head"]); // time by module, a and b side by side
+  assert.deepEqual(specs.a.series.map((x) => [x.name, x.values]), [["a", [1, 1, 1]], ["b", [2, 2, 2]]]);
+  const g2 = chartGeometry(specs.a, 400);
+  const [ra, rb] = g2.bars[0].rects; // side by side: both start at the axis, b below a, b twice as long
+  assert.deepEqual([ra.series, rb.series, ra.x, (rb.y - ra.y).toFixed(6), rb.w / ra.w], ["a", "b", rb.x, ra.h.toFixed(6), 2]);
+  assert.equal(g2.bars[0].value.text, "1.00 / 2.00");
   const blocks = chartSpecs({ metric: "compare", data: d, metrics: m, stats: subtreeStats(d, d.tree.index.get("blocks")), sel: d.tree.index.get("blocks"), opFilter: -1, rootName: "Net" });
   assert.deepEqual(blocks.b.categories, ["0", "1"]); // 0 adds the most error
   assert.ok(modulesCsv(d, m).split("\r\n")[0].endsWith("ms_a,ms_b,time_ratio,sqnr_db,own_sqnr_db"));
