@@ -764,7 +764,7 @@ def _fmt_ms(ms: float) -> str:  # js/src/data.js fmtMs
     return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}" if ms >= 0.1 else f"{ms:.3f}"
 
 
-def test_compare_metric_in_jupyterlab(lab, browser):
+def test_compare_metric_in_jupyterlab(lab, browser, open_report):
     """Issue #16: an explorer on screen, then result.compare(b) in a later cell updates it: the
     selector offers compare, the tree shows ms a / ms b / b/a / own SQNR (compared with
     result.comparison from the kernel), the charts time and error by module, and the module whose
@@ -831,4 +831,17 @@ def test_compare_metric_in_jupyterlab(lab, browser):
     assert error_chart["categories"][0] == "2", error_chart  # the most error added: the planted fault
     page.screenshot(path=str(ARTIFACTS / "lab_compare.png"), full_page=False)
     assert page.errors == [], page.errors
+
+    # The same compare view in the offline report the kernel writes.
+    assert kernel_eval(page, "result.to_html(OUT / 'compare_report.html')") == ""
     page.close()
+    offline = open_report(name="compare_report", html=(lab.out / "compare_report.html").read_text(encoding="utf-8"))
+    offline.get_by_test_id("hierx-metric").select_option("compare")
+    for module in ("0", "2"):
+        cells = row(offline, module).locator(".hx-num").all_text_contents()
+        assert cells[3] == ("∞" if table[module]["own_sqnr_db"] == float("inf") else f"{table[module]['own_sqnr_db']:.1f}"), cells
+    assert "hx-bad" in row(offline, "2").locator(".hx-num").nth(3).get_attribute("class")
+    assert "first module whose own error exceeds the SQNR threshold (compare): 2" in \
+        offline.get_by_test_id("hierx-warnings").text_content()
+    offline.screenshot(path=str(ARTIFACTS / "report_compare.png"), full_page=False)
+    assert offline.errors == [], offline.errors
