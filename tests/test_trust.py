@@ -512,3 +512,22 @@ def test_confidences_outside_0_1_in_a_file_are_refused(tmp_path):
     ir.save(model, out)
     with pytest.raises(hierx_nb.ExportError, match=r"hierx.confidence='1.7', not a confidence in \[0, 1\]"):
         hierx_nb.load(out)
+
+
+class DictHead(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return {"logits": h, "probs": torch.softmax(h, -1)}
+
+
+def test_htp_names_outputs_and_dynamic_dims_as_dynamo_and_the_user_do():
+    outputs = {}
+    for strategy in ("dynamo", "htp"):
+        result = hierx_nb.export(DictHead(), (torch.randn(2, 3, 4),), output=None, strategy=strategy, check=False,
+                                 dynamic_shapes={"x": {0: "batch", 1: "seq"}})
+        outputs[strategy] = [(v.name, str(v.shape)) for v in result.onnx_model.graph.outputs]
+    assert outputs["htp"] == outputs["dynamo"] == [("logits", "[batch,seq,4]"), ("probs", "[batch,seq,4]")]
