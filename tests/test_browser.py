@@ -572,20 +572,23 @@ def _artifacts():
     ARTIFACTS.mkdir(exist_ok=True)
 
 
-def _five_explorers_notebook():
-    """Five small CNNs, each exported with %hierexport (its explorer is the cell's output)."""
+def code_notebook(sources: list[str]):
+    """An nbformat notebook of these code cells, for the python3 kernel."""
     import nbformat
 
-    cells = [nbformat.v4.new_code_cell("%load_ext hierx_nb"),
-             nbformat.v4.new_code_cell("import os\nfrom pathlib import Path\nimport torch\n"
-                                       "OUT = Path(os.environ['HIERX_OUT'])\ntorch.manual_seed(0)")]
-    for i in range(5):
-        cells.append(nbformat.v4.new_code_cell(
-            f"model{i} = torch.nn.Sequential(*(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.ReLU()) "
-            f"for _ in range({i + 1}))).eval()\n"
-            f"%hierexport model{i} (torch.randn(1, 3, 8, 8),) -o {{OUT}}/five_{i}.onnx"))
-    return nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                          "language": "python"}})
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in sources],
+                                    metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                             "language": "python"}})
+
+
+def _five_explorers_notebook():
+    """Five small CNNs, each exported with %hierexport (its explorer is the cell's output)."""
+    return code_notebook(["%load_ext hierx_nb",
+                          "import os\nfrom pathlib import Path\nimport torch\n"
+                          "OUT = Path(os.environ['HIERX_OUT'])\ntorch.manual_seed(0)",
+                          *(f"model{i} = torch.nn.Sequential(*(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1), "
+                            f"torch.nn.ReLU()) for _ in range({i + 1}))).eval()\n"
+                            f"%hierexport model{i} (torch.randn(1, 3, 8, 8),) -o {{OUT}}/five_{i}.onnx" for i in range(5))])
 
 
 def test_saved_notebook_is_light_and_reopens(lab, browser, monkeypatch):
@@ -670,10 +673,7 @@ def test_latency_metric_in_jupyterlab(lab, browser):
     a click updates the table and the charts (compared with result.latency from the kernel)."""
     import nbformat
 
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in LATENCY_NOTEBOOK],
-                                  metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
-    nbformat.write(nb, lab.root / "latency.ipynb")
+    nbformat.write(code_notebook(LATENCY_NOTEBOOK), lab.root / "latency.ipynb")
     page = open_notebook(browser, lab, "latency.ipynb")
     run_all(page, timeout_s=240)
     (cell,) = hierexport_cells(page)
@@ -771,10 +771,7 @@ def test_compare_metric_in_jupyterlab(lab, browser, open_report):
     weight was changed by hand is named first divergent and marked in the tree and the graph."""
     import nbformat
 
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in COMPARE_NOTEBOOK],
-                                  metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
-    nbformat.write(nb, lab.root / "compare.ipynb")
+    nbformat.write(code_notebook(COMPARE_NOTEBOOK), lab.root / "compare.ipynb")
     page = open_notebook(browser, lab, "compare.ipynb")
     run_all(page, timeout_s=180)
     (cell,) = hierexport_cells(page)
