@@ -46,6 +46,10 @@ def _bert(tmp_path, layers: int):
 def test_graph_of_a_cnn(open_report, tmp_path):
     r = _cnn_export(tmp_path)
     page = open_report(r, "cnn_graph")
+    # Not profiled: the node table's header has its five columns and nothing else (no stray "null").
+    head = page.get_by_test_id("hierx-node-table").locator("thead tr")
+    assert head.locator("th").all_text_contents() == ["node", "op type", "module", "confidence", "source"]
+    assert head.inner_text().split() == ["node", "op", "type", "module", "confidence", "source"]
     children = sorted(str(m) for m in r.modules["module"] if m and "." not in str(m) and
                       r.nodes["module"].astype(str).str.startswith(str(m)).any())
     assert _graph_modules(page) == children  # the root's children, collapsed

@@ -30,10 +30,11 @@ export function createTable({ data, rootName, onSelectModule }) {
     h("option", { value: "ms-desc", text: "slowest first (latency)" }));
   const chip = h("span", { class: "hx-chip-slot" });
   const head = h("tr");
+  // replaceChildren, unlike h(), writes a null child as the text "null": only present cells go in.
   const renderHead = () => head.replaceChildren(
     h("th", { text: "node" }), h("th", { text: "op type" }), h("th", { text: "module" }),
     h("th", { class: "hx-num", text: "confidence" }), h("th", { text: "source" }),
-    times ? h("th", { class: "hx-num hx-ms", text: "ms", title: "median kernel ms per run this node carries (– : none of its own: fused into another node's kernel)" }) : null);
+    ...(times ? [h("th", { class: "hx-num hx-ms", text: "ms", title: "median kernel ms per run this node carries (– : none of its own: fused into another node's kernel)" })] : []));
   renderHead();
   const table = h("table", { class: "hx-table" + (times ? " hx-with-ms" : "") }, h("thead", null, head), tbody);
   const el = h("div", { class: "hx-nodes", "data-testid": "hierx-node-table" },
