@@ -531,3 +531,17 @@ def test_htp_names_outputs_and_dynamic_dims_as_dynamo_and_the_user_do():
                                  dynamic_shapes={"x": {0: "batch", 1: "seq"}})
         outputs[strategy] = [(v.name, str(v.shape)) for v in result.onnx_model.graph.outputs]
     assert outputs["htp"] == outputs["dynamo"] == [("logits", "[batch,seq,4]"), ("probs", "[batch,seq,4]")]
+
+
+def test_the_input_check_counts_a_caches_tensors():
+    """A cache the tracer froze would leave fewer graph inputs than these; htp takes it as inputs."""
+    from hierx_nb.soundness import given_tensors
+
+    model = tiny_llama()
+    kwargs = {"input_ids": torch.randint(0, 100, (1, 3)), "past_key_values": dynamic_cache(model), "use_cache": True}
+    given = given_tensors(model, (), kwargs)
+    assert given[0] == "input_ids" and len(given) == 5  # 2 layers x (keys, values)
+    assert all(name.startswith("past_key_values.") for name in given[1:])
+    result = hierx_nb.export(model, kwargs=kwargs, output=None, strategy="htp", check=False)
+    graph = result.onnx_model.graph
+    assert len([v for v in graph.inputs if v.name not in graph.initializers]) == len(given)
