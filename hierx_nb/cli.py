@@ -127,9 +127,7 @@ def _parser() -> argparse.ArgumentParser:
                          description="Print the module tree of a file written by hierx export, with each "
                                      "module's own and total (subtree) node counts.")
     ana.add_argument("file", metavar="FILE.onnx")
-    ana.add_argument("--format", default="text", choices=["text", "json", "csv"],
-                     help="text: indented tree (default); json: summary, coverage and modules; csv: modules")
-    ana.add_argument("--depth", type=_non_negative, metavar="N", help="show modules down to depth N only")
+    _table_options(ana, json="summary, coverage and modules")
     ana.set_defaults(run=_cmd_analyze)
 
     rep = sub.add_parser("report", help="write the explorer of a tagged ONNX file as one HTML file",
@@ -164,9 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     prof.add_argument("--inputs", metavar="SPEC",
                       help="inputs as for export --inputs (default: from the graph's input types, symbolic "
                            "dimensions 1 and integers 0)")
-    prof.add_argument("--format", default="text", choices=["text", "json", "csv"],
-                      help="text: indented tree (default); json: totals, time by op type and modules; csv: modules")
-    prof.add_argument("--depth", type=_non_negative, metavar="N", help="show modules down to depth N only")
+    _table_options(prof, json="totals, time by op type and modules")
     prof.set_defaults(run=_cmd_profile)
 
     ext = sub.add_parser("extract", help="write one module's subtree as a runnable ONNX model",
@@ -201,9 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--threads", type=_positive, metavar="N", help="intra-op threads (default: ORT's)")
     cmp.add_argument("--sqnr-db", type=float, metavar="DB",
                      help="own SQNR below which a module is divergent (default 20 dB)")
-    cmp.add_argument("--format", default="text", choices=["text", "json", "csv"],
-                     help="text: indented tree (default); json: totals and modules; csv: modules")
-    cmp.add_argument("--depth", type=_non_negative, metavar="N", help="show modules down to depth N only")
+    _table_options(cmp, json="totals and modules")
     cmp.set_defaults(run=_cmd_compare)
 
     cache = sub.add_parser("cache", help="the failure memory of auto (clear)",
@@ -238,6 +232,13 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
     return value
+
+
+def _table_options(parser: argparse.ArgumentParser, json: str) -> None:
+    """--format and --depth of the commands that print a module table (analyze, profile, compare)."""
+    parser.add_argument("--format", default="text", choices=["text", "json", "csv"],
+                        help=f"text: indented tree (default); json: {json}; csv: modules")
+    parser.add_argument("--depth", type=_non_negative, metavar="N", help="show modules down to depth N only")
 
 
 def _non_negative(text: str) -> int:
