@@ -149,6 +149,20 @@ class Session:
         return {n: np.asarray(v) for n, v in zip(names, got)}
 
 
+def load_error(source: bytes | str) -> str | None:
+    """Why ONNX Runtime (CPU, graph optimizations off: loading only) cannot load ``source`` (a
+    serialized model or a file path), as the first line of its message; None when it loads."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        text = str(e).strip()
+        return text.splitlines()[0] if text else type(e).__name__
+    return None
+
+
 @contextlib.contextmanager
 def session(model: OnnxModel, *, extra_outputs: Iterable[ir.Value] = (), optimization: str = "all",
             profile_prefix: str | None = None, optimized_path: str | None = None, threads: int | None = None) -> Iterator[Session]:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import onnx
 import onnx_ir as ir
-import onnxruntime as ort
 import torch
 from torch.utils import _pytree as pytree
 
 from .errors import first_line
 from .inputs import forward_params
-from .runtime import weights_as_inputs
+from .runtime import load_error, weights_as_inputs
 
 
 class Unsound(Exception):
@@ -34,13 +33,9 @@ def check_valid(model: ir.Model) -> None:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:
         raise Unsound(f"the file fails onnx.checker (full check): {first_line(str(e), 240)}") from None
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    try:
-        ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise Unsound(f"ONNX Runtime cannot load the file: {first_line(str(e), 240)}") from None
+    why = load_error(proto.SerializeToString())
+    if why is not None:
+        raise Unsound(f"ONNX Runtime cannot load the file: {first_line(why, 240)}")
 
 
 def given_tensors(model: torch.nn.Module, args: tuple, kwargs: dict) -> list[str]:
