@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from decoders import CAUSAL_LMS, ENCODER_DECODERS  # noqa: E402
+from subprocess_rows import row_of  # noqa: E402  (benchmarks/, the script's own folder)
 
 COMPARED = ("llama", "qwen2", "gpt2", "mixtral")
 
@@ -140,16 +140,7 @@ def compare_one(model_type: str, repeats: int) -> dict:
 
 
 def in_subprocess(mode: str, model_type: str, extra: list[str], timeout: float) -> dict:
-    try:
-        proc = subprocess.run([sys.executable, __file__, mode, "--one", model_type, *extra], capture_output=True,
-                              text=True, timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"type": model_type, "why": f"timeout after {timeout:.0f} s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("ROW "):
-            return json.loads(line[4:])
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"type": model_type, "why": f"crashed ({proc.returncode}): {tail[:200]}"}
+    return row_of(__file__, [mode, "--one", model_type, *extra], model_type, timeout)
 
 
 def main() -> None:

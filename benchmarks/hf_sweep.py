@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from subprocess_rows import row_of  # benchmarks/, the script's own folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,17 +118,7 @@ def model_types(sample: int, seed: int) -> list[str]:
 
 
 def run_one(model_type: str, timeout: float) -> dict:
-    started = time.perf_counter()
-    try:
-        proc = subprocess.run([sys.executable, __file__, "--one", model_type], capture_output=True, text=True,
-                              timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"type": model_type, "why": f"timeout after {timeout:.0f} s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("ROW "):
-            return json.loads(line[4:])
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"type": model_type, "why": f"crashed ({proc.returncode}): {tail[:160]} ({time.perf_counter() - started:.0f} s)"}
+    return row_of(__file__, ["--one", model_type], model_type, timeout)
 
 
 def _yes(v) -> str:
