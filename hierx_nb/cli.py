@@ -105,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--dynamic", action="append", metavar="SPEC",
                      help="dynamic dimensions, named in the file: " + DYNAMIC_GRAMMAR)
     exp.add_argument("--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's)")
+    exp.add_argument("--allow-dropped-input", dest="allow_dropped_inputs", action="append", default=[],
+                     metavar="NAME", help="an input tensor the file may drop (it then computes with the "
+                     "export-time value, said in a warning); repeat for several")
     exp.add_argument("--task", choices=("text-generation",),
                      help="text-generation: a decoder as shipped, in the folder -o: one tagged file per generation "
                           "stage (prefill.onnx, decode.onnx) with the KV cache as inputs and outputs, and "
@@ -277,7 +280,8 @@ def _cmd_export(ns) -> int:
         # Without inputs, export() generates them for HuggingFace models (else MissingInputs).
         result = export(model, args, kwargs, output=ns.output, strategy=ns.strategy,
                         structure_only=ns.structure_only, opset=ns.opset, torch_nn_filter=ns.torch_nn_filter,
-                        dynamic_shapes=dynamic, check=ns.check, progress=say)
+                        dynamic_shapes=dynamic, check=ns.check, allow_dropped_inputs=ns.allow_dropped_inputs,
+                        progress=say)
     if result.sidecar_path is not None and not ns.structure_only:  # for hierx report --validate later
         from . import sidecar
         from .model_ref import portable_ref

@@ -13,7 +13,7 @@ import torch
 from . import caches, precheck, shapes, sidecar, strategies
 from . import memory as failure_memory
 from .attribution import complete, walk
-from .errors import Attempt, ExportError, InputsRejected, describe
+from .errors import Attempt, ExportError, InputsRejected, UnknownChoice, describe
 from .files import EXTERNAL_DATA_THRESHOLD, check_output, publish, stage_model, staging, weight_bytes
 from .fusion import refold
 from .graph_io import io_frame
@@ -25,6 +25,7 @@ from .preserve import ModelState, copy_inputs
 from .reference import Reference, to_numpy
 from .result import ExportResult
 from .runtime import OnnxModel, weights_as_inputs
+from .soundness import given_tensors, is_allowed
 from .strategies.base import ExportContext, Strategy, StrategyOutput
 from .tables import coverage_frame, modules_frame, node_rows, nodes_frame
 from .tagging import apply_tags, mark_model, module_namespace
@@ -40,6 +41,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
            dynamic_shapes=None, dynamic_axes: dict | None = None, input_names: list[str] | None = None,
            output_names: list[str] | None = None, optimize: bool = True, torch_nn_filter: bool = False, torch_nn_exceptions: Iterable[str] = DEFAULT_TORCH_NN_EXCEPTIONS,
            external_data_threshold: int = EXTERNAL_DATA_THRESHOLD, check: bool = True,
+           allow_dropped_inputs: Iterable[str] = (),
            progress: Callable[[str, float | None], None] | None = None) -> ExportResult:
     """Export ``model`` to ONNX with every node tagged by the module that produced it.
 
@@ -56,6 +58,13 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     1: "seq"}}``) or ``dynamic_axes`` (``{input_name: {axis: name} | [axes]}``, outputs too); the file's
     dimensions carry those names. ``input_names``/``output_names`` name the graph's inputs and outputs,
     ``opset`` the ONNX opset, ``optimize`` runs the exporter's graph optimisation (constant folding).
+
+    ``allow_dropped_inputs``: names of input tensors (as in the failure's reason: ``heads``,
+    ``extra.shift``; a name covers the tensors inside it) a file may drop. Without it, an attempt whose
+    file has no graph input for a tensor you passed fails naming it: the graph would compute with the
+    export-time value (an index read with ``.item()``, a tensor used only through a static shape);
+    with it the file passes and ``result.warnings`` says which inputs it dropped. An unknown name
+    raises ``UnknownChoice``.
 
     ``progress(step, fraction)``
     is called at each step with what is happening and an estimate in [0, 1] of how far the
@@ -85,6 +94,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
         input_names, output_names = list(stage.kwargs), stage.output_names
     args, kwargs = normalize(model, args, kwargs)
     dynamic = shapes.resolve(model, args, kwargs, dynamic_shapes, dynamic_axes, input_names, output_names)
+    droppable = _droppable(model, args, kwargs, allow_dropped_inputs)
     if structure_only:
         model, args, kwargs = _to_meta(model, args, kwargs)
 
@@ -97,7 +107,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
         ctx = ExportContext(model=model, args=args, kwargs=kwargs, tree=tree, structure_only=structure_only,
                             opset=opset, dynamic=dynamic, input_names=list(input_names) if input_names else None,
                             output_names=list(output_names) if output_names else None, optimize=optimize,
-                            progress=say)
+                            allow_dropped_inputs=droppable, progress=say)
         warnings: list[str] = []
         say("running the model eagerly: which modules execute", 0.0)
         executed, eager_error, eager_outputs = _executed_modules(ctx)
@@ -182,6 +192,16 @@ def check_file(result: ExportResult, onnx: OnnxModel, expected: list | None = No
     cls = result.modules.set_index("module")["module_class"].get(blame, "")
     where = f"{root_label(result.model_class)} (its own forward)" if blame == "" else f"module {blame!r} ({cls})"
     return [f"{line}; first divergent: {where}"]
+
+
+def _droppable(model, args: tuple, kwargs: dict, names: Iterable[str]) -> frozenset[str]:
+    """The input names a file may drop; ``UnknownChoice`` for a name that is no input tensor."""
+    names = frozenset([names] if isinstance(names, str) else names)
+    given = given_tensors(model, args, kwargs) if names else []
+    for name in sorted(names):
+        if not any(is_allowed(g, frozenset([name])) for g in given):
+            raise UnknownChoice.of("input tensor in allow_dropped_inputs", name, given)
+    return names
 
 
 def _empty(args) -> bool:

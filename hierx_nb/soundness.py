@@ -7,7 +7,11 @@ strategy's attempt (``strategies.base.verify``), so that ``auto`` moves on from 
 * **No input dropped**: the file has a graph input for every tensor the user passed (after
   flattening, tensors inside cache and other objects included). A tracer turns a tensor it reads
   as a number (``.item()``) or one inside an object it cannot take into a constant of the graph:
-  the file would compute with the export's value whatever is fed later.
+  the file would compute with the export's value whatever is fed later. So is one used only through
+  its shape (``torch.zeros(x.shape[0])``) when that dimension is static: torch.onnx's TorchScript
+  path folds the shape and drops the input. Unless the user allowed it by name
+  (``export(allow_dropped_inputs=("heads",))``), such a file fails its attempt; allowed, it passes
+  with a warning per dropped input.
 """
 from __future__ import annotations
 
@@ -72,16 +76,29 @@ def given_tensors(model: torch.nn.Module, args: tuple, kwargs: dict) -> list[str
     return out
 
 
-def check_inputs_kept(model: ir.Model, given: list[str]) -> None:
-    """``Unsound`` naming the inputs the file dropped, when it has fewer graph inputs than ``given``."""
+def check_inputs_kept(model: ir.Model, given: list[str], allowed: frozenset[str] = frozenset()) -> list[str]:
+    """``Unsound`` naming the inputs the file dropped, when it has fewer graph inputs than ``given``;
+    the inputs named in ``allowed`` (``export(allow_dropped_inputs=...)``; a name also allows the
+    tensors inside it, ``extra`` covers ``extra.shift``) may go, each said in one returned warning."""
     graph_inputs = [v.name for v in model.graph.inputs if v.name not in model.graph.initializers]
     if len(graph_inputs) >= len(given):
-        return
+        return []
     present = set(graph_inputs)
     dropped = [n for n in given if n not in present and n.replace(".", "_") not in present]
     if len(dropped) != len(given) - len(graph_inputs):
         dropped = given[len(graph_inputs):] if all(g in given for g in graph_inputs) else dropped
-    listed = ", ".join(dropped[:6]) + (" ..." if len(dropped) > 6 else "")
-    raise Unsound(f"the file dropped {len(given) - len(graph_inputs)} of the {len(given)} input tensors given "
-                  f"({listed}): the graph computes with their export-time values (read as numbers with .item(), "
-                  "or held by an object the tracer cannot take)")
+    matched = len(dropped) == len(given) - len(graph_inputs)
+    refused = [n for n in dropped if not (matched and is_allowed(n, allowed))]
+    if refused:
+        listed = ", ".join(refused[:6]) + (" ..." if len(refused) > 6 else "")
+        raise Unsound(f"the file dropped {len(given) - len(graph_inputs)} of the {len(given)} input tensors given "
+                      f"({listed}): it computes with their export-time values (.item(), a static shape, an object "
+                      f"the tracer cannot take); to accept: allow_dropped_inputs={tuple(refused[:6])!r} "
+                      f"or --allow-dropped-input {refused[0]}")
+    return [f"the file has no input for {name} (allowed by allow_dropped_inputs): it computes with the "
+            "export-time value; feed the file without it" for name in dropped]
+
+
+def is_allowed(name: str, allowed: frozenset[str]) -> bool:
+    """Whether ``allowed`` names the input tensor ``name`` or an input holding it."""
+    return any(name == a or name.startswith(a + ".") for a in allowed)

@@ -44,3 +44,19 @@ class Unexportable(nn.Module):
 def unexportable():
     torch.manual_seed(0)
     return Unexportable().eval(), (torch.randn(3, 4),)
+
+
+class PickHeads(nn.Module):
+    """An index tensor read as a number (``.item()``): the TorchScript tracer bakes it into the graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x, heads):
+        return self.fc(x)[:, : int(heads.item())]
+
+
+def pick_heads():
+    torch.manual_seed(0)
+    return PickHeads().eval(), (torch.randn(2, 8), torch.tensor(3))

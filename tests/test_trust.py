@@ -388,8 +388,74 @@ def test_a_file_that_dropped_an_item_input_fails_naming_it():
         hierx_nb.export(PickHeads(), args, output=None, strategy="htp")
     reason = e.value.attempts[0].reason
     assert "dropped 1 of the 2 input tensors given (heads)" in reason
+    assert "allow_dropped_inputs=('heads',) or --allow-dropped-input heads" in e.value.one_line()  # the way out
     result = hierx_nb.export(PickHeads(), args, output=None)  # auto: dynamo keeps it as an input
     assert result.strategy == "dynamo" and len(result.onnx_model.graph.inputs) == 2
+
+
+def test_an_input_the_user_allowed_to_drop_passes_with_a_warning_naming_it():
+    args = (torch.randn(2, 8), torch.tensor(3))
+    result = hierx_nb.export(PickHeads(), args, output=None, strategy="htp", allow_dropped_inputs=("heads",))
+    assert [v.name for v in result.onnx_model.graph.inputs] == ["x"]
+    assert [w for w in result.warnings if "heads" in w] == [
+        "htp: the file has no input for heads (allowed by allow_dropped_inputs): it computes with the "
+        "export-time value; feed the file without it"]
+    assert result.validate()["ok"].all()  # the check and validate feed the file what it takes
+    # Allowing one input allows only that one: an object's tensor still fails, named.
+    with pytest.raises(hierx_nb.ExportError) as e:
+        hierx_nb.export(OptionalShift(), (torch.randn(2, 4), Shift(torch.ones(4))), output=None, strategy="htp",
+                        allow_dropped_inputs=("x",))
+    assert "(extra.shift)" in e.value.attempts[0].reason
+
+
+def test_allowing_an_object_input_covers_the_tensors_inside_it():
+    result = hierx_nb.export(OptionalShift(), (torch.randn(2, 4), Shift(torch.ones(4))), output=None,
+                             allow_dropped_inputs=["extra"])  # auto: dynamo refuses the object, htp drops it
+    assert result.strategy == "htp"
+    assert any(w.startswith("htp: the file has no input for extra.shift (allowed") for w in result.warnings)
+
+
+def test_an_unknown_name_to_allow_is_refused_before_any_work():
+    with pytest.raises(hierx_nb.errors.UnknownChoice, match="'head'; did you mean 'heads'"):
+        hierx_nb.export(PickHeads(), (torch.randn(2, 8), torch.tensor(3)), output=None, allow_dropped_inputs=("head",))
+
+
+class ShapeOnly(torch.nn.Module):
+    """``mask`` is read only through its shape: with a static shape the tracer folds it, and htp's file
+    has no input for it; a dynamic dimension keeps the Shape op and the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x, mask):
+        return self.fc(x) * mask.shape[-1]
+
+
+def test_an_input_used_only_through_a_static_shape_is_dropped_like_any_other():
+    args = (torch.randn(2, 4), torch.ones(2, 6))
+    with pytest.raises(hierx_nb.ExportError) as e:
+        hierx_nb.export(ShapeOnly(), args, output=None, strategy="htp")
+    assert "dropped 1 of the 2 input tensors given (mask)" in e.value.attempts[0].reason
+    allowed = hierx_nb.export(ShapeOnly(), args, output=None, strategy="htp", allow_dropped_inputs=("mask",))
+    assert [v.name for v in allowed.onnx_model.graph.inputs] == ["x"] and len(allowed.warnings) == 1
+    dynamic = hierx_nb.export(ShapeOnly(), args, output=None, strategy="htp", dynamic_shapes={"mask": {1: "n"}})
+    assert [v.name for v in dynamic.onnx_model.graph.inputs] == ["x", "mask"] and dynamic.warnings == []
+
+
+def test_cli_allow_dropped_input(tmp_path, capfd, monkeypatch):
+    from pathlib import Path
+
+    from hierx_nb import cli
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    out = tmp_path / "m.onnx"
+    argv = ["export", "cli_models:pick_heads", "-o", str(out), "--strategy", "htp", "-q"]
+    assert cli.main(argv) == 1
+    assert "--allow-dropped-input heads" in capfd.readouterr().err
+    assert cli.main([*argv, "--allow-dropped-input", "heads"]) == 0
+    assert "warning  htp: the file has no input for heads" in capfd.readouterr().out
+    assert out.exists()
 
 
 def test_a_tensor_inside_an_object_input_dropped_by_the_tracer_fails_naming_it():

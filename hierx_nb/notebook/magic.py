@@ -56,6 +56,9 @@ _OPTIONS = (
         "its weights are not copied")}),
     (("--dynamic",), {"metavar": "SPEC", "action": "append", "help": (
         "dynamic dimensions, named in the file: " + DYNAMIC_GRAMMAR)}),
+    (("--allow-dropped-input",), {"metavar": "NAME", "action": "append", "help": (
+        "an input tensor the file may drop (it then computes with the export-time value, said in a "
+        "warning); repeat for several")}),
     (("--torch-nn-filter",), {"action": "store_true", "help": (
         "fold torch.nn leaves (Linear, LayerNorm, ...) into their parent module in the readable "
         "hierx.tag; hierx.module stays exact")}),
@@ -170,7 +173,8 @@ class HierxMagics(Magics):
             dynamic = parse_dynamic(opts.dynamic) if opts.dynamic else None
             result = export(model, args, kwargs, output=output, strategy=opts.strategy,
                             structure_only=opts.structure_only, torch_nn_filter=opts.torch_nn_filter,
-                            dynamic_shapes=dynamic, progress=progress)
+                            dynamic_shapes=dynamic, allow_dropped_inputs=opts.allow_dropped_input or (),
+                            progress=progress)
             if opts.no_widget:
                 result.__class__ = SummaryResult  # the export's own fresh object: nobody else holds it
             if opts.result is not None:
@@ -208,7 +212,7 @@ def _generate(model, kwargs, output, opts, progress, user_ns):
     """``%hierexport model --generate``: ``export_for_generation``; the GenerationResult is returned."""
     import tempfile
 
-    for flag in ("structure_only", "dynamic", "torch_nn_filter", "profile", "no_widget", "compare"):
+    for flag in ("structure_only", "dynamic", "torch_nn_filter", "profile", "no_widget", "compare", "allow_dropped_input"):
         if getattr(opts, flag):
             raise HierexportError(f"--{flag.replace('_', '-')} does not apply with --generate")
     folder = output or tempfile.mkdtemp(prefix="hierx-generate-")

@@ -41,6 +41,8 @@ class ExportContext:
     input_names: list[str] | None = None
     output_names: list[str] | None = None
     optimize: bool = True
+    # Input tensors the user lets a file drop (their names as given_tensors says them; soundness.py).
+    allow_dropped_inputs: frozenset[str] = frozenset()
     progress: Callable[[str, float | None], None] = lambda step, fraction=None: None
     # The names of the model's output tensors seen in the eager run (None: the exporter's own names).
     eager_output_names: list[str] | None = None
@@ -155,20 +157,22 @@ VERIFY_STEP = "checking the file"
 
 def verify(ctx: ExportContext, output: StrategyOutput, strategy: str) -> list[str]:
     """The outputs named as the model names them (unless the user named them); ``StrategyFailed`` for
-    a file that dropped an input tensor, fails ONNX's full check or does not load in ONNX Runtime
+    a file that dropped an input tensor (unless ``ctx.allow_dropped_inputs`` names it: a warning), fails ONNX's full check or does not load in ONNX Runtime
     (soundness.py); the dynamic dimensions asked for (named as asked; ``StrategyFailed`` if a strategy
     fixed one, in the file or inside its graph at other sizes)."""
     if ctx.output_names is None and ctx.eager_output_names:  # last_hidden_state, logits
         name_outputs(output.model, ctx.eager_output_names)
+    warnings: list[str] = []
     try:
         if not ctx.structure_only:
-            check_inputs_kept(output.model, given_tensors(ctx.model, ctx.args, ctx.kwargs))
+            warnings += [f"{strategy}: {w}" for w in check_inputs_kept(
+                output.model, given_tensors(ctx.model, ctx.args, ctx.kwargs), ctx.allow_dropped_inputs)]
         check_valid(output.model)
     except Unsound as e:
         raise StrategyFailed(f"{strategy} wrote an unsound file: {e}") from None
     if ctx.dynamic is None:
-        return []
+        return warnings
     shapes.apply(output.model, ctx.dynamic, strategy)
     if ctx.structure_only:
-        return []
-    return shapes.check_other_sizes(output.model, ctx.dynamic, ctx.model, ctx.args, ctx.kwargs, strategy)
+        return warnings
+    return warnings + shapes.check_other_sizes(output.model, ctx.dynamic, ctx.model, ctx.args, ctx.kwargs, strategy)
