@@ -281,14 +281,29 @@ def _executed_modules(ctx: ExportContext) -> tuple[set[str], str | None, object]
     """
     executed: set[str] = set()
     hooks = []
+    # The call stack (module names as named_modules() gives them) at each module call, in call order:
+    # htp names each call's TorchScript scope from it (ctx.module_calls).
+    stack: list[str] = []
+    ctx.module_calls = calls = []
+
+    def enter(name: str, canonical: str) -> None:
+        executed.add(canonical)
+        stack.append(name)
+        calls.append(tuple(stack))
+
+    def leave(module, args, output) -> None:  # returns None: the output stays the module's
+        stack.pop()
+
     for name, module in ctx.model.named_modules():
         canonical = ctx.tree.canonical(name)
-        hooks.append(module.register_forward_pre_hook(lambda mod, inp, _n=canonical: executed.add(_n)))
+        hooks.append(module.register_forward_pre_hook(lambda mod, inp, _n=name, _c=canonical: enter(_n, _c)))
+        hooks.append(module.register_forward_hook(leave, always_call=True))
     fresh = ctx.fresh()
     try:
         with torch.no_grad(), exportable(ctx.model):
             output = ctx.model(*fresh.args, **fresh.kwargs)
     except Exception as e:
+        ctx.module_calls = []
         return set(), describe(e), None
     finally:
         for h in hooks:

@@ -58,3 +58,68 @@ def test_a_root_sequential_is_exact():
 ])
 def test_resolve_scopes_by_unique_suffix(scopes, expected):
     assert ModuleTree(Picked()).resolve_scopes(scopes, wrapper="model") == expected
+
+
+class SharedShortNames(nn.Module):
+    """``enc.proj``/``dec.proj`` (and ``enc.block``/``dec.block``) share their short names: the tracer
+    names both ``proj`` (``proj``, ``proj_1``, ``proj_2`` by call), no tree suffix tells them apart;
+    ``spare.proj`` never runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.ModuleDict({"proj": nn.Linear(4, 4), "block": nn.Sequential(nn.Linear(4, 4), nn.ReLU())})
+        self.dec = nn.ModuleDict({"proj": nn.Linear(4, 4), "block": nn.Sequential(nn.Linear(4, 4), nn.Tanh())})
+        self.spare = nn.ModuleDict({"proj": nn.Linear(4, 4)})
+
+    def forward(self, x):
+        h = self.enc["block"](self.enc["proj"](x))
+        h = self.dec["block"](self.dec["proj"](h))
+        return self.enc["proj"](h)  # enc.proj again: its second call
+
+
+def test_modules_sharing_a_short_name_are_told_apart_by_the_eager_runs_calls():
+    model = SharedShortNames().eval()
+    result = hierx_nb.export(model, (torch.randn(2, 4),), output=None, strategy="htp")
+    placed = [(n.name, n.metadata_props[MODULE_KEY], n.metadata_props[SOURCE_KEY]) for n in result.onnx_model.graph]
+    assert placed == [("/model/proj/Gemm", "enc.proj", "exact"),
+                      ("/model/block/block.0/Gemm", "enc.block.0", "exact"),
+                      ("/model/block/block.1/Relu", "enc.block.1", "exact"),
+                      ("/model/proj_1/Gemm", "dec.proj", "exact"),
+                      ("/model/block/block.0_1/Gemm", "dec.block.0", "exact"),
+                      ("/model/block/block.1_1/Tanh", "dec.block.1", "exact"),
+                      ("/model/proj_2/Gemm", "enc.proj", "exact")]
+    dyn = hierx_nb.export(model, (torch.randn(2, 4),), output=None, strategy="dynamo")  # PyTorch's own record
+    assert [n.metadata_props[MODULE_KEY] for n in dyn.onnx_model.graph] == [m for _, m, _ in placed]
+
+
+class SilentNamesake(nn.Module):
+    """``enc.act`` (an Identity) runs but leaves no node; ``dec.act`` shares its name: numbering the
+    calls would give ``dec.act``'s Relu to ``enc.act``."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.ModuleDict({"act": nn.Identity()})
+        self.dec = nn.ModuleDict({"act": nn.ReLU()})
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(self.dec["act"](self.enc["act"](x)))
+
+
+def test_a_call_that_left_no_node_is_not_counted_into_a_wrong_exact_tag():
+    result = hierx_nb.export(SilentNamesake().eval(), (torch.randn(2, 4),), output=None, strategy="htp")
+    relu = next(n for n in result.onnx_model.graph if n.op_type == "Relu")
+    assert (relu.metadata_props[MODULE_KEY], relu.metadata_props[SOURCE_KEY]) != ("enc.act", "exact")
+
+
+def test_call_scopes_follow_the_tracers_names():
+    from hierx_nb.strategies.htp import call_scopes
+
+    calls = [("",), ("", "enc.proj"), ("", "dec.proj"), ("", "layers"), ("", "layers", "layers.0"),
+             ("", "layers", "layers.0", "layers.0.0"), ("", "enc.proj")]
+    graph = {"proj", "proj_1", "proj_2", "layers/layers.0/layers.0.0"}
+    assert call_scopes(calls, graph) == {"proj": "enc.proj", "proj_1": "dec.proj", "proj_2": "enc.proj",
+                                         "layers/layers.0/layers.0.0": "layers.0.0"}
+    # a path whose calls the graph does not all name (one left no node) is not numbered
+    assert "proj" not in call_scopes(calls, {"proj", "proj_1"})
+    assert "proj" not in call_scopes(calls, {"proj", "proj_1", "proj_2", "proj_3"})

@@ -46,6 +46,9 @@ class ExportContext:
     progress: Callable[[str, float | None], None] = lambda step, fraction=None: None
     # The names of the model's output tensors seen in the eager run (None: the exporter's own names).
     eager_output_names: list[str] | None = None
+    # The eager run's module calls in order, each as its call stack of named_modules() names
+    # (outermost first; empty when the model did not run eagerly).
+    module_calls: list[tuple[str, ...]] = field(default_factory=list)
 
     def fresh(self) -> ExportContext:
         """This context with its own copies of the inputs: what one attempt writes (a ``DynamicCache``

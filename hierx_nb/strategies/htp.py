@@ -46,11 +46,14 @@ def run(ctx: ExportContext, say) -> StrategyOutput:
                 value.const_value = ir.Tensor(value.const_value.numpy(), name=value.name)
     say(STEPS[1])
     attrs = {}
-    for node in all_nodes(model):
-        scopes = scopes_of(node.name)
+    scoped = {node: scopes_of(node.name) for node in all_nodes(model)}
+    by_call = call_scopes(ctx.module_calls, {"/".join(s) for s in scoped.values() if s})
+    for node, scopes in scoped.items():
         if scopes is None:
             continue
-        attrs[node] = from_record(*ctx.tree.resolve_scopes(scopes, wrapper=_WRAPPER_SCOPE))
+        called = by_call.get("/".join(scopes))
+        attrs[node] = from_record(ctx.tree.canonical(called) or called, True) if called is not None else \
+            from_record(*ctx.tree.resolve_scopes(scopes, wrapper=_WRAPPER_SCOPE))
     # torch.onnx deduplicates initializers of equal value and hands each duplicate to its users through
     # an Identity named after the parameter it stands for: that name is PyTorch's record of its owner.
     owners = _tensor_owners(ctx)
@@ -70,6 +73,40 @@ def _tensor_owners(ctx: ExportContext) -> dict[str, str]:
         if owner is not None:
             owners[f"{_WRAPPER_SCOPE}.{name}"] = owner
     return owners
+
+
+def call_scopes(calls: list[tuple[str, ...]], in_graph: set[str]) -> dict[str, str]:
+    """The module each TorchScript scope in the graph stands for, from the eager run's module calls
+    (``ExportContext.module_calls``): ``{"proj_1": "dec.proj"}``.
+
+    The tracer names a call's scope by the unqualified names of the modules on its call stack
+    (``enc.proj`` and ``dec.proj``, picked from ModuleDicts never called as a whole, are both ``proj``)
+    and tells repeated paths apart by the order their first nodes appear: ``proj``, ``proj_1``, ...
+    The graph's order is the calls' order, so the N-th call with a path is ``path_N``. A path is
+    used only when the graph holds exactly its calls' names (a call that left no node of its own
+    shifts the numbering: such a path, and a name two paths claim, is left to the tree's resolution).
+    """
+    by_path: dict[str, list[str]] = {}
+    for stack in calls:
+        if stack[-1] == "":
+            continue  # the model itself: the wrapper's scope
+        path = "/".join(_scope_name(n) for n in stack if n)
+        by_path.setdefault(path, []).append(stack[-1])
+    claims: dict[str, list[str | None]] = {}
+    for path, called in by_path.items():
+        names = [path if i == 0 else f"{path}_{i}" for i in range(len(called))]
+        counted = all(n in in_graph for n in names) and f"{path}_{len(called)}" not in in_graph
+        for n, module in zip(names, called):
+            claims.setdefault(n, []).append(module if counted else None)
+    return {n: c[0] for n, c in claims.items() if len(c) == 1 and c[0] is not None}
+
+
+def _scope_name(name: str) -> str:
+    """The tracer's scope for the module ``model.<name>`` (torch.onnx's ``_unqualified_variable_name``:
+    from the last name part that is not a number)."""
+    parts = f"{_WRAPPER_SCOPE}.{name}".split(".")
+    last = max(i for i, p in enumerate(parts) if not p.isnumeric())
+    return ".".join(parts[last:])
 
 
 def scopes_of(node_name: str | None) -> list[str] | None:
