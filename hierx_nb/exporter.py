@@ -9,6 +9,7 @@ from pathlib import Path
 
 import onnx_ir as ir
 import torch
+from torch.utils import _pytree as pytree
 
 from . import caches, precheck, shapes, sidecar, strategies
 from . import memory as failure_memory
@@ -21,7 +22,7 @@ from .hf import example_inputs, is_hf_model
 from .hf_switches import exportable
 from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree, ancestors, root_label
 from .inputs import normalize, tensor_leaf_names, tensor_leaves
-from .preserve import ModelState, copy_inputs
+from .preserve import ModelState, copy_inputs, unwatched
 from .reference import Reference, to_numpy
 from .result import ExportResult
 from .runtime import OnnxModel, weights_as_inputs
@@ -110,19 +111,12 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
                             allow_dropped_inputs=droppable, progress=say)
         warnings: list[str] = []
         say("running the model eagerly: which modules execute", 0.0)
-        executed, eager_error, eager_outputs = _executed_modules(ctx)
-        if eager_error is not None:
-            # torch.cond & co. compile their eager call with dynamo, which refuses the watch's dispatch
-            # mode (and keeps the failed compile): without the watch, after dynamo forgets it.
-            state.stop_watching()
-            torch._dynamo.reset()
-            executed, eager_error, eager_outputs = _executed_modules(ctx)
-        ctx.eager_output_names = tensor_leaf_names(eager_outputs) if eager_error is None else None
-        state.restore()
+        eager = _EagerRun(ctx, state, real=check or structure_only)
+        ctx.eager_output_names = tensor_leaf_names(eager.outputs) if eager.error is None else None
         output_, used, attempts = _run_strategies(ctx, candidates, strategy == strategies.AUTO, warnings,
-                                                  state.restore, eager_error)
+                                                  state.restore, eager)
         say("tagging ONNX nodes", 0.9)
-        attrs = refold(output_.model, complete(output_.model, output_.attributions, tree), tree, model, executed)
+        attrs = refold(output_.model, complete(output_.model, output_.attributions, tree), tree, model, eager.executed)
         exceptions = frozenset(torch_nn_exceptions) if torch_nn_filter else None
         modules_used = {a.module for a in attrs.values()}
         tags = {m: tree.filtered_tag(m, exceptions) for m in modules_used}
@@ -131,7 +125,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
         nodes = nodes_frame(node_rows(attrs, tags, tree))
         # Modules whose hooks did not fire (inlined by symbolic tracing) but whose ops are in the graph ran too.
         infos = [{"module": i.name, "module_class": i.cls, "parent": i.parent, "depth": i.depth, "params": i.params,
-                  "executed": True if i.name in executed else None} for i in tree.infos.values()]
+                  "executed": True if i.name in eager.executed else None} for i in tree.infos.values()]
         modules = modules_frame(infos, nodes, {f: a.module for a in attrs.values() for f in a.fused})
         coverage, coverage_pct = coverage_frame(nodes)
 
@@ -143,8 +137,8 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
         if not structure_only:
             result.reference = Reference(model, args, kwargs)
             # PyTorch's outputs from the export's own eager run: the check does not run the model again.
-            expected = None if eager_error is not None else \
-                [(to_numpy(t), str(t.dtype)) for t in tensor_leaves(eager_outputs)]
+            expected = None if eager.error is not None or not eager.real else \
+                [(to_numpy(t), str(t.dtype)) for t in tensor_leaves(eager.outputs)]
             if out_path is None and check:
                 say("checking the model against PyTorch in ONNX Runtime", 0.92)
                 result.warnings += check_file(result, OnnxModel(model=result.onnx_model), expected)
@@ -168,7 +162,8 @@ def check_file(result: ExportResult, onnx: OnnxModel, expected: list | None = No
 
     ``expected``: PyTorch's outputs (numpy, dtype name) if already computed. One ONNX Runtime session
     with basic graph optimizations (constant folding; the fusions of the default level cost more
-    than the run on BERT-base and change nothing the check looks at). On a mismatch, the per-module
+    than the run on BERT-base and change nothing the check looks at) and no weight prepacking (for
+    one run, repacking BERT-base's matrices costs 0.4-0.8 s, more than it saves). On a mismatch, the per-module
     comparison names the first divergent module (and is kept as ``result.divergence``). Skipped,
     saying so, above ``CHECK_LIMIT_BYTES`` of weights.
     """
@@ -177,7 +172,7 @@ def check_file(result: ExportResult, onnx: OnnxModel, expected: list | None = No
         return [f"not checked against PyTorch: {size / 2**20:.0f} MiB of weights is above the "
                 f"{CHECK_LIMIT_BYTES / 2**20:.0f} MiB the export checks; run result.validate() to check it"]
     try:
-        report = compare_outputs(onnx, result.reference, expected=expected, optimization="basic")
+        report = compare_outputs(onnx, result.reference, expected=expected, optimization="basic", prepack=False)
         if report["ok"].all():
             return []
         line = mismatch_line(report) + " on the export's inputs"
@@ -209,10 +204,11 @@ def _empty(args) -> bool:
 
 
 def _run_strategies(ctx: ExportContext, candidates: tuple[Strategy, ...], auto: bool, warnings: list[str],
-                    restore: Callable[[], None], eager_error: str | None) -> tuple[StrategyOutput, str, list[Attempt]]:
+                    restore: Callable[[], None], eager: _EagerRun) -> tuple[StrategyOutput, str, list[Attempt]]:
     """The first strategy that exports the model, its name and every attempt; ``restore()`` after each
-    attempt puts back what running the model wrote. ``eager_error``: why the model does not run eagerly
-    on its inputs (None if it does): ``InputsRejected`` when no strategy exports it either.
+    attempt puts back what running the model wrote. ``eager``: the eager run, made real before a
+    strategy that runs the model for real (its watch keeps copies of what that run writes); should
+    the model not run eagerly on its inputs, ``InputsRejected`` when no strategy exports it either.
 
     Under ``auto``, the pre-check first skips the strategies predicted to fail (remembered failures,
     else an FX trace attempt); should every other one fail, the skipped ones are tried after all.
@@ -237,13 +233,15 @@ def _run_strategies(ctx: ExportContext, candidates: tuple[Strategy, ...], auto: 
             # The seconds of a skipped attempt are the pre-check's: what deciding to skip it cost.
             attempts.append(Attempt(strategy.name, False, predicted[strategy.name], precheck_seconds, skipped=True))
             continue
+        if strategy.runs_model:
+            eager.make_real()
         found = _try(strategy, ctx, attempts, warnings)
         restore()
         if found is not None:
             _remember(key, label, attempts, strategy.name, warnings)
             return found, strategy.name, attempts
-    if eager_error is not None and not ctx.structure_only:  # every strategy failed: the inputs are at fault
-        raise InputsRejected(f"{type(ctx.model).__name__} does not run on the given inputs: {eager_error}")
+    if eager.make_real().error is not None and not ctx.structure_only:  # every strategy failed: the inputs are at fault
+        raise InputsRejected(f"{type(ctx.model).__name__} does not run on the given inputs: {eager.error}")
     _remember(key, label, attempts, None, warnings)
     raise ExportError(f"no strategy could export {type(ctx.model).__name__}", attempts)
 
@@ -270,15 +268,70 @@ def _remember(key: str | None, label: str | None, attempts: list[Attempt], winne
     failure_memory.memory().remember(key, label, failures, warnings, succeeded=winner)
 
 
-def _executed_modules(ctx: ExportContext) -> tuple[set[str], str | None, object]:
-    """The qualified names of the modules whose forward runs on the inputs (with their ancestors),
-    why the model does not run eagerly (None when it does; the set is then empty: unknown), and its
-    output (for the names of its tensors, ``last_hidden_state``, ``logits``, and the check).
+class _EagerRun:
+    """The model run eagerly on the inputs, outside any capture: ``executed``, the qualified names of the
+    modules whose forward runs (with their ancestors; empty: unknown), ``error``, why the model does
+    not run on its inputs (None when it does), and ``outputs`` (for the names of its tensors,
+    ``last_hidden_state``, ``logits``, and PyTorch's side of the check).
 
-    Watched by forward pre-hooks in an eager run of its own, never while a strategy captures: hooks
-    that record are side effects, which ``torch.cond`` branches reject. The run comes first: what the
-    forward writes into parameters and buffers is copied then (preserve.py).
+    Watched by forward pre-hooks in a run of its own, never while a strategy captures: hooks that
+    record are side effects, which ``torch.cond`` branches reject.
+
+    ``real``: on the real weights, under ``state``'s watch (what the forward writes into parameters
+    and buffers is copied then, and put back), as the check needs PyTorch's values. Else, first on a
+    weightless ``meta`` copy of the model (no arithmetic: BERT-base 0.15 s where the real run takes
+    1 s and more), which gives the modules and the output's structure; a model that cannot run on
+    ``meta`` (values read as numbers, ``torch.cond``, tensors kept outside parameters and buffers,
+    hooks of its own) runs for real. ``make_real`` runs it for real when a later step needs it.
     """
+
+    def __init__(self, ctx: ExportContext, state: ModelState, real: bool):
+        self.ctx, self.state = ctx, state
+        self.real = False
+        self.executed: set[str] = set()
+        self.error: str | None = None
+        self.outputs = None
+        if real or not self._on_meta():
+            self.make_real()
+
+    def make_real(self) -> _EagerRun:
+        """Run on the real weights unless that has been done (a strategy that runs the model for real
+        comes next, or every strategy failed and the reason may be the inputs)."""
+        if self.real:
+            return self
+        self.real = True
+        self.executed, self.error, self.outputs = _watched_run(self.ctx.model, self.ctx)
+        if self.error is not None:
+            # torch.cond & co. compile their eager call with dynamo, which refuses the watch's dispatch
+            # mode (and keeps the failed compile): without the watch, after dynamo forgets it.
+            self.state.stop_watching()
+            torch._dynamo.reset()
+            self.executed, self.error, self.outputs = _watched_run(self.ctx.model, self.ctx)
+        self.state.restore()
+        return self
+
+    def _on_meta(self) -> bool:
+        """The run on a meta copy; False (nothing learnt) when the model cannot run there."""
+        model = self.ctx.model
+        if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
+            return False  # the user's hooks would see meta tensors
+        fresh = self.ctx.fresh()  # cache objects the forward grows are copies
+        try:
+            with unwatched():  # a meta run writes no real tensor: nothing to watch
+                meta_model, args, kwargs = _to_meta(model, fresh.args, fresh.kwargs)
+                executed, error, outputs = _watched_run(meta_model, self.ctx, args, kwargs)
+        except Exception:  # the copy itself failed (an attribute deepcopy refuses)
+            return False
+        if error is not None:
+            return False
+        self.executed, self.outputs = executed, outputs
+        return True
+
+
+def _watched_run(model: torch.nn.Module, ctx: ExportContext, args: tuple | None = None,
+                 kwargs: dict | None = None) -> tuple[set[str], str | None, object]:
+    """``model`` (the user's, or its meta copy) run on ``args``/``kwargs`` (default: fresh copies of the
+    export's inputs) with forward pre-hooks recording which modules run: ``(executed, error, output)``."""
     executed: set[str] = set()
     hooks = []
     # The call stack (module names as named_modules() gives them) at each module call, in call order:
@@ -294,14 +347,16 @@ def _executed_modules(ctx: ExportContext) -> tuple[set[str], str | None, object]
     def leave(module, args, output) -> None:  # returns None: the output stays the module's
         stack.pop()
 
-    for name, module in ctx.model.named_modules():
+    for name, module in model.named_modules():
         canonical = ctx.tree.canonical(name)
         hooks.append(module.register_forward_pre_hook(lambda mod, inp, _n=name, _c=canonical: enter(_n, _c)))
         hooks.append(module.register_forward_hook(leave, always_call=True))
-    fresh = ctx.fresh()
+    if args is None:
+        fresh = ctx.fresh()
+        args, kwargs = fresh.args, fresh.kwargs
     try:
-        with torch.no_grad(), exportable(ctx.model):
-            output = ctx.model(*fresh.args, **fresh.kwargs)
+        with torch.no_grad(), exportable(model):
+            output = model(*args, **kwargs)
     except Exception as e:
         ctx.module_calls = []
         return set(), describe(e), None
@@ -325,7 +380,7 @@ def _to_meta(model, args, kwargs):
                         if isinstance(t, torch.nn.Parameter) else torch.empty_like(t, device="meta"))
                 for t in tensors}
         model = copy.deepcopy(model, memo)
-    return model, tuple(meta(a) for a in args), {k: meta(v) for k, v in kwargs.items()}
+    return model, *pytree.tree_map(meta, (tuple(args), dict(kwargs)))
 
 
 def _write(result: ExportResult, out_path: Path, module_extra: dict, external_data_threshold: int, say,

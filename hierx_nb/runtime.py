@@ -165,12 +165,15 @@ def load_error(source: bytes | str) -> str | None:
 
 @contextlib.contextmanager
 def session(model: OnnxModel, *, extra_outputs: Iterable[ir.Value] = (), optimization: str = "all",
-            profile_prefix: str | None = None, optimized_path: str | None = None, threads: int | None = None) -> Iterator[Session]:
+            profile_prefix: str | None = None, optimized_path: str | None = None, threads: int | None = None,
+            prepack: bool = True) -> Iterator[Session]:
     """An ONNX Runtime CPU session on ``model`` (its file, or its in-memory graph saved to a
     temporary one), with ``extra_outputs`` added as graph outputs of a copy whose weights are fed
     as inputs. ``optimization``: ``all`` (ORT's default), ``extended``, ``basic`` or ``none``;
     ``profile_prefix`` turns ORT's profiler on; ``optimized_path`` saves the optimized graph (its
-    weights to a side file). ``ExportError`` when ORT cannot load the model."""
+    weights to a side file). ``prepack=False`` leaves weights in place (no repacked copy for the
+    matrix kernels): loading costs next to nothing and a run somewhat more, for a session run once.
+    ``ExportError`` when ORT cannot load the model."""
     if optimization not in LEVELS:
         raise UnknownChoice.of("optimization level", optimization, LEVELS)
     opts = ort.SessionOptions()
@@ -178,6 +181,8 @@ def session(model: OnnxModel, *, extra_outputs: Iterable[ir.Value] = (), optimiz
     opts.graph_optimization_level = LEVELS[optimization]
     if threads is not None:
         opts.intra_op_num_threads = int(threads)
+    if not prepack:
+        opts.add_session_config_entry("session.disable_prepacking", "1")
     if profile_prefix is not None:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix

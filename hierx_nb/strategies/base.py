@@ -101,13 +101,17 @@ class Strategy:
 
     ``name`` is what users choose (``strategy=``, ``--strategy``, ``-s``); ``summary`` a phrase for
     help texts; ``in_auto`` whether ``auto`` tries it (in the registry's order); ``steps`` the phrases
-    of its steps, in order (the first is said on entering).
+    of its steps, in order (the first is said on entering); ``runs_model`` whether its capture runs
+    the forward on the real weights.
     """
 
     name: str = ""
     summary: str = ""
     in_auto: bool = True
     steps: tuple[str, ...] = ("exporting",)
+    # Whether its capture runs the forward on the real weights (a tracer does; torch.export runs it on
+    # fake tensors): the export's eager run then comes first, watched, so what it writes is put back.
+    runs_model: bool = True
 
     def _capture(self, ctx: ExportContext) -> StrategyOutput:
         """The ONNX model and attributions; ``StrategyFailed`` with the reason when it cannot."""

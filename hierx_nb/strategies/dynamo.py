@@ -156,6 +156,7 @@ class Dynamo(Strategy):
     name = "dynamo"
     summary = "torch.export's nn_module_stack record: exact"
     steps = STEPS
+    runs_model = False  # torch.export runs the forward on fake tensors
 
     def _capture(self, ctx: ExportContext) -> StrategyOutput:
         return run(ctx, lambda step: self._step(ctx, step))
