@@ -13,7 +13,7 @@ from torch.utils import _pytree as pytree
 
 from . import caches, precheck, shapes, sidecar, strategies
 from . import memory as failure_memory
-from .attribution import complete, walk
+from .attribution import complete
 from .errors import Attempt, ExportError, InputsRejected, UnknownChoice, describe
 from .files import EXTERNAL_DATA_THRESHOLD, check_output, publish, stage_model, staging, weight_bytes
 from .fusion import refold
@@ -22,7 +22,7 @@ from .hf import example_inputs, is_hf_model
 from .hf_switches import exportable
 from .hierarchy import DEFAULT_TORCH_NN_EXCEPTIONS, ModuleTree, ancestors, root_label
 from .inputs import normalize, tensor_leaf_names, tensor_leaves
-from .preserve import ModelState, copy_inputs, unwatched
+from .preserve import DynamoCodes, ModelState, copy_inputs, unwatched
 from .reference import Reference, to_numpy
 from .result import ExportResult
 from .runtime import OnnxModel, weights_as_inputs
@@ -102,13 +102,14 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
     # The caller's inputs are never run (copies are), and what running the model writes into its
     # parameters, buffers, flags or config is put back when the block ends (preserve.py).
     args, kwargs = copy_inputs(args, kwargs)
+    compiled = DynamoCodes()  # what dynamo compiles from here on is forgotten (preserve.py)
     with ModelState(model) as state:
         model.eval()
         tree = ModuleTree(model)
         ctx = ExportContext(model=model, args=args, kwargs=kwargs, tree=tree, structure_only=structure_only,
                             opset=opset, dynamic=dynamic, input_names=list(input_names) if input_names else None,
                             output_names=list(output_names) if output_names else None, optimize=optimize,
-                            allow_dropped_inputs=droppable, progress=say)
+                            allow_dropped_inputs=droppable, compiled=compiled, progress=say)
         warnings: list[str] = []
         say("running the model eagerly: which modules execute", 0.0)
         eager = _EagerRun(ctx, state, real=check or structure_only)
@@ -147,10 +148,9 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
             extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
             result.seconds = time.perf_counter() - started
             _write(result, out_path, extra, external_data_threshold, say, expected if check else False)
-    if state.stopped or any(owner is not None for _, owner in walk(output_.model)):
-        # torch.cond & co. (If/Loop/Scan bodies): the captures leave compiled calls of the higher-order
-        # ops that the user's next eager run trips on; dynamo forgets them.
-        torch._dynamo.reset()
+    # torch.cond & co. (If/Loop/Scan bodies): the captures leave compiled calls of the higher-order ops
+    # that the user's next eager run trips on; dynamo forgets them (the user's own compiled code stays).
+    compiled.forget()
     result.warnings += state.warnings
     result.seconds = time.perf_counter() - started
     return result
@@ -305,8 +305,9 @@ class _EagerRun:
             # torch.cond & co. compile their eager call with dynamo, which refuses the watch's dispatch
             # mode (and keeps the failed compile): without the watch, after dynamo forgets it.
             self.state.stop_watching()
-            torch._dynamo.reset()
+            self.ctx.compiled.forget()
             self.executed, self.error, self.outputs = _watched_run(self.ctx.model, self.ctx)
+        self.ctx.compiled.forget()  # the run's compiled torch.cond calls would change how captures go
         self.state.restore()
         return self
 

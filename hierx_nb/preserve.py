@@ -14,9 +14,12 @@ a step counter (``self.step.add_(1)``), BatchNorm statistics, a ``DynamicCache``
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
+from torch._dynamo import convert_frame
+from torch._dynamo.eval_frame import reset_code
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
@@ -148,3 +151,51 @@ def unwatched():
     mode TorchScript's tracer records wrong graphs. What the tracer's run of the forward writes was
     written, and copied, by the eager run before (``ModelState``), or is a buffer, copied anyway."""
     return _disable_current_modes()
+
+
+class DynamoCodes:
+    """What dynamo compiles during an export, forgotten when asked, and only that.
+
+    ``torch.cond`` & co. compile their calls with dynamo, in the export's eager run as in its captures;
+    those compiled calls, kept by dynamo per code object, change how a later capture goes (a capture
+    after the eager run fails with another error than plain torch.onnx) and trip the user's next
+    eager run. ``torch._dynamo.reset()`` forgets them, with every compiled function of the user's
+    too. ``forget()`` resets only the code objects dynamo first saw, or compiled more of, since this
+    object was made: the user's ``torch.compile`` caches stay warm."""
+
+    def __init__(self):
+        self._entries = {id(code): (code, _cache_entries(code)) for code in _seen_codes()}
+
+    def forget(self) -> None:
+        for code in _seen_codes():
+            if not self._users(code):
+                reset_code(code)
+
+    def _users(self, code) -> bool:
+        """Whether ``code`` was compiled before the export and the export compiled no more of it."""
+        known = self._entries.get(id(code))
+        return known is not None and known[0] is code and _cache_entries(code) == known[1]
+
+    @contextlib.contextmanager
+    def keeping_users(self):
+        """A block in which ``torch._dynamo.reset()`` (strict ``torch.export`` calls it before it captures)
+        forgets everything but the user's compiled code, which stays seen by dynamo."""
+        users = [code for code in _seen_codes() if self._users(code)]
+        kept = {id(code) for code in users}
+        original = torch._dynamo.reset_code  # what reset() calls per code object
+        torch._dynamo.reset_code = lambda code: None if id(code) in kept else original(code)
+        try:
+            yield
+        finally:
+            torch._dynamo.reset_code = original
+            for code in users:
+                convert_frame.input_codes.add(code)
+
+
+def _seen_codes() -> list:
+    refs = [*convert_frame.input_codes.seen, *convert_frame.output_codes.seen]
+    return [code for code in (ref() for ref in refs) if code is not None]
+
+
+def _cache_entries(code) -> int:
+    return len(torch._C._dynamo.eval_frame._debug_get_cache_entry_list(code))

@@ -548,6 +548,62 @@ def test_the_one_line_reason_keeps_the_line_naming_the_cause():
     assert "side effect in the true branch" in _reason(wrapped)
 
 
+class CondWithSideEffect(torch.nn.Module):
+    """A ``torch.cond`` branch that appends to a list: dynamo refuses it ("Got graph break/error:" and
+    the cause on the lines after), under plain torch.onnx as under hierx."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+        self.calls = []
+
+    def forward(self, x):
+        def taken(t):
+            self.calls.append(1)
+            return self.fc(t)
+
+        return torch.cond(x.sum() > 0, taken, lambda t: -t, (x,))
+
+
+def test_the_one_line_reason_of_a_real_torch_cond_failure_names_the_cause():
+    x = torch.ones(2, 4)
+    with pytest.raises(Exception) as plain:
+        torch.onnx.export(CondWithSideEffect().eval(), (x,), dynamo=True, verbose=False)
+    root = plain.value
+    while root.__cause__ is not None:
+        root = root.__cause__
+    assert "Got graph break/error:\n\nHOP: Unsafe side effect" in str(root)  # the cause is lines below
+    with pytest.raises(hierx_nb.ExportError) as e:
+        hierx_nb.export(CondWithSideEffect().eval(), (x,), output=None, strategy="dynamo")
+    line = e.value.one_line()
+    assert "\n" not in line
+    # the same cause as plain torch.onnx's, not one the export's own eager run of torch.cond left behind
+    assert "Got graph break/error: HOP: Unsafe side effect (Explanation: Mutating a variable from outside " \
+           "the scope of this HOP is not supported.)" in line
+
+
+def test_exporting_a_torch_cond_model_keeps_the_users_compiled_functions_warm():
+    compiles = []
+
+    def counting(graph_module, example_inputs):
+        compiles.append(1)
+        return graph_module.forward
+
+    @torch.compile(backend=counting)
+    def users(x):
+        return torch.sin(x) + 1
+
+    users(torch.randn(3))
+    model = EarlyExit().eval()
+    exit_x, deep_x = branch_inputs(model)
+    result = hierx_nb.export(model, (exit_x,), output=None)
+    assert result.strategy == "dynamo"
+    users(torch.randn(3))
+    assert len(compiles) == 1  # torch._dynamo.reset() would have thrown it away
+    for x in (exit_x, deep_x):  # and the model still runs eagerly after the export
+        model(x)
+
+
 def test_a_sidecar_with_a_malformed_field_gets_one_line_naming_it(tmp_path):
     import json
 

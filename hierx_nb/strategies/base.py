@@ -19,7 +19,7 @@ from ..attribution import NodeAttribution
 from ..errors import StrategyFailed, describe, first_line
 from ..graph_io import name_outputs
 from ..hierarchy import ModuleTree
-from ..preserve import copy_inputs
+from ..preserve import DynamoCodes, copy_inputs
 from ..shapes import DynamicSpec
 from ..soundness import Unsound, check_inputs_kept, check_valid, given_tensors
 
@@ -49,6 +49,8 @@ class ExportContext:
     # The eager run's module calls in order, each as its call stack of named_modules() names
     # (outermost first; empty when the model did not run eagerly).
     module_calls: list[tuple[str, ...]] = field(default_factory=list)
+    # What dynamo compiled before the export (the user's): kept through strict torch.export's reset.
+    compiled: DynamoCodes = field(default_factory=DynamoCodes)
 
     def fresh(self) -> ExportContext:
         """This context with its own copies of the inputs: what one attempt writes (a ``DynamicCache``

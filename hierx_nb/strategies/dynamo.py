@@ -107,7 +107,8 @@ def _export(ctx: ExportContext, strict: bool = False):
     with unwatched(), complex_translations():
         model = ctx.model
         if strict:
-            model = torch.export.export(ctx.model, ctx.args, ctx.kwargs, strict=True, dynamic_shapes=dynamic)
+            with ctx.compiled.keeping_users():  # it resets dynamo: not the user's torch.compile caches
+                model = torch.export.export(ctx.model, ctx.args, ctx.kwargs, strict=True, dynamic_shapes=dynamic)
             dynamic = None  # in the program already
         return torch.onnx.export(
             model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=None, report=False,
