@@ -13,7 +13,7 @@ Each model runs in its own subprocess.
 ``OnnxExporter().export_for_generation(..., OnnxConfig(dynamic=True))`` on the same model and inputs
 (target <= 1.2), and ONNX Runtime's decode-step latency of both decode files (one token, the cache
 of the prompt; median of ``--repeats`` alternating runs, one thread; target <= 1.05), and of both
-prefill files on the prompt (for MoE models: batched_mm experts in hierx's, grouped in transformers'). Wall times on a
+prefill files on the prompt (for MoE models: hierx's experts kernel per stage, grouped in transformers'). Wall times on a
 shared machine: the ratios are what to read.
 """
 from __future__ import annotations

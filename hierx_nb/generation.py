@@ -28,9 +28,10 @@ import pandas as pd
 import torch
 
 from .caches import CACHE_INPUT, CACHE_NAMING, CACHE_OUTPUT, Stage, export_patches, plan_stage
-from .errors import CannotGenerate, ExportError, InputError, MissingDependency, NoReference, NoSuchFile, NotAModule, describe
+from .errors import CannotGenerate, ExportError, InputError, MissingDependency, NoReference, NoSuchFile, NotAModule, UnknownChoice, describe
 from .exporter import export
 from .files import publish, staging
+from .hf_switches import experts_kernel, stage_kernel
 from .result import ExportResult, load
 
 MANIFEST = "manifest.json"
@@ -107,7 +108,10 @@ class GenerationResult:
         self._runner: GenerationRunner | None = None
 
     def __repr__(self) -> str:
-        parts = ", ".join(f"{n}: {r.strategy} {r.coverage_pct:.1f}% known" for n, r in self.components.items())
+        stages = self.manifest.get("stages", {})
+        parts = ", ".join(f"{n}: {r.strategy} {r.coverage_pct:.1f}% known"
+                          + (f", experts {stages[n]['experts']}" if stages.get(n, {}).get("experts") else "")
+                          for n, r in self.components.items())
         return f"<GenerationResult {self.manifest.get('model_class')} in {self.output_dir} ({parts})>"
 
     def _repr_mimebundle_(self, include=None, exclude=None):
@@ -171,7 +175,7 @@ class GenerationResult:
 
 def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *, inputs: dict | None = None,
                           dynamic: bool = True, strategy: str = "auto", multi_token_decode: bool = False,
-                          progress: Callable[[str, float | None], None] | None = None,
+                          experts: str | dict | None = None, progress: Callable[[str, float | None], None] | None = None,
                           **export_kwargs) -> GenerationResult:
     """Export a generative model as one tagged ONNX file per generation stage, its KV cache as
     graph inputs and outputs (names in the module docstring), plus ``manifest.json``.
@@ -182,6 +186,10 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
     batch must then be at least 2: torch.export fixes a dimension whose example is 1).
     ``strategy`` and ``export_kwargs`` go to ``hierx_nb.export`` for every stage.
     ``multi_token_decode``: the decode stage takes any number of new tokens (transformers' option).
+    ``experts``: the kernel of mixture-of-experts layers, chosen per stage when None by how many
+    tokens the stage runs and how large the experts are (``hf_switches.stage_kernel``; README
+    "Mixtures of experts"); ``"batched_mm"`` / ``"grouped_mm"`` for every stage, or a dict stage ->
+    kernel. Each stage's manifest entry says which it computes with (``experts``).
 
     Raises ``CannotGenerate`` (an ``InputError``) for a model without ``generate``, and
     ``ExportError`` naming the stage and every strategy's reason when a stage cannot be exported.
@@ -225,21 +233,26 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
         components: dict[str, ExportResult] = {}
         stages: dict[str, Stage] = {}
         parts = {**_encoder_stage(model, inputs, parts), **parts}
+        if isinstance(experts, dict) and set(experts) - set(parts):
+            raise UnknownChoice.of("stage in experts", next(iter(set(experts) - set(parts))), parts)
+        kernels: dict[str, str | None] = {}
         for i, (name, (module, captured)) in enumerate(parts.items()):
             say(f"{name}: preparing its flat inputs", i / len(parts))
             stage = plan_stage(name, module, captured, dynamic)
             stages[name] = stage
             say(f"{name}: exporting", i / len(parts))
+            kernel, why = stage_kernel(model, name, experts, multi_token_decode)
             try:
-                with export_patches():
+                with export_patches(), experts_kernel(kernel, why):
                     components[name] = export(stage.module, kwargs=stage.feeds(), output=out_dir / f"{name}.onnx",
                                               strategy=strategy, dynamic_axes=stage.dynamic_axes or None,
                                               input_names=list(stage.kwargs), output_names=stage.output_names,
                                               **export_kwargs)
+                kernels[name] = kernel
             except ExportError as e:
                 raise ExportError(f"stage {name!r} ({type(module).__name__}) could not be exported: {e.message}",
                                   e.attempts) from None
-        manifest = _manifest(model, stages, components)
+        manifest = _manifest(model, stages, components, kernels)
         with staging(out_dir) as tmp:  # staged beside the target and moved into place, like the .onnx files
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             publish([(tmp / MANIFEST, out_dir / MANIFEST)])
@@ -261,7 +274,7 @@ def _encoder_stage(model, inputs: dict, parts: dict) -> dict:
     return {"encoder": (encoder, {n: inputs[n].clone() for n in names} | {"return_dict": True})}
 
 
-def _manifest(model, stages: dict[str, Stage], components: dict[str, ExportResult]) -> dict:
+def _manifest(model, stages: dict[str, Stage], components: dict[str, ExportResult], kernels: dict[str, str]) -> dict:
     gen = getattr(model, "generation_config", None)
     eos = getattr(gen, "eos_token_id", None)
     pad = getattr(gen, "pad_token_id", None)
@@ -279,6 +292,8 @@ def _manifest(model, stages: dict[str, Stage], components: dict[str, ExportResul
             "constants": {k: v for k, v in stage.constants.items()},
             "dynamic_axes": {k: {str(a): n for a, n in v.items()} for k, v in stage.dynamic_axes.items()},
             "strategy": components[name].strategy,
+            # The mixture-of-experts kernel the stage's graph computes with (None: the model has no experts).
+            "experts": kernels.get(name),
         }
     return {"schema": MANIFEST_SCHEMA, "model_class": type(model).__name__,
             "model_type": getattr(getattr(model, "config", None), "model_type", None),

@@ -8,6 +8,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..attribution import all_nodes, from_record, walk
+from ..hf_switches import translations
 from ..preserve import unwatched
 from ..quiet import quiet
 from ..translations import TABLE, complex_translations
@@ -114,7 +115,7 @@ def _export(ctx: ExportContext, strict: bool = False):
             model, ctx.args, kwargs=ctx.kwargs or None, dynamo=True, verbose=None, report=False,
             # Constant folding needs real weights; a structure-only graph is kept as captured.
             optimize=ctx.optimize and not ctx.structure_only, opset_version=ctx.opset,
-            custom_translation_table=TABLE, input_names=ctx.input_names, output_names=ctx.output_names,
+            custom_translation_table={**TABLE, **translations()}, input_names=ctx.input_names, output_names=ctx.output_names,
             dynamic_shapes=dynamic)
 
 
