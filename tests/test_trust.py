@@ -655,6 +655,39 @@ def test_htp_names_outputs_and_dynamic_dims_as_dynamo_and_the_user_do():
     assert outputs["htp"] == outputs["dynamo"] == [("logits", "[batch,seq,4]"), ("probs", "[batch,seq,4]")]
 
 
+class KeepPositive(torch.nn.Module):
+    """A bare tensor output whose first dimension depends on the values (TorchScript: ``12`` of shape
+    ``[Add12_dim_0, 4]``)."""
+
+    def __init__(self, as_dict: bool = False):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+        self.as_dict = as_dict
+
+    def forward(self, x):
+        h = self.fc(x)
+        kept = h[h[:, 0] > 0] + 1
+        return {"kept": kept} if self.as_dict else kept
+
+
+@pytest.mark.parametrize("check", [True, False])  # the output's structure from the real run or the meta one
+def test_htp_names_no_output_or_dimension_by_a_number(check):
+    import re
+
+    x = torch.randn(6, 4)
+    files = {s: hierx_nb.export(KeepPositive().eval(), (x,), output=None, strategy=s, check=check,
+                                dynamic_axes={"x": [0]}).onnx_model for s in ("dynamo", "htp")}
+    htp = files["htp"].graph
+    assert [(v.name, str(v.shape)) for v in htp.outputs] == [("output", "[output_dim_0,4]")]
+    # dynamic_axes as a list: the input's dimension named as dynamo names it
+    assert [str(v.shape) for v in htp.inputs] == [str(v.shape) for v in files["dynamo"].graph.inputs] == ["[x_0,4]"]
+    keyed = hierx_nb.export(KeepPositive(as_dict=True).eval(), (x,), output=None, strategy="htp", check=check)
+    assert [(v.name, str(v.shape)) for v in keyed.onnx_model.graph.outputs] == [("kept", "[kept_dim_0,4]")]
+    for graph in (htp, keyed.onnx_model.graph):
+        names = [v.name for v in graph.outputs] + [str(d) for v in graph.outputs for d in v.shape if not isinstance(d, int)]
+        assert not any(re.search(r"\d+_dim_|^\d+$", name) for name in names), names
+
+
 def test_the_input_check_counts_a_caches_tensors():
     """A cache the tracer froze would leave fewer graph inputs than these; htp takes it as inputs."""
     from hierx_nb.soundness import given_tensors

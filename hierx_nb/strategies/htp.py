@@ -4,6 +4,7 @@ scopes, kept in node names (``/encoder/layer.0/attention/self/query/MatMul``), a
 the module tree."""
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 
 from ..attribution import all_nodes, from_record
 from ..errors import describe
+from ..graph_io import name_outputs
 from ..inputs import CallWithInputs
 from ..preserve import unwatched
 from ..quiet import quiet
@@ -62,7 +64,31 @@ def run(ctx: ExportContext, say) -> StrategyOutput:
             owner = owners.get(node.outputs[0].name)
             if owner is not None:
                 attrs[node] = from_record(owner, True)
+    _name_numbered_outputs(model, ctx)
     return StrategyOutput(model, attrs)
+
+
+# TorchScript's name for a dimension its shape inference could not tie to an input: "Add12_dim_0".
+_NUMBERED_DIM = re.compile(r"^[A-Za-z]+\d+_dim_(\d+)$")
+
+
+def _name_numbered_outputs(model: ir.Model, ctx: ExportContext) -> None:
+    """Outputs the tracer left with its value numbers (``12``: a bare tensor output, which has no name in
+    the model's structure) named ``output`` (``output_0``, ... for several), and their dimensions it
+    named after an op (``Add12_dim_0``) after the output (``output_dim_0``), as the output names the
+    model's structure gives (``logits``) are. Names the user asked for (``output_names``, dynamic
+    dimensions) are applied after this, in ``verify``."""
+    outputs = model.graph.outputs
+    if ctx.output_names is None and not ctx.eager_output_names and all(v.name.isdigit() for v in outputs):
+        name_outputs(model, ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))])
+    final = ctx.output_names or ctx.eager_output_names or []
+    for i, value in enumerate(outputs):
+        name = final[i] if len(final) == len(outputs) else value.name
+        if value.shape is None:
+            continue
+        dims = [f"{name}_dim_{m.group(1)}" if isinstance(d, ir.SymbolicDim) and d.value
+                and (m := _NUMBERED_DIM.match(d.value)) else d for d in value.shape]
+        value.shape = ir.Shape(dims)
 
 
 def _tensor_owners(ctx: ExportContext) -> dict[str, str]:
