@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.onnx._internal.exporter._torchlib.ops.hop import higher_order_scan
 
 _FLOAT, _INT64, _BOOL, _DOUBLE = 1, 7, 9, 11  # onnx.TensorProto data types
 _OPSET = 18  # the ONNX opset the translations are written for (ScatterElements add, Reduce* axes inputs)
@@ -266,16 +267,26 @@ class Translation:
     ``complex``: it translates the op on complex inputs (as real pairs), real ones keep torch.onnx's."""
 
     overloads: tuple
-    torchscript_name: str
+    torchscript_name: str | None  # None: the TorchScript tracer runs the op and records what it did
     fn: Callable
     complex: bool = False
     dynamo: bool = True  # False: torch.onnx's dynamo library already translates it
+
+
+def higher_order_map(op, body, xs, pos_args):
+    """``torch._higher_order_ops.map`` (``map_impl``): ``body`` on each slice of ``xs`` along axis 0,
+    with ``pos_args`` whole, and the results stacked: an ONNX ``Scan`` that carries no state, built
+    as torch.onnx builds ``torch.scan``'s (``body``: the branch as an ONNX function). torch.onnx 2.13
+    has no translation for it ("No ONNX function found for MapImpl"). The TorchScript tracer runs
+    ``map`` eagerly and records each slice's ops: unrolled over the export's length."""
+    return higher_order_scan(body, [], xs, pos_args)
 
 
 TRANSLATIONS = (
     Translation((torch.ops.aten.randperm.default,), "aten::randperm", aten_randperm),
     Translation((torch.ops.aten._is_all_true.default,), "aten::_is_all_true", aten_is_all_true),
     Translation((torch.ops.aten.histc.default,), "aten::histc", aten_histc),
+    Translation((torch.ops.higher_order.map_impl,), None, higher_order_map),
     Translation((), "aten::diff", aten_diff, dynamo=False),  # dynamo decomposes it
     Translation((), "aten::cumsum", aten_cumsum, dynamo=False),  # dynamo's casts bool itself
     Translation((torch.ops.aten.unsqueeze.default,), "aten::unsqueeze", aten_unsqueeze_complex, complex=True),
@@ -490,16 +501,17 @@ def torchscript_symbolics():
     from torch.onnx import register_custom_op_symbolic, unregister_custom_op_symbolic
     from torch.onnx._internal.torchscript_exporter.registration import registry
 
-    new = [t.torchscript_name for t in TRANSLATIONS if registry.get_function_group(t.torchscript_name) is None]
+    symbolics = [t for t in TRANSLATIONS if t.torchscript_name is not None]
+    new = [t.torchscript_name for t in symbolics if registry.get_function_group(t.torchscript_name) is None]
     originals = {name: registry.get_function_group(name).get(_OPSET) for name in
-                 {t.torchscript_name for t in TRANSLATIONS if t.complex} - set(new)}
-    for t in TRANSLATIONS:
+                 {t.torchscript_name for t in symbolics if t.complex} - set(new)}
+    for t in symbolics:
         register_custom_op_symbolic(t.torchscript_name,
                                     _for_torchscript(t.fn, t.complex, originals.get(t.torchscript_name)), _OPSET)
     try:
         yield
     finally:
-        for t in TRANSLATIONS:
+        for t in symbolics:
             unregister_custom_op_symbolic(t.torchscript_name, _OPSET)
         for name in new:  # an emptied group would fail lookups ("min() arg is an empty sequence")
             registry._registry.pop(name, None)

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from torch._higher_order_ops.map import map as hop_map
 from torch._higher_order_ops.scan import scan
 from torch._higher_order_ops.while_loop import while_loop
 
@@ -245,7 +246,20 @@ class Scan(torch.nn.Module):
         return scan(combine, torch.zeros(2, 4), x)[1]
 
 
-@pytest.mark.parametrize("cls, shape", [(WhileLoop, (2, 4)), (Scan, (3, 2, 4))])
+class Map(torch.nn.Module):
+    """``torch.map``: plain torch.onnx has no translation for it ("No ONNX function found for MapImpl");
+    the translation table makes it a Scan without carried state."""
+
+    def __init__(self):
+        super().__init__()
+        self.step = LoopStep()
+        self.shift = torch.nn.Parameter(torch.randn(4))
+
+    def forward(self, x):
+        return hop_map(lambda t, shift: self.step(t) + shift, x, self.shift)
+
+
+@pytest.mark.parametrize("cls, shape", [(WhileLoop, (2, 4)), (Scan, (3, 2, 4)), (Map, (3, 2, 4))])
 def test_loops_and_scans_export_with_their_body_modules_exact(cls, shape):
     model = cls().eval()
     x = torch.randn(*shape)
@@ -254,6 +268,17 @@ def test_loops_and_scans_export_with_their_body_modules_exact(cls, shape):
     body = subgraph_modules(result)
     assert {v for k, v in body.items() if k.startswith(("Gemm", "Tanh"))} == {"step.fc", "step"}
     assert result.validate()["ok"].all()
+
+
+def test_torch_map_matches_pytorch_over_any_length():
+    model = Map().eval()
+    with pytest.raises(Exception, match="No ONNX function found for .*MapImpl"):
+        torch.onnx.export(model, (torch.randn(3, 2, 4),), dynamo=True, verbose=False)
+    result = hierx_nb.export(model, (torch.randn(3, 2, 4),), output=None, dynamic_shapes={"x": {0: "steps"}})
+    assert [n.op_type for n in result.onnx_model.graph] == ["Scan"]
+    assert str(result.onnx_model.graph.inputs[0].shape) == "[steps,2,4]"
+    for steps in (1, 5):
+        assert result.validate(model, (torch.randn(steps, 2, 4),))["ok"].all()
 
 
 # -- a failure caused by the inputs is never remembered for the model (fault 7) ------------------------
@@ -620,7 +645,8 @@ def test_a_sidecar_with_a_malformed_field_gets_one_line_naming_it(tmp_path):
         assert said in e.value.one_line() and "\n" not in e.value.one_line()
 
 
-def test_confidences_outside_0_1_in_a_file_are_refused(tmp_path):
+@pytest.mark.parametrize("bad", ["1.7", "-0.1", "nan", "high"])
+def test_confidences_outside_0_1_in_a_file_are_refused(tmp_path, bad):
     import onnx_ir as ir
 
     from hierx_nb.tagging import CONFIDENCE_KEY
@@ -630,9 +656,9 @@ def test_confidences_outside_0_1_in_a_file_are_refused(tmp_path):
     (tmp_path / "m.hierx.json").unlink()
     model = ir.load(out)
     node = next(iter(model.graph))
-    node.metadata_props[CONFIDENCE_KEY] = "1.7"
+    node.metadata_props[CONFIDENCE_KEY] = bad
     ir.save(model, out)
-    with pytest.raises(hierx_nb.ExportError, match=r"hierx.confidence='1.7', not a confidence in \[0, 1\]"):
+    with pytest.raises(hierx_nb.ExportError, match=rf"hierx.confidence='{bad}', not a confidence in \[0, 1\]"):
         hierx_nb.load(out)
 
 
