@@ -16,6 +16,7 @@ from .errors import (
     CannotGenerate,
     DifferentModels,
     ExportError,
+    FixedLengthPrefill,
     InputError,
     InputMismatch,
     InputsRejected,
@@ -49,8 +50,8 @@ from .version import __version__
 __all__ = ["export", "export_for_generation", "load_generation", "GenerationResult", "load", "retag", "compare", "meta_model",
            "ExportResult", "Attempt", "strategies", "__version__", "load_ipython_extension", "unload_ipython_extension",
            # errors: one class per mistake (README, "Errors")
-           "BadSpec", "CacheOptions", "CannotGenerate", "DifferentModels", "ExportError", "InputError", "InputMismatch", "InputsRejected", "Mismatch",
-           "MissingDependency", "MissingInputs", "NoReference", "NoSuchFile", "NoWeights", "NotAModule", "NotComputed", "NotMadeFrom",
+           "BadSpec", "CacheOptions", "CannotGenerate", "DifferentModels", "ExportError", "FixedLengthPrefill", "InputError", "InputMismatch",
+           "InputsRejected", "Mismatch", "MissingDependency", "MissingInputs", "NoReference", "NoSuchFile", "NoWeights", "NotAModule", "NotComputed", "NotMadeFrom",
            "NotOnnxFile", "NotPretrainedFolder", "NotTagged", "OutputFolderMissing", "OutputIsFolder", "OutputNotWritable",
            "StructureOnly", "UnknownChoice", "UnknownModule", "UnloadableModel", "UntaggedSource"]
 

@@ -8,9 +8,12 @@ classes (the one that lets ``torch.export`` accept them), the original forward r
 returns comes back flattened again. Names (``CACHE_NAMING``):
 
 * inputs ``past_key_values.{layer}.key`` / ``past_key_values.{layer}.value`` and outputs
-  ``present.{layer}.key`` / ``present.{layer}.value`` for attention layers; other cache tensors keep
-  their attribute (``past_key_values.{layer}.conv_states``), an encoder-decoder cache adds
-  ``decoder`` / ``encoder`` after the layer (Optimum's ``past_key_values.{i}.decoder.key``);
+  ``present.{layer}.key`` / ``present.{layer}.value`` for attention layers;
+  ``past_key_values.{layer}.conv_state`` / ``.recurrent_state`` -> ``present.{layer}.conv_state`` /
+  ``.recurrent_state`` for layers that keep a recurrent state (Mamba, linear attention; a layer's
+  later states add their index, ``conv_state.1``); other cache tensors keep their attribute, an
+  encoder-decoder cache adds ``decoder`` / ``encoder`` after the layer (Optimum's
+  ``past_key_values.{i}.decoder.key``);
 * dynamic axes ``batch`` (axis 0 of everything), ``sequence`` (the new tokens), ``past_sequence``
   (the cache fed in) and ``total_sequence`` (``past_sequence`` + ``sequence``: the attention mask and
   the cache coming out); for encoder-decoders ``encoder_sequence`` (the encoder's output, its
@@ -35,12 +38,16 @@ from .errors import CacheOptions, ExportError, InputError
 CACHE_INPUT = "past_key_values"
 CACHE_OUTPUT = "present"
 CACHE_NAMING = (f"{CACHE_INPUT}.{{layer}}.key / {CACHE_INPUT}.{{layer}}.value in, "
-                f"{CACHE_OUTPUT}.{{layer}}.key / {CACHE_OUTPUT}.{{layer}}.value out")
+                f"{CACHE_OUTPUT}.{{layer}}.key / {CACHE_OUTPUT}.{{layer}}.value out; recurrent layers "
+                f"{CACHE_INPUT}.{{layer}}.conv_state / .recurrent_state -> {CACHE_OUTPUT}.{{layer}}.conv_state / "
+                ".recurrent_state")
 BATCH, SEQUENCE, PAST, TOTAL = "batch", "sequence", "past_sequence", "total_sequence"
 ENCODER_SEQUENCE = "encoder_sequence"
 # Names of cache sub-objects in the flat names (EncoderDecoderCache's two caches).
 _CACHE_PARTS = {"self_attention_cache": "decoder", "cross_attention_cache": "encoder"}
-_LEAF_NAMES = {"keys": "key", "values": "value"}
+_LEAF_NAMES = {"keys": "key", "values": "value", "conv_states": "conv_state", "recurrent_states": "recurrent_state"}
+# A linear-attention layer keeps its states by index (one per mixer); the first has no index in the name.
+_INDEXED = {"conv_states", "recurrent_states"}
 # Inputs whose axes are named by their role.
 TOKENS, MASK, POSITIONS, CACHE_POSITION = "input_ids", "attention_mask", "position_ids", "cache_position"
 
@@ -83,6 +90,10 @@ def _leaf_paths(context, path=()) -> dict[int, tuple]:
             return _leaf_paths(context["s"], path)
         if context.get("_t") in ("seq", "map"):
             return _leaf_paths(context["v"], path)
+        if context.get("_t") == "items":  # a dict with non-string keys, as [key, value] pairs
+            for k, v in context["v"]:
+                out.update(_leaf_paths(v, (*path, k)))
+            return out
         for k, v in context.items():
             out.update(_leaf_paths(v, (*path, k)))
     elif isinstance(context, list):
@@ -92,14 +103,18 @@ def _leaf_paths(context, path=()) -> dict[int, tuple]:
 
 
 def cache_name(prefix: str, path: tuple) -> str:
-    """The flat name of one cache tensor: ``("layers", 3, "keys")`` -> ``past_key_values.3.key``."""
+    """The flat name of one cache tensor: ``("layers", 3, "keys")`` -> ``past_key_values.3.key``,
+    ``("layers", 0, "conv_states", 0)`` -> ``past_key_values.0.conv_state`` (a later state of the same
+    layer keeps its index: ``conv_state.1``)."""
     parts = []
     layer = None
-    for p in path:
+    for before, p in zip((None, *path), path):
         if p == "layers":
             continue
         if isinstance(p, int) and layer is None:
             layer = p
+            continue
+        if p == 0 and before in _INDEXED:
             continue
         parts.append(_CACHE_PARTS.get(p, _LEAF_NAMES.get(p, str(p))))
     # The part (decoder/encoder) comes after the layer, as in Optimum's names.
@@ -181,7 +196,8 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
             kw[key] = pytree.tree_unflatten([unused[n] if n in unused else feeds.get(_identifier(n)) for n in names],
                                             spec)
         if cache_key is not None:
-            leaves = [fixed[n] if n in fixed else feeds[_identifier(n)] for n in cache_names]
+            leaves = [fixed[n] if n in fixed else feeds[_identifier(n)].clone() if n in mutated else feeds[_identifier(n)]
+                      for n in cache_names]
             kw[cache_key] = pytree.tree_unflatten(leaves, cache_spec)
         return _flat_outputs(call_original(kw))
 
@@ -192,9 +208,19 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
     # One eager run names the outputs, finds the cache tensors that are settings rather than state
     # (a sliding window's size: returned as they came in) and the cache's growing axis (present vs past).
     cache_names = list(cache_inputs)
+    # A linear-attention layer (Mamba, gated delta rule) updates its conv and recurrent states in place
+    # (copy_ into the cache's tensor): such a state is cloned inside the call, so the updated state is a
+    # new tensor the graph returns, not an input it would overwrite and drop.
+    mutated: set[str] = set()
     feeds = {_identifier(k): v.clone() for k, v in tensors.items()}
+    versions = {n: feeds[_identifier(n)]._version for n in cache_names}
     with torch.no_grad(), export_patches():
         outs = run(**feeds)
+    mutated.update(n for n in cache_names if feeds[_identifier(n)]._version != versions[n])
+    if mutated:  # again on fresh inputs, the states cloned
+        feeds = {_identifier(k): v.clone() for k, v in tensors.items()}
+        with torch.no_grad(), export_patches():
+            outs = run(**feeds)
     returned = {id(v) for _, v, _ in outs}
     for n in cache_names:
         t = tensors[n]
@@ -204,14 +230,17 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
             fixed[n] = tensors.pop(n)
             cache_inputs.remove(n)
     # An encoder's output the stage no longer reads (a decoder step that has the cross-attention cache)
-    # would be dropped from the graph: it stays a constant of the call instead of an input.
+    # would be dropped from the graph: it stays a constant of the call instead of an input. Reading only
+    # its shape is reading it (BART's decoder sizes the cross-attention mask by it): a constant would fix
+    # the batch and the encoder's length, so it is probed with other values and with a larger shape.
+    inputs = {id(v) for v in feeds.values()}  # outputs that only pass an input through do not count
     for _spec, names in structured.values():
         for n in [n for n in names if n in tensors and tensors[n].is_floating_point()]:
-            probe = dict(feeds, **{_identifier(n): feeds[_identifier(n)] + 1.0})
-            with torch.no_grad(), export_patches():
-                again = run(**probe)
-            inputs = {id(v) for v in feeds.values()}  # outputs that only pass an input through do not count
-            if all(torch.equal(a[1], b[1]) for a, b in zip(outs, again) if id(a[1]) not in inputs):
+            value = feeds[_identifier(n)]
+            larger = value
+            for axis in range(min(2, value.dim())):
+                larger = torch.cat([larger, larger.narrow(axis, 0, 1)], axis)
+            if not any(_reads(run, outs, inputs, dict(feeds, **{_identifier(n): v})) for v in (value + 1.0, larger)):
                 unused[n] = tensors.pop(n)
     # Outputs that are inputs passed through (a carried cache, the encoder's output) are not graph outputs.
     passed = {id(v) for v in feeds.values()}
@@ -251,9 +280,10 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
             if a:
                 axes[k] = a
         present = {n: v for (_, v, _), n in zip(outs, output_names) if n in cache_outputs}
-        for n_in, t in past.items():
+        for n_in in cache_inputs:  # the cross-attention cache too: its keys span the encoder's tokens
+            t = tensors[n_in]
             n_out = CACHE_OUTPUT + n_in[len(CACHE_INPUT):]
-            grown = present.get(n_out)
+            grown = present.get(n_out) if n_in in past else None
             a = {0: BATCH} if t.dim() and t.shape[0] == batch else {}
             if grown is not None and grown.dim() == t.dim():
                 for i, (x, y) in enumerate(zip(t.shape, grown.shape)):
@@ -277,6 +307,44 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
             if a:
                 axes[n] = a
     return Stage(name, flat, tensors, output_names, axes, cache_inputs, cache_outputs, constants)
+
+
+def state_layers(module: torch.nn.Module, captured: dict) -> dict[str, str]:
+    """The modules of a hybrid model's layers that keep a recurrent state rather than keys and values
+    (Mamba mixers, gated delta nets, short convolutions: the cache's linear-attention layers), qualified
+    name -> class name; ``{}`` for a model whose cache holds attention layers only.
+
+    The cache's layer ``i`` is the ``i``-th entry of the model's layer list; its state is the one of
+    the child that holds the causal convolution (every such layer keeps a ``conv_state``)."""
+    cache = next((v for v in captured.values() if is_cache(v)), None)
+    layers = getattr(getattr(cache, "self_attention_cache", cache), "layers", None) or []
+    stateful = [i for i, layer in enumerate(layers) if hasattr(layer, "conv_states")]
+    if not stateful:
+        return {}
+    blocks = next((name for name, m in module.named_modules()
+                   if isinstance(m, torch.nn.ModuleList) and len(m) == len(layers)), None)
+    if blocks is None:
+        return {f"layer {i}": type(layers[i]).__name__ for i in stateful}
+    found = {}
+    for i in stateful:
+        prefix = f"{blocks}.{i}" if blocks else str(i)
+        layer = module.get_submodule(prefix)
+        holder = next(((n, m) for n, m in layer.named_children()
+                       if any(isinstance(x, torch.nn.Conv1d) for x in m.modules())), None)
+        name, owner = (f"{prefix}.{holder[0]}", holder[1]) if holder else (prefix, layer)
+        found[name] = type(owner).__name__
+    return found
+
+
+def _reads(run, outs: list, inputs: set[int], probe: dict) -> bool:
+    """Whether the stage's outputs on ``probe`` differ from ``outs`` (or it fails on them)."""
+    try:
+        with torch.no_grad(), export_patches():
+            again = run(**probe)
+    except Exception:
+        return True
+    return len(again) != len(outs) or not all(torch.equal(a[1], b[1]) for a, b in zip(outs, again)
+                                              if id(a[1]) not in inputs)
 
 
 def _identifier(name: str) -> str:

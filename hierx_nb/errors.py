@@ -256,6 +256,15 @@ class CannotGenerate(InputError):
     encoder-only config) or whose ``generate`` fails on the inputs given."""
 
 
+class FixedLengthPrefill(ExportError):
+    """A hybrid model's recurrent layers (Mamba, linear attention) trace to the example prompt's length:
+    their scan over the prompt is unrolled token by token, so no prefill graph takes prompts of any length."""
+
+    hint = ("transformers' own exporter fixes the prompt length the same way, silently; export the single "
+            "forward for that prompt length with hierx_nb.export(model, kwargs=...) instead")
+    shell_hint = "export the single forward for one prompt length with hierx export MODEL -o FILE.onnx instead"
+
+
 class CacheOptions(InputError):
     """A KV cache was passed to ``export`` with ``dynamic_shapes``, ``input_names`` or ``output_names``,
     which name the forward's parameters: the cache's tensors have names of their own."""

@@ -218,7 +218,8 @@ def _run_strategies(ctx: ExportContext, candidates: tuple[Strategy, ...], auto: 
     predicted: dict[str, str] = {}
     if auto and not ctx.structure_only:  # a structure-only failure says nothing about the model
         t0 = time.perf_counter()
-        key, label = failure_memory.kind_of(ctx.model, ctx.args, ctx.kwargs)
+        key, label = failure_memory.kind_of(ctx.model, ctx.args, ctx.kwargs,
+                                            ctx.dynamic.dynamic_axes() if ctx.dynamic else None)
         remembered = failure_memory.memory().failed(key, warnings)
         predicted = {name: f"it failed for this kind of model ({label}) before: {reason}" for name, reason in remembered.items()}
         if not remembered:

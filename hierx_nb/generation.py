@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
 import time
 from collections.abc import Callable
 from os import PathLike
@@ -27,8 +28,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .caches import CACHE_INPUT, CACHE_NAMING, CACHE_OUTPUT, Stage, export_patches, plan_stage
-from .errors import CannotGenerate, ExportError, InputError, MissingDependency, NoReference, NoSuchFile, NotAModule, UnknownChoice, describe
+from .caches import CACHE_INPUT, CACHE_NAMING, CACHE_OUTPUT, SEQUENCE, Stage, export_patches, plan_stage, state_layers
+from .errors import CannotGenerate, ExportError, FixedLengthPrefill, InputError, MissingDependency, NoReference, NoSuchFile, NotAModule, UnknownChoice, describe
 from .exporter import export
 from .files import publish, staging
 from .hf_switches import experts_kernel, stage_kernel
@@ -250,6 +251,7 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
                                               **export_kwargs)
                 kernels[name] = kernel
             except ExportError as e:
+                _raise_fixed_length(model, name, stage, state_layers(module, captured), e)
                 raise ExportError(f"stage {name!r} ({type(module).__name__}) could not be exported: {e.message}",
                                   e.attempts) from None
         manifest = _manifest(model, stages, components, kernels)
@@ -260,6 +262,30 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
         model.train(was_training)
     return GenerationResult(components, manifest, out_dir, model=model, inputs=kept,
                             seconds=time.perf_counter() - started)
+
+
+_FIXED_AXIS = re.compile(r"inferred a static shape of (\d+) for dimension inputs\['(\w+)'\]\.shape\[(\d+)\]")
+
+
+def _raise_fixed_length(model, name: str, stage: Stage, layers: dict[str, str], error: ExportError) -> None:
+    """``FixedLengthPrefill`` when a hybrid model's stage failed because torch.export fixed its prompt's
+    length (the ``sequence`` axis), which its recurrent layers' token-by-token scan does."""
+    if not layers:
+        return
+    for attempt in error.attempts:
+        found = _FIXED_AXIS.search(attempt.reason or "")
+        if found is None:
+            continue
+        size, param, axis = int(found.group(1)), found.group(2), int(found.group(3))
+        graph_name = next((k for k in stage.kwargs if k.replace(".", "_") == param), param)
+        if stage.dynamic_axes.get(graph_name, {}).get(axis) != SEQUENCE:
+            continue
+        kinds = sorted(set(layers.values()))
+        raise FixedLengthPrefill(
+            f"{getattr(model.config, 'model_type', type(model).__name__)} ({type(model).__name__}): stage {name!r} "
+            f"cannot take prompts of any length: its recurrent layers ({', '.join(kinds)}: {', '.join(layers)}) "
+            f"keep a state instead of keys and values, and their scan over the prompt traces to exactly {size} "
+            f"tokens (torch.export fixed {graph_name}'s axis {axis})", error.attempts)
 
 
 def _encoder_stage(model, inputs: dict, parts: dict) -> dict:

@@ -41,12 +41,14 @@ def disabled() -> bool:
     return os.environ.get(ENV_OFF, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def kind_of(model: torch.nn.Module, args: tuple = (), kwargs: dict | None = None) -> tuple[str, str]:
+def kind_of(model: torch.nn.Module, args: tuple = (), kwargs: dict | None = None,
+            dynamic_axes: dict | None = None) -> tuple[str, str]:
     """``(key, label)``: a digest of what makes a model of this kind fail or not, and its class name.
 
-    The inputs' structure (``input_structure``) is part of the key: a failure caused by what was
-    passed (a ``DynamicCache`` torch.export does not take, a dict where a tensor goes) is remembered
-    for the model *with such inputs* only, never for the model itself.
+    The inputs' structure (``input_structure``) and the dynamic axes asked for are part of the key: a
+    failure caused by what was passed (a ``DynamicCache`` torch.export does not take, a dict where a
+    tensor goes, an axis asked to be dynamic that the model fixes) is remembered for the model *with
+    such inputs and axes* only, never for the model itself.
     """
     cls = type(model)
     label = f"{cls.__module__}.{cls.__qualname__}"
@@ -54,7 +56,9 @@ def kind_of(model: torch.nn.Module, args: tuple = (), kwargs: dict | None = None
     config_text = ""
     if config is not None and hasattr(config, "to_json_string"):
         config_text = config.to_json_string(use_diff=False) + str(getattr(config, "_attn_implementation", ""))
-    parts = [label, _source_fingerprint(cls), config_text, torch.__version__, input_structure(args, kwargs or {})]
+    axes = json.dumps({str(k): {str(a): str(n) for a, n in v.items()} for k, v in (dynamic_axes or {}).items()},
+                      sort_keys=True)
+    parts = [label, _source_fingerprint(cls), config_text, torch.__version__, input_structure(args, kwargs or {}), axes]
     return hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()[:32], label
 
 

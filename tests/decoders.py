@@ -8,6 +8,34 @@ import torch
 CAUSAL_LMS = ("llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text", "phi3", "gpt2", "gpt_neox", "granite",
               "qwen3_moe", "mixtral")
 ENCODER_DECODERS = ("bart", "whisper")
+# Hybrid models: layers that keep a recurrent state (Mamba mixers, gated delta nets, short convolutions)
+# beside attention layers; sizes of their own on top of SIZES (one layer of each kind).
+HYBRIDS = {
+    # Mamba-2 mixer, attention and MLP-only layers (the MLP layer has no cache: a DummyLayer).
+    "nemotron_h": {"layers_block_type": ["linear_attention", "full_attention", "mlp"], "num_hidden_layers": 3,
+                   "ssm_state_size": 16, "mamba_num_heads": 4, "mamba_head_dim": 16, "n_groups": 1, "chunk_size": 16},
+    # Attention and a Mamba-2 mixer side by side in every layer: keys, values and both states per layer.
+    "falcon_h1": {"mamba_d_ssm": 64, "mamba_n_heads": 4, "mamba_d_head": 16, "mamba_d_state": 16,
+                  "mamba_chunk_size": 16, "mamba_n_groups": 1},
+    "bamba": {"attn_layer_indices": [1], "mamba_n_heads": 4, "mamba_d_head": 32, "mamba_d_state": 16,
+              "mamba_chunk_size": 16},
+    "granitemoehybrid": {"layer_types": ["linear_attention", "full_attention"], "mamba_n_heads": 4, "mamba_d_head": 32,
+                         "mamba_d_state": 16, "mamba_chunk_size": 16, "num_local_experts": 2, "num_experts_per_tok": 1,
+                         "shared_intermediate_size": 64},
+    "zamba2": {"layers_block_type": ["linear_attention", "hybrid"], "hybrid_layer_ids": [1], "mamba_d_state": 16,
+               "n_mamba_heads": 2, "mamba_headdim": 64, "attention_hidden_size": 128, "attention_head_dim": 32,
+               "num_key_value_heads": 4, "chunk_size": 16},
+    # A short convolution (conv state only) and an attention layer.
+    "lfm2": {"layer_types": ["conv", "full_attention"], "block_ff_dim": 128},
+    # Gated delta rule (conv and recurrent states) and an attention layer, MoE MLPs.
+    "qwen3_next": {"layer_types": ["linear_attention", "full_attention"], "linear_key_head_dim": 16,
+                   "linear_value_head_dim": 16, "linear_num_key_heads": 2, "linear_num_value_heads": 4,
+                   "num_experts": 2, "num_experts_per_tok": 1, "moe_intermediate_size": 32,
+                   "shared_expert_intermediate_size": 32},
+    # A Mamba-1 layer (its reference scan loops over the tokens), then an attention layer.
+    "jamba": {"attn_layer_period": 2, "attn_layer_offset": 1, "expert_layer_period": 2, "expert_layer_offset": 1,
+              "num_experts": 2, "num_experts_per_tok": 1, "mamba_d_state": 8, "mamba_dt_rank": 8},
+}
 VOCAB = 256
 # Sliding-window models get a window shorter than prompt + 32 new tokens, so decoding crosses it.
 WINDOW = 16
@@ -34,6 +62,10 @@ def tiny_config(model_type: str):
     for key, token in (("pad_token_id", 0), ("bos_token_id", 1), ("eos_token_id", 2), ("decoder_start_token_id", 1)):
         if hasattr(config, key):
             setattr(config, key, token)
+    if model_type in HYBRIDS:  # their layer kinds are their own
+        for key, value in HYBRIDS[model_type].items():
+            setattr(config, key, value)
+        return config
     if getattr(config, "sliding_window", None):
         config.sliding_window = WINDOW
     if isinstance(getattr(config, "layer_types", None), list):

@@ -102,7 +102,7 @@ def test_runner_reads_the_folder_alone(llama):
 def test_cache_names():
     assert cache_name("past_key_values", ("layers", 3, "keys")) == "past_key_values.3.key"
     assert cache_name("present", ("self_attention_cache", "layers", 0, "values")) == "present.0.decoder.value"
-    assert cache_name("past_key_values", ("layers", 1, "conv_states")) == "past_key_values.1.conv_states"
+    assert cache_name("past_key_values", ("layers", 1, "conv_states", 0)) == "past_key_values.1.conv_state"
 
 
 def test_a_model_that_cannot_generate_gets_one_line(tmp_path):
@@ -261,7 +261,8 @@ def test_an_encoder_decoder_generates_with_its_cache(model_type, tmp_path):
     assert "present.1.decoder.key" in {v.name for v in graph.outputs}
     for name, component in result.components.items():
         assert not component.warnings, (name, component.warnings)  # matched PyTorch on the export's inputs
-        assert exact_share(component) >= 0.9, name
+        assert exact_share(component) >= 0.95, name
+        assert component.strategy == "dynamo", name  # the decode stage's axes let torch.export capture it
     assert set(result.components) == {"encoder", "prefill", "decode"}
     report = result.validate(max_new_tokens=NEW_TOKENS)
     assert report.attrs["tokens_equal"], (report.attrs["reference"], report.attrs["onnx"])
