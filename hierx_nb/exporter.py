@@ -1,9 +1,11 @@
 """``export``: run the strategies, tag the winner's ONNX model, build the tables, write the files."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from os import PathLike
 from pathlib import Path
 
@@ -36,6 +38,12 @@ from .version import __version__
 # Exports with more weights than this are not run in ONNX Runtime after export (time and memory);
 # the warning says so.
 CHECK_LIMIT_BYTES = 1024**3
+# The check's ONNX Runtime session (runtime.session), built for one run: basic graph optimizations
+# (constant folding; the fusions of the default level cost more than the run on BERT-base and change
+# nothing the check looks at), no weight prepacking (repacking BERT-base's matrices costs 0.4-0.8 s,
+# more than it saves on one run) and one thread (a single run on a shared machine loses more to
+# spinning threads than it gains: BERT-base 0.36 s against 0.57-0.69 s at load 5 on 2 cores).
+CHECK_SESSION = {"optimization": "basic", "prepack": False, "threads": 1}
 
 def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: str | PathLike | None = "model.onnx",
            strategy: str = "auto", *, structure_only: bool = False, opset: int | None = None,
@@ -112,7 +120,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
                             allow_dropped_inputs=droppable, compiled=compiled, progress=say)
         warnings: list[str] = []
         say("running the model eagerly: which modules execute", 0.0)
-        eager = _EagerRun(ctx, state, real=check or structure_only)
+        eager = _EagerRun(ctx, state, real=structure_only)
         ctx.eager_output_names = tensor_leaf_names(eager.outputs) if eager.error is None else None
         output_, used, attempts = _run_strategies(ctx, candidates, strategy == strategies.AUTO, warnings,
                                                   state.restore, eager)
@@ -134,20 +142,30 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
                               modules=modules, coverage=coverage, coverage_pct=coverage_pct, seconds=0.0,
                               structure_only=structure_only, onnx_model=output_.model, warnings=warnings,
                               io=io_frame(output_.model))
-        expected = None
+        pytorch_outputs = None
         if not structure_only:
             result.reference = Reference(model, args, kwargs)
-            # PyTorch's outputs from the export's own eager run: the check does not run the model again.
-            expected = None if eager.error is not None or not eager.real else \
-                [(to_numpy(t), str(t.dtype)) for t in tensor_leaves(eager.outputs)]
+            if check:
+                # PyTorch's side of the check: the export's one run on the real weights (if a strategy
+                # did not need it already), not a run of the check's own.
+                def pytorch_outputs() -> list | None:
+                    say("running the model in PyTorch for the check", 0.93)
+                    with _threads(1):  # beside the file's writing; and as CHECK_SESSION's threads
+                        eager.make_real()
+                    if eager.error is not None:
+                        return None
+                    return [(to_numpy(t), str(t.dtype)) for t in tensor_leaves(eager.outputs)]
+
+                if eager.writes:  # what the forward writes the file may hold: not while it is written
+                    eager.make_real()
             if out_path is None and check:
-                say("checking the model against PyTorch in ONNX Runtime", 0.92)
-                result.warnings += check_file(result, OnnxModel(model=result.onnx_model), expected)
+                say("checking the model against PyTorch in ONNX Runtime", 0.95)
+                result.warnings += check_file(result, OnnxModel(model=result.onnx_model), pytorch_outputs())
         if out_path is not None:
             say(f"writing {out_path.name} and its sidecar", 0.93)
             extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
             result.seconds = time.perf_counter() - started
-            _write(result, out_path, extra, external_data_threshold, say, expected if check else False)
+            _write(result, out_path, extra, external_data_threshold, say, pytorch_outputs)
     # torch.cond & co. (If/Loop/Scan bodies): the captures leave compiled calls of the higher-order ops
     # that the user's next eager run trips on; dynamo forgets them (the user's own compiled code stays).
     compiled.forget()
@@ -161,9 +179,7 @@ def check_file(result: ExportResult, onnx: OnnxModel, expected: list | None = No
     export's inputs (empty when all is well).
 
     ``expected``: PyTorch's outputs (numpy, dtype name) if already computed. One ONNX Runtime session
-    with basic graph optimizations (constant folding; the fusions of the default level cost more
-    than the run on BERT-base and change nothing the check looks at) and no weight prepacking (for
-    one run, repacking BERT-base's matrices costs 0.4-0.8 s, more than it saves). On a mismatch, the per-module
+    (``CHECK_SESSION``) and one run. On a mismatch, the per-module
     comparison names the first divergent module (and is kept as ``result.divergence``). Skipped,
     saying so, above ``CHECK_LIMIT_BYTES`` of weights.
     """
@@ -172,7 +188,7 @@ def check_file(result: ExportResult, onnx: OnnxModel, expected: list | None = No
         return [f"not checked against PyTorch: {size / 2**20:.0f} MiB of weights is above the "
                 f"{CHECK_LIMIT_BYTES / 2**20:.0f} MiB the export checks; run result.validate() to check it"]
     try:
-        report = compare_outputs(onnx, result.reference, expected=expected, optimization="basic", prepack=False)
+        report = compare_outputs(onnx, result.reference, expected=expected, **CHECK_SESSION)
         if report["ok"].all():
             return []
         line = mismatch_line(report) + " on the export's inputs"
@@ -197,6 +213,17 @@ def _droppable(model, args: tuple, kwargs: dict, names: Iterable[str]) -> frozen
         if not any(is_allowed(g, frozenset([name])) for g in given):
             raise UnknownChoice.of("input tensor in allow_dropped_inputs", name, given)
     return names
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    """PyTorch's intra-op threads set to ``n`` within the block (the user's setting is put back)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _empty(args) -> bool:
@@ -278,12 +305,15 @@ class _EagerRun:
     Watched by forward pre-hooks in a run of its own, never while a strategy captures: hooks that
     record are side effects, which ``torch.cond`` branches reject.
 
-    ``real``: on the real weights, under ``state``'s watch (what the forward writes into parameters
-    and buffers is copied then, and put back), as the check needs PyTorch's values. Else, first on a
-    weightless ``meta`` copy of the model (no arithmetic: BERT-base 0.15 s where the real run takes
-    1 s and more), which gives the modules and the output's structure; a model that cannot run on
-    ``meta`` (values read as numbers, ``torch.cond``, tensors kept outside parameters and buffers,
-    hooks of its own) runs for real. ``make_real`` runs it for real when a later step needs it.
+    First on a weightless ``meta`` copy of the model (no arithmetic: BERT-base 0.15 s where the real
+    run takes 1 s and more), which gives the modules and the output's structure. ``make_real`` runs it
+    on the real weights, under ``state``'s watch (what the forward writes into parameters and buffers
+    is copied then, and put back), when a later step needs it: a strategy that runs the model for
+    real, the check (PyTorch's outputs), or telling whether the inputs are at fault. A model that
+    cannot run on ``meta`` (values read as numbers, ``torch.cond``, tensors kept outside parameters
+    and buffers, hooks of its own) runs for real at once, as does any with ``real`` (structure-only:
+    the model is on ``meta`` already).
+    ``writes``: the meta run wrote into a parameter or buffer in place (a KV cache kept in buffers).
     """
 
     def __init__(self, ctx: ExportContext, state: ModelState, real: bool):
@@ -292,6 +322,7 @@ class _EagerRun:
         self.executed: set[str] = set()
         self.error: str | None = None
         self.outputs = None
+        self.writes = False  # the meta run wrote a parameter or buffer in place
         if real or not self._on_meta():
             self.make_real()
 
@@ -321,12 +352,16 @@ class _EagerRun:
         try:
             with unwatched():  # a meta run writes no real tensor: nothing to watch
                 meta_model, args, kwargs = _to_meta(model, fresh.args, fresh.kwargs)
+                state = [t for t in (*meta_model.parameters(), *meta_model.buffers()) if not t.is_inference()]
+                versions = [t._version for t in state]
                 executed, error, outputs = _watched_run(meta_model, self.ctx, args, kwargs)
         except Exception:  # the copy itself failed (an attribute deepcopy refuses)
             return False
         if error is not None:
+            self.ctx.compiled.forget()  # a torch.cond call dynamo compiled on meta tensors
             return False
         self.executed, self.outputs = executed, outputs
+        self.writes = any(t._version != v for t, v in zip(state, versions))
         return True
 
 
@@ -386,10 +421,10 @@ def _to_meta(model, args, kwargs):
 
 
 def _write(result: ExportResult, out_path: Path, module_extra: dict, external_data_threshold: int, say,
-           expected: list | None | bool = None) -> None:
-    """Stage the ONNX file, check the staged file in ONNX Runtime (its warnings go into the sidecar:
-    the weights are written once; ``expected``: PyTorch's outputs, False for no check), stage the
-    sidecar, then move both into place."""
+           pytorch_outputs: Callable[[], list | None] | None = None) -> None:
+    """Stage the ONNX file, check the staged file in ONNX Runtime against ``pytorch_outputs()``
+    (PyTorch's outputs, computed while the file is written; None: no check) (its warnings go into the
+    sidecar: the weights are written once), stage the sidecar, then move all into place."""
     model = result.onnx_model
     side_path = sidecar.sidecar_path_for(out_path)
     with staging(out_path.parent) as tmp:
@@ -398,8 +433,14 @@ def _write(result: ExportResult, out_path: Path, module_extra: dict, external_da
             with weights_as_inputs(model):
                 ir.save(model, staged[0][0])
         else:
-            staged = stage_model(model, tmp, out_path, external_data_threshold)
-            if expected is not False:
+            # Writing hundreds of MiB waits on the disk more than it computes: PyTorch's run for the
+            # check goes on meanwhile. Nothing touches the ONNX model while it is saved, and the run
+            # writes none of the weights the file holds (else it ran before: _EagerRun.writes).
+            with ThreadPoolExecutor(1, thread_name_prefix="hierx-save") as pool:
+                saving = pool.submit(stage_model, model, tmp, out_path, external_data_threshold)
+                expected = pytorch_outputs() if pytorch_outputs is not None else None
+                staged = saving.result()
+            if pytorch_outputs is not None:
                 say("checking the file against PyTorch in ONNX Runtime", 0.95)
                 result.warnings += check_file(result, OnnxModel(staged[0][0], model), expected)
             say(f"writing {out_path.name} and its sidecar", 0.97)

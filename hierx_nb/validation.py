@@ -13,15 +13,13 @@ from .runtime import OnnxModel
 
 
 def compare_outputs(model: OnnxModel, ref: Reference, atol: float | None = None, rtol: float | None = None,
-                    expected: list[tuple[np.ndarray, str]] | None = None, optimization: str = "all",
-                    prepack: bool = True) -> pd.DataFrame:
+                    expected: list[tuple[np.ndarray, str]] | None = None, **session_options) -> pd.DataFrame:
     """One row per model output: ``output, shape, max_abs_diff, max_rel_diff, ok`` (ONNX Runtime vs PyTorch).
 
     ``expected``: PyTorch's outputs when already computed (else the reference runs the model);
-    ``optimization``, ``prepack``: the session's graph optimization level and weight prepacking
-    (``runtime.session``)."""
+    ``session_options``: ``runtime.session``'s (``optimization``, ``prepack``, ``threads``)."""
     expected = ref.outputs() if expected is None else expected
-    with runtime.session(model, optimization=optimization, prepack=prepack) as run:
+    with runtime.session(model, **session_options) as run:
         got = run.run(run.feeds(reference=ref), ref.output_names)
     if len(got) != len(expected):
         raise ExportError(f"ONNX model has {len(got)} outputs, PyTorch gave {len(expected)} tensors")

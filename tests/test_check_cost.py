@@ -94,3 +94,41 @@ def test_counted_eager_runs_without_the_check():
     model = CountsEagerRuns().eval()
     hierx_nb.export(model, (torch.randn(2, 4),), output=None, check=False)
     assert model.eager_runs == 0  # the meta copy counted its own
+
+
+def test_a_file_holds_the_weights_as_found_when_the_forward_writes_them(tmp_path):
+    """PyTorch's run for the check goes on while the file is written, unless the forward writes into
+    weights the file holds (seen on the meta copy): then it runs first, and is put back before."""
+    import onnx_ir as ir
+
+    model = InPlaceKVCache().eval()
+    with torch.no_grad():
+        model.cache_k.fill_(0.5)
+    before = state_of(model)
+    result = hierx_nb.export(model, (torch.randn(1, 3, 4), 0), output=tmp_path / "m.onnx", strategy="dynamo")
+    assert result.strategy == "dynamo"
+    assert_same_state(before, model)
+    written = {v.name: v.const_value.numpy() for v in ir.load(tmp_path / "m.onnx").graph.initializers.values()}
+    cache = [a for a in written.values() if a.size == 8 * 4]  # the cache (dynamo keeps it transposed)
+    assert cache and all((a == 0.5).all() for a in cache)
+    weight = next(a for a in written.values() if a.shape == (4, 4))  # the Linear's, a view of proj.weight
+    assert abs(weight).sum() > 0
+
+
+def test_the_check_runs_pytorch_while_the_file_is_written(tmp_path, monkeypatch):
+    import threading
+
+    from hierx_nb import files
+
+    saving = []
+    real_stage = files.stage_model
+
+    def staged(*a, **k):
+        saving.append(threading.current_thread().name)
+        return real_stage(*a, **k)
+
+    monkeypatch.setattr("hierx_nb.exporter.stage_model", staged)
+    model = Named().eval()
+    result = hierx_nb.export(model, (torch.randn(2, 4),), output=tmp_path / "m.onnx")
+    assert result.warnings == [] and model.real_runs == 1
+    assert saving and saving[0].startswith("hierx-save")
