@@ -141,7 +141,7 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
         result = ExportResult(model_class=type(model).__name__, strategy=used, attempts=attempts, nodes=nodes,
                               modules=modules, coverage=coverage, coverage_pct=coverage_pct, seconds=0.0,
                               structure_only=structure_only, onnx_model=output_.model, warnings=warnings,
-                              io=io_frame(output_.model))
+                              io=io_frame(output_.model), checked=False)
         pytorch_outputs = None
         if not structure_only:
             result.reference = Reference(model, args, kwargs)
@@ -189,6 +189,7 @@ def check_file(result: ExportResult, onnx: OnnxModel, expected: list | None = No
                 f"{CHECK_LIMIT_BYTES / 2**20:.0f} MiB the export checks; run result.validate() to check it"]
     try:
         report = compare_outputs(onnx, result.reference, expected=expected, **CHECK_SESSION)
+        result.checked = True
         if report["ok"].all():
             return []
         line = mismatch_line(report) + " on the export's inputs"

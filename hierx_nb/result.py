@@ -49,6 +49,9 @@ class ExportResult:
     reference: Any = field(default=None, repr=False)  # set by export(): the model and inputs to validate against
     # Problems that still let a file out (outputs that differ from PyTorch's, checks skipped): plain strings.
     warnings: list[str] = field(default_factory=list)
+    # Whether export ran the file in ONNX Runtime against PyTorch's outputs (check=True): False when
+    # check=False, structure-only, or not checked (a warning says why); None for a loaded result.
+    checked: bool | None = None
     # Per-module answers, filled by profile() and validate(per_module=True); None until asked for.
     # latency: module, module_class, nodes, self_ms, total_ms, share (attrs kernel_ms, unattributed_ms).
     # divergence: module, module_class, outputs, max_abs_diff, max_rel_diff, ok (attrs first_divergent).

@@ -34,7 +34,9 @@ def test_check_false_never_runs_the_model_on_its_weights_under_dynamo():
     executed = result.modules.set_index("module")["executed"]
     assert executed["fc"] == True and executed["unused"] != True  # noqa: E712 (True or None)
     assert [o.name for o in result.onnx_model.graph.outputs] == ["hidden", "pooled"]
+    assert result.checked is False  # the result says the outputs were not compared with PyTorch's
     checked = hierx_nb.export(model, (torch.randn(2, 4),), output=None)
+    assert checked.checked is True
     assert model.real_runs == 1  # the check's PyTorch side: the one real run
     assert [o.name for o in checked.onnx_model.graph.outputs] == ["hidden", "pooled"]
     assert checked.modules["executed"].tolist() == result.modules["executed"].tolist()

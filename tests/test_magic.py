@@ -70,6 +70,14 @@ def files(folder):
 
 # -- success --------------------------------------------------------------------------------------
 
+def test_no_check_skips_the_check(shell):
+    res, out = run(shell, "%hierexport mlp x --no-check -r unchecked")
+    assert res.success, out
+    assert shell.user_ns["unchecked"].checked is False
+    res, out = run(shell, "%hierexport mlp x -r checked")
+    assert shell.user_ns["checked"].checked is True
+
+
 def test_exports_to_file_with_spaces_and_commas_in_args(shell, tmp_path):
     shell.user_ns["OUT"] = tmp_path
     res, out = run(shell, "%hierexport bert (ids, mask) -o {OUT}/bert.onnx")

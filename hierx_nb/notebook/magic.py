@@ -36,6 +36,9 @@ _OPTIONS = (
         "run the ONNX model in ONNX Runtime on the same inputs and show how its outputs compare with "
         "PyTorch's, per output and per module (the explorer's divergence view); a mismatch fails the "
         "cell (after -r has bound the result)")}),
+    (("--no-check",), {"action": "store_true", "help": (
+        "skip the check export does by default (the file run once in ONNX Runtime against PyTorch's "
+        "outputs, a mismatch shown as a warning): export(check=False)")}),
     (("--profile",), {"action": "store_true", "help": (
         "time each module in ONNX Runtime (result.profile(): kernel ms per run, fused kernels mapped "
         "back to modules) for the explorer's latency view")}),
@@ -174,7 +177,7 @@ class HierxMagics(Magics):
             result = export(model, args, kwargs, output=output, strategy=opts.strategy,
                             structure_only=opts.structure_only, torch_nn_filter=opts.torch_nn_filter,
                             dynamic_shapes=dynamic, allow_dropped_inputs=opts.allow_dropped_input or (),
-                            progress=progress)
+                            check=not opts.no_check, progress=progress)
             if opts.no_widget:
                 result.__class__ = SummaryResult  # the export's own fresh object: nobody else holds it
             if opts.result is not None:
@@ -212,7 +215,8 @@ def _generate(model, kwargs, output, opts, progress, user_ns):
     """``%hierexport model --generate``: ``export_for_generation``; the GenerationResult is returned."""
     import tempfile
 
-    for flag in ("structure_only", "dynamic", "torch_nn_filter", "profile", "no_widget", "compare", "allow_dropped_input"):
+    for flag in ("structure_only", "dynamic", "torch_nn_filter", "profile", "no_widget", "compare", "allow_dropped_input",
+                 "no_check"):
         if getattr(opts, flag):
             raise HierexportError(f"--{flag.replace('_', '-')} does not apply with --generate")
     folder = output or tempfile.mkdtemp(prefix="hierx-generate-")
