@@ -84,3 +84,19 @@ def _fresh(base: str, taken: set[str]) -> str:
         i += 1
     taken.add(f"{base}_{i}")
     return f"{base}_{i}"
+
+
+def unique_value_names(model: ir.Model) -> None:
+    """One value per name (ONNX's SSA rule): where an exporter gave a graph input or output a name an
+    inner value also has (torch.onnx's dynamo path applies ``input_names``/``output_names`` without
+    looking: ``output_names=["relu", "linear"]`` when ``linear`` is an inner value), the inner value
+    is renamed aside (``linear_1``); graph inputs, outputs and weights keep their names."""
+    graph = model.graph
+    kept = [*graph.inputs, *graph.outputs, *graph.initializers.values()]
+    names = {v.name for v in kept}
+    inner = [v for node in all_nodes(model) for v in node.outputs if v.name]
+    taken = names | {v.name for v in inner}
+    claimed = {id(v) for v in kept}
+    for value in inner:
+        if value.name in names and id(value) not in claimed:
+            value.name = _fresh(value.name, taken)

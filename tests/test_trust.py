@@ -366,6 +366,36 @@ def test_outputs_named_like_inner_values_give_a_valid_file():
     assert result.validate()["ok"].all()
 
 
+class TwoHeads(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = self.linear(x)
+        return torch.relu(y), y.sigmoid()
+
+
+@pytest.mark.parametrize("names", [{"output_names": ["relu", "linear"]}, {"input_names": ["linear"]},
+                                   {"input_names": ["relu"], "output_names": ["linear", "sigmoid"]}])
+def test_names_asked_for_that_inner_values_have_give_dynamo_a_valid_file(names):
+    """torch.onnx's dynamo path gives the graph's inputs and outputs the names asked for without looking at
+    its inner values (``linear`` is the Linear's output): a file that breaks SSA; the inner value is
+    renamed aside, so dynamo's own file is valid and auto keeps it."""
+    import onnx
+
+    with pytest.raises(Exception, match="single static assignment"):
+        plain = torch.onnx.export(TwoHeads().eval(), (torch.randn(2, 8),), dynamo=True, verbose=False, **names)
+        onnx.checker.check_model(plain.model_proto, full_check=True)
+    result = hierx_nb.export(TwoHeads().eval(), (torch.randn(2, 8),), output=None, **names)
+    assert result.strategy == "dynamo" and result.attempts[0].ok
+    onnx.checker.check_model(onnx_proto(result), full_check=True)
+    graph = result.onnx_model.graph
+    assert [v.name for v in graph.inputs] == names.get("input_names", ["x"])
+    assert [v.name for v in graph.outputs] == names.get("output_names", ["output_0", "output_1"])
+    assert result.validate()["ok"].all()
+
+
 def onnx_proto(result):
     import onnx_ir as ir
 

@@ -17,7 +17,7 @@ import torch
 from .. import shapes
 from ..attribution import NodeAttribution
 from ..errors import StrategyFailed, describe, first_line
-from ..graph_io import name_outputs
+from ..graph_io import name_outputs, unique_value_names
 from ..hierarchy import ModuleTree
 from ..preserve import DynamoCodes, copy_inputs
 from ..shapes import DynamicSpec
@@ -171,6 +171,7 @@ def verify(ctx: ExportContext, output: StrategyOutput, strategy: str) -> list[st
     fixed one, in the file or inside its graph at other sizes)."""
     if ctx.output_names is None and ctx.eager_output_names:  # last_hidden_state, logits
         name_outputs(output.model, ctx.eager_output_names)
+    unique_value_names(output.model)  # a name asked for that an inner value also has
     warnings: list[str] = []
     try:
         if not ctx.structure_only:
