@@ -2,7 +2,8 @@
 
 ``export_for_generation`` builds on ``transformers.exporters.utils.decompose_for_generation``: a real
 ``model.generate`` call is captured into the forward inputs of each stage (``prefill``, ``decode``;
-for multimodal models the encoders, projector, language model and ``lm_head``). Each stage is then
+for vision-language models ``language_model``, ``lm_head`` and ``decode``, to which this adds the
+image stage ``generate`` runs before the first forward and the token embeddings). Each stage is then
 exported by hierx's own ``export`` (strategies, module tags, checks against PyTorch), so the decode
 graph is tagged exactly like the prefill.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import json
 import re
 import time
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .caches import CACHE_INPUT, CACHE_NAMING, CACHE_OUTPUT, SEQUENCE, Stage, export_patches, plan_stage, state_layers
+from .caches import BATCH, CACHE_INPUT, CACHE_NAMING, CACHE_OUTPUT, SEQUENCE, Stage, export_patches, plan_stage, state_layers
 from .errors import CannotGenerate, ExportError, FixedLengthPrefill, InputError, MissingDependency, NoReference, NoSuchFile, NotAModule, UnknownChoice, describe
 from .exporter import export
 from .files import publish, staging
@@ -60,14 +62,48 @@ def default_inputs(model, batch: int = 2, length: int = 8) -> dict[str, torch.Te
     mels, positions = getattr(config, "num_mel_bins", None), getattr(config, "max_source_positions", None)
     if mels and positions:  # a speech encoder-decoder (Whisper): log-mel features, two frames per encoder position
         return {"input_features": torch.randn(batch, mels, 2 * positions, generator=generator)}
-    vocab = getattr(config, "vocab_size", None) or getattr(getattr(config, "text_config", None), "vocab_size", 100)
-    special = {getattr(config, k, None) for k in ("pad_token_id", "eos_token_id", "bos_token_id")}
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config  # a VLM's own vocab_size may be stale
+    vocab = getattr(text, "vocab_size", None) or getattr(config, "vocab_size", None) or 100
+    image_token = image_token_id(model)
+    special = {getattr(c, k, None) for c in (config, text)
+               for k in ("pad_token_id", "eos_token_id", "bos_token_id")} | {image_token}
     ids = torch.randint(3, max(4, vocab), (batch, length), generator=generator)
     ids = torch.where(torch.isin(ids, torch.tensor([s for s in special if isinstance(s, int)] or [-1])), 3, ids)
     mask = torch.ones(batch, length, dtype=torch.long)
     if batch > 1:
         mask[0, length // 2] = 0
+    if image_token is not None and getattr(config, "vision_config", None) is not None:
+        return _with_images(model, ids, mask, image_token, generator)
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def _with_images(model, ids: torch.Tensor, mask: torch.Tensor, token: int, generator) -> dict[str, torch.Tensor]:
+    """A vision-language model's prompts: one image each (``pixel_values`` of the vision config's
+    ``image_size``; ``(batch, channels, size, size)``, or ``(batch, 1, channels, size, size)`` for models
+    that take several images per prompt), its placeholder tokens first, as many as
+    ``get_image_features`` gives rows for one image."""
+    vision = model.config.vision_config
+    size, channels = getattr(vision, "image_size", None), getattr(vision, "num_channels", 3)
+    base = getattr(model, "base_model", None)
+    why = "its vision config has no image_size" if not isinstance(size, int) else None
+    if why is None and getattr(base, "get_image_features", None) is None:
+        why = "its base model has no get_image_features"
+    rows = None
+    for shape in ((ids.shape[0], channels, size, size), (ids.shape[0], 1, channels, size, size)) if why is None else ():
+        pixels = torch.randn(*shape, generator=generator)
+        try:
+            with torch.no_grad():
+                rows = ImageFeatures(base)(pixel_values=pixels[:1])["image_features"].shape[0]
+            break
+        except Exception as e:  # the other layout, else the reason
+            why = f"get_image_features fails on pixel_values of shape {tuple(pixels[:1].shape)}: {describe(e)}"
+    if rows is None:
+        raise CannotGenerate(f"{type(model).__name__}: no example image can be made from its config ({why})",
+                             hint="pass inputs=dict(input_ids=..., attention_mask=..., pixel_values=...) "
+                                  "as you would to model.generate")
+    placeholders = torch.full((ids.shape[0], rows), token, dtype=ids.dtype)
+    return {"input_ids": torch.cat([placeholders, ids], 1),
+            "attention_mask": torch.cat([torch.ones_like(placeholders), mask], 1), "pixel_values": pixels}
 
 
 @contextlib.contextmanager
@@ -138,9 +174,10 @@ class GenerationResult:
             self._runner = GenerationRunner(self.output_dir)
         return self._runner
 
-    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 32) -> np.ndarray:
-        """Greedy decoding in ONNX Runtime; ``(batch, prompt + new)`` int64 token ids (see ``GenerationRunner``)."""
-        return self.runner.generate(input_ids, attention_mask, max_new_tokens)
+    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 32, **images) -> np.ndarray:
+        """Greedy decoding in ONNX Runtime; ``(batch, prompt + new)`` int64 token ids (see ``GenerationRunner``).
+        ``images``: a vision-language model's image inputs (``pixel_values=...``)."""
+        return self.runner.generate(input_ids, attention_mask, max_new_tokens, images=images)
 
     def validate(self, max_new_tokens: int = 32, inputs: dict | None = None) -> pd.DataFrame:
         """The ONNX files' greedy tokens against ``model.generate(do_sample=False)`` on ``inputs``
@@ -157,7 +194,9 @@ class GenerationResult:
             ref = self.model.generate(**_clone(inputs), do_sample=False, max_new_tokens=max_new_tokens,
                                       output_logits=True, return_dict_in_generate=True)
         steps = []
-        tokens = self.runner.generate(ids, mask, max_new_tokens, logits=steps)
+        images = ({k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+                  if IMAGE_ENCODER in self.runner.stages else {})
+        tokens = self.runner.generate(ids, mask, max_new_tokens, logits=steps, images=images)
         want = ref.sequences.numpy()
         rows = []
         start = tokens.shape[1] - len(steps)  # the prompt (decoder-only) or the decoder's start token
@@ -233,13 +272,17 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
                                  f"{describe(cause)}") from None
         components: dict[str, ExportResult] = {}
         stages: dict[str, Stage] = {}
-        parts = {**_encoder_stage(model, inputs, parts), **parts}
+        parts = {**_encoder_stage(model, inputs, parts), **_image_stages(model, inputs, parts), **parts}
         if isinstance(experts, dict) and set(experts) - set(parts):
             raise UnknownChoice.of("stage in experts", next(iter(set(experts) - set(parts))), parts)
         kernels: dict[str, str | None] = {}
         for i, (name, (module, captured)) in enumerate(parts.items()):
             say(f"{name}: preparing its flat inputs", i / len(parts))
             stage = plan_stage(name, module, captured, dynamic)
+            if name == LM_HEAD:
+                _head_names(stage, dynamic)
+            if name == IMAGE_ENCODER:  # one image per run: its axes are the image's own
+                stage.dynamic_axes = {}
             stages[name] = stage
             say(f"{name}: exporting", i / len(parts))
             kernel, why = stage_kernel(model, name, experts, multi_token_decode)
@@ -300,6 +343,123 @@ def _encoder_stage(model, inputs: dict, parts: dict) -> dict:
     return {"encoder": (encoder, {n: inputs[n].clone() for n in names} | {"return_dict": True})}
 
 
+class ImageFeatures(torch.nn.Module):
+    """What ``generate`` runs before the first forward of a vision-language model:
+    ``base_model.get_image_features(...)`` (vision tower, feature selection, projector), the
+    features of every image concatenated into ``image_features`` ``(image tokens, hidden)``, the
+    rows that replace the image placeholder tokens' embeddings in order. Exported for one image
+    (the runner runs it once per image). The base model is the child ``model``, so the tags read
+    as in the whole model (``model.vision_tower...``)."""
+
+    def __init__(self, base: torch.nn.Module):
+        super().__init__()
+        self.model = base
+
+    def forward(self, **image_inputs):
+        out = self.model.get_image_features(**image_inputs, return_dict=True)
+        features = out.pooler_output if hasattr(out, "pooler_output") else out
+        if isinstance(features, (list, tuple)):
+            features = torch.cat(list(features), dim=0)
+        return {"image_features": features.reshape(-1, features.shape[-1])}
+
+
+class TokenEmbeddings(torch.nn.Module):
+    """The language model's input embeddings (``model.get_input_embeddings()``, scaled as the model
+    scales them): ``input_ids`` ``(batch, sequence)`` -> ``inputs_embeds`` ``(batch, sequence, hidden)``."""
+
+    def __init__(self, embed_tokens: torch.nn.Module):
+        super().__init__()
+        self.embed_tokens = embed_tokens
+
+    def forward(self, input_ids):
+        return {"inputs_embeds": self.embed_tokens(input_ids)}
+
+
+# The stages of a vision-language model: decompose_for_generation's language_model, lm_head and decode,
+# and before them the two steps that run outside its captured forwards.
+IMAGE_ENCODER, EMBED_TOKENS, LANGUAGE_MODEL, LM_HEAD = "image_encoder", "embed_tokens", "language_model", "lm_head"
+VLM_STAGES = {IMAGE_ENCODER, EMBED_TOKENS, LANGUAGE_MODEL, LM_HEAD, "decode"}
+
+
+def image_token_id(model) -> int | None:
+    config = getattr(model, "config", None)
+    for key in ("image_token_id", "image_token_index"):
+        value = getattr(config, key, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _image_stages(model, inputs: dict, parts: dict) -> dict:
+    """``{"image_encoder": ..., "embed_tokens": ...}`` for a vision-language model that
+    ``decompose_for_generation`` split into ``language_model`` (which takes ``inputs_embeds``),
+    ``lm_head`` and ``decode``. ``generate`` computes the image features before the first forward
+    (``mm_encoder_outputs``), so the split's capture never sees the vision tower or the projector
+    run, and the token embeddings the features are merged into are computed in the model's
+    Python; both become stages here. Raises ``CannotGenerate`` naming what is missing."""
+    name = type(model).__name__
+    if LANGUAGE_MODEL not in parts:
+        if (parts.get("prefill", (None, {}))[1].get("mm_encoder_outputs") or None) is not None:
+            raise CannotGenerate(f"{name}: decompose_for_generation did not split it (no language_model stage), and "
+                                 "its prefill takes the image features generate computed in Python "
+                                 "(mm_encoder_outputs), which no file here would make")
+        return {}
+    base = getattr(model, "base_model", None)
+    features = getattr(base, "get_image_features", None)
+    token = image_token_id(model)
+    takes = [k for k in inspect.signature(features).parameters if k != "kwargs"] if features is not None else []
+    given = [k for k in takes if isinstance(inputs.get(k), torch.Tensor)]
+    why = ("its base model has no get_image_features" if features is None else
+           "the config names no image_token_id" if token is None else
+           f"the inputs hold none of get_image_features' tensors ({', '.join(takes)})" if not given else
+           f"decompose_for_generation split it into {', '.join(parts)}, without a stage taking input_ids "
+           "before language_model" if "input_ids" not in inputs else None)
+    if why:
+        raise CannotGenerate(f"{name} cannot be exported for generation here: {why}",
+                             hint="pass inputs=dict(input_ids=..., attention_mask=..., pixel_values=...) "
+                                  "as you would to model.generate")
+    why = _unbuildable(parts[LANGUAGE_MODEL][1])
+    if why:
+        raise CannotGenerate(f"{name} cannot be exported for generation here: {why}",
+                             hint="vision-language models whose language model takes a 2-D padding mask and 2-D "
+                                  "positions (LLaVA, Idefics3, SmolVLM) generate in ONNX Runtime here")
+    # One image per run: get_image_features splits its output into a list per image, which fixes the
+    # number of images in a traced graph (torch.export specializes the unbind), so the file takes one.
+    return {IMAGE_ENCODER: (ImageFeatures(base), {k: inputs[k][:1].clone() for k in given}),
+            EMBED_TOKENS: (TokenEmbeddings(model.get_input_embeddings()), {"input_ids": inputs["input_ids"].clone()})}
+
+
+def _unbuildable(captured: dict) -> str | None:
+    """Why the runner could not feed the ``language_model`` stage from a prompt (``None`` if it can):
+    it builds a 2-D padding mask, 2-D positions and the cache position, and takes ``inputs_embeds``
+    from ``embed_tokens`` and ``image_encoder``; masks or positions the model builds in Python from
+    the prompt and its images (a prefix-LM's 4-D mask, one mask per attention type, 3-D m-RoPE
+    positions) have no file that makes them."""
+    odd = []
+    for key, value in captured.items():
+        if key == MASK and isinstance(value, dict):
+            odd.append(f"{key} as one mask per attention type ({', '.join(map(str, value))})")
+        elif key in (MASK, POSITIONS) and isinstance(value, torch.Tensor) and value.dim() != 2:
+            odd.append(f"{key} of {value.dim()} dimensions")
+        elif isinstance(value, torch.Tensor) and key not in ("inputs_embeds", MASK, POSITIONS, CACHE_POSITION):
+            odd.append(key)
+    if not odd:
+        return None
+    return (f"its language_model stage takes {'; '.join(odd)}, which the model builds in Python from the prompt "
+            "and its images and no exported file computes, so greedy decoding in ONNX Runtime could not feed it")
+
+
+def _head_names(stage: Stage, dynamic: bool) -> None:
+    """``lm_head`` (a ``Linear`` from the split: input ``input``, one unnamed output) returns ``logits``;
+    its input is the language model's hidden states, ``(batch, sequence, hidden)``."""
+    if stage.output_names == ["0"]:
+        stage.output_names = ["logits"]
+        stage.dynamic_axes.pop("0", None)
+    if dynamic:
+        for n in (*stage.kwargs, *stage.output_names):
+            stage.dynamic_axes[n] = {0: BATCH, 1: SEQUENCE}
+
+
 def _manifest(model, stages: dict[str, Stage], components: dict[str, ExportResult], kernels: dict[str, str]) -> dict:
     gen = getattr(model, "generation_config", None)
     eos = getattr(gen, "eos_token_id", None)
@@ -326,11 +486,16 @@ def _manifest(model, stages: dict[str, Stage], components: dict[str, ExportResul
             "cache_naming": CACHE_NAMING, "eos_token_id": eos, "pad_token_id": pad,
             "decoder_start_token_id": getattr(gen, "decoder_start_token_id", None),
             "forced_eos_token_id": getattr(gen, "forced_eos_token_id", None),
+            "image_token_id": image_token_id(model) if IMAGE_ENCODER in stages else None,
             "stages": entries,
             "how_to_run": ("run 'prefill' on the prompt (input_ids, attention_mask, position_ids = cumsum(mask) - 1), "
                            "then 'decode' once per new token: input_ids = the last token, attention_mask grown by one, "
                            "position_ids = the next position, and every past_key_values.* = the previous step's "
-                           "present.*; the next token is the argmax of the last logits")}
+                           "present.*; the next token is the argmax of the last logits"
+                           + ("; a vision-language model's prefill is embed_tokens on the prompt, its rows at "
+                              "image_token_id replaced in order by image_encoder's image_features, then "
+                              "language_model on those inputs_embeds (its present.* feed decode) and lm_head on "
+                              "its last_hidden_state" if IMAGE_ENCODER in stages else ""))}
 
 
 # ----------------------------------------------------------------------------------------------- runner
@@ -340,7 +505,9 @@ class GenerationRunner:
 
     Runs ``prefill`` + ``decode``, after an ``encoder`` for encoder-decoders (its output and the
     encoder's attention mask are fed to every decoder step; the decoder starts from the manifest's
-    ``decoder_start_token_id``). Multimodal stages need the merge their model does in Python: ``InputError``.
+    ``decoder_start_token_id``). For a vision-language model the prompt's step is ``embed_tokens``,
+    the rows at ``image_token_id`` replaced by ``image_encoder``'s features (one run per image), then
+    ``language_model`` and ``lm_head``; ``decode`` takes the tokens after it.
     """
 
     def __init__(self, folder: str | PathLike, threads: int | None = None):
@@ -354,9 +521,10 @@ class GenerationRunner:
                              "text-generation -o FOLDER first")
         self.manifest = json.loads(path.read_text(encoding="utf-8"))
         stages = self.manifest["stages"]
-        if set(stages) not in ({"prefill", "decode"}, {"encoder", "prefill", "decode"}):
-            raise InputError(f"this export has the stages {', '.join(stages)}: only prefill + decode "
-                             "(with an encoder before them) can be generated from in ONNX Runtime here")
+        if set(stages) not in ({"prefill", "decode"}, {"encoder", "prefill", "decode"}, VLM_STAGES):
+            raise InputError(f"this export has the stages {', '.join(stages)}: only prefill + decode (with an "
+                             "encoder before them, or a vision-language model's image_encoder, embed_tokens, "
+                             "language_model and lm_head) can be generated from in ONNX Runtime here")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads is not None:
@@ -368,9 +536,11 @@ class GenerationRunner:
 
     encoded: dict[str, np.ndarray] = {}  # the encoder's outputs for the current generate() (encoder-decoders)
 
-    def _feeds(self, stage: str, ids: np.ndarray, mask: np.ndarray, past: dict[str, np.ndarray]) -> dict:
+    def _feeds(self, stage: str, ids: np.ndarray, mask: np.ndarray, past: dict[str, np.ndarray],
+               given: dict[str, np.ndarray] | None = None) -> dict:
         session = self.sessions[stage]
         feeds = {}
+        given = given or {}
         query = ids.shape[1]
         total = mask.shape[1] if mask is not None else query
         positions = None
@@ -379,7 +549,9 @@ class GenerationRunner:
             positions = np.where(mask == 0, 1, positions)[:, total - query:]
         for i in session.get_inputs():
             n = i.name
-            if n == TOKENS:
+            if n in given:
+                feeds[n] = given[n]
+            elif n == TOKENS:
                 feeds[n] = ids
             elif n == MASK and mask is not None:
                 feeds[n] = mask
@@ -398,13 +570,15 @@ class GenerationRunner:
         return feeds
 
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 32,
-                 logits: list | None = None, timings: list | None = None) -> np.ndarray:
+                 logits: list | None = None, timings: list | None = None, images: dict | None = None) -> np.ndarray:
         """``(batch, prompt + new)`` int64 token ids: the prompt, then up to ``max_new_tokens``
         greedy tokens (a row that produced the end-of-sequence token continues with the pad token,
         and decoding stops when every row has; as ``model.generate`` does).
 
         ``logits``: a list receiving each step's last-position logits, float32 ``(batch, vocab)``.
         ``timings``: a list receiving each run's seconds (the prefill first, then one per decode step).
+        ``images``: a vision-language model's image inputs (``pixel_values``, and what else its
+        ``image_encoder`` file takes), one image's features per run of ``image_token_id`` in the prompt.
         """
         ids = np.asarray(input_ids.numpy() if isinstance(input_ids, torch.Tensor) else input_ids)
         encoder_inputs = [i.name for i in self.sessions["encoder"].get_inputs()] if "encoder" in self.sessions else []
@@ -420,7 +594,44 @@ class GenerationRunner:
                               dtype=np.int64)
             if mask.shape != ids.shape:
                 raise InputError(f"attention_mask has shape {mask.shape}, input_ids {ids.shape}: they must match")
+        self.images = self._image_feeds(images)
         return self._generate(ids, mask, max_new_tokens, logits, timings)
+
+    images: dict[str, np.ndarray] = {}  # the image inputs of the current generate() (vision-language models)
+
+    def _image_feeds(self, images: dict | None) -> dict[str, np.ndarray]:
+        if IMAGE_ENCODER not in self.sessions:
+            if images:
+                raise InputError(f"this export takes no images (stages {', '.join(self.stages)}): "
+                                 f"drop {', '.join(images)}")
+            return {}
+        names = [i.name for i in self.sessions[IMAGE_ENCODER].get_inputs()]
+        images = {k: (v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in (images or {}).items()}
+        missing = [n for n in names if n not in images]
+        if missing:
+            raise InputError(f"this vision-language model's image_encoder takes {', '.join(names)}: "
+                             f"give {', '.join(missing)} (generate(..., pixel_values=...))")
+        return {n: images[n] for n in names}
+
+    def _vlm_prefill(self, ids: np.ndarray, mask: np.ndarray) -> tuple[dict, dict]:
+        """The prompt's embeddings with the image features in place of the image tokens, through
+        ``language_model`` and ``lm_head``: ``({"logits": ...}, language_model's outputs)``."""
+        embeds = self.sessions[EMBED_TOKENS].run(None, {"input_ids": ids})[0]
+        count = len(next(iter(self.images.values())))
+        features = np.concatenate([self.sessions[IMAGE_ENCODER].run(None, {k: v[i:i + 1] for k, v in self.images.items()})[0]
+                                   for i in range(count)])
+        slots = ids == self.manifest["image_token_id"]
+        if int(slots.sum()) != features.shape[0]:
+            raise InputError(f"the prompt has {int(slots.sum())} image tokens (id {self.manifest['image_token_id']}) "
+                             f"and the images give {features.shape[0]} feature rows: they must match")
+        embeds = embeds.copy()
+        embeds[slots] = features.astype(embeds.dtype)  # row-major order, as masked_scatter fills them
+        session = self.sessions[LANGUAGE_MODEL]
+        out = dict(zip([o.name for o in session.get_outputs()],
+                       session.run(None, self._feeds(LANGUAGE_MODEL, ids, mask, {}, {"inputs_embeds": embeds}))))
+        hidden = out["last_hidden_state"]
+        head = self.sessions[LM_HEAD]
+        return {"logits": head.run(None, {head.get_inputs()[0].name: hidden})[0]}, out
 
     def _generate(self, ids, mask, max_new_tokens, logits, timings) -> np.ndarray:
         eos = self.manifest.get("eos_token_id")
@@ -440,13 +651,18 @@ class GenerationRunner:
         done = np.zeros(ids.shape[0], dtype=bool)
         past: dict[str, np.ndarray] = {}
         step_ids = sequences
+        vlm = LANGUAGE_MODEL in self.sessions
         for step in range(max_new_tokens):
-            stage = "prefill" if step == 0 else "decode"
+            stage = "decode" if step else LANGUAGE_MODEL if vlm else "prefill"
             spec = self.stages[stage]
             session = self.sessions[stage]
-            feeds = self._feeds(stage, step_ids, mask, past)
             t0 = time.perf_counter()
-            out = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+            if vlm and not step:
+                head, out = self._vlm_prefill(step_ids, mask)
+                out.update(head)
+            else:
+                out = dict(zip([o.name for o in session.get_outputs()],
+                               session.run(None, self._feeds(stage, step_ids, mask, past))))
             if timings is not None:
                 timings.append(time.perf_counter() - t0)
             last = out["logits"][:, -1, :].astype(np.float32)

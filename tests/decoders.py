@@ -36,6 +36,9 @@ HYBRIDS = {
     "jamba": {"attn_layer_period": 2, "attn_layer_offset": 1, "expert_layer_period": 2, "expert_layer_offset": 1,
               "num_experts": 2, "num_experts_per_tok": 1, "mamba_d_state": 8, "mamba_dt_rank": 8},
 }
+# Vision-language models that generate in ONNX Runtime: a vision tower of 32x32 images in 8x8 patches,
+# the same tiny text model (tiny() builds any model type with a vision config, gemma3 too).
+VISION_LANGUAGE = ("llava", "idefics3")
 VOCAB = 256
 # Sliding-window models get a window shorter than prompt + 32 new tokens, so decoding crosses it.
 WINDOW = 16
@@ -48,16 +51,35 @@ SIZES = {
     "num_experts": 4, "num_local_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64,
     "max_position_embeddings": 512, "max_target_positions": 512, "max_source_positions": 512,
     "num_mel_bins": 16,
+    "image_size": 32, "patch_size": 8, "projection_dim": 64, "mm_tokens_per_image": 4, "scale_factor": 2,
 }
+IMAGE_TOKEN = VOCAB - 1
 
 
 def tiny_config(model_type: str):
     from transformers import AutoConfig
 
     config = AutoConfig.for_model(model_type)
+    vision = getattr(config, "vision_config", None)
+    if vision is not None:  # a vision-language model: its vision and text configs (in place) shrunk as well
+        for part in (config, vision, config.get_text_config()):
+            _shrink(part)
+        tiny_text(config.get_text_config(), model_type)
+        for key in ("image_token_id", "image_token_index"):
+            if hasattr(config, key):
+                setattr(config, key, IMAGE_TOKEN)
+        return config
+    _shrink(config)
+    return tiny_text(config, model_type)
+
+
+def _shrink(config) -> None:
     for key, value in SIZES.items():
         if isinstance(getattr(config, key, None), int) and not isinstance(getattr(config, key), bool):
             setattr(config, key, value)
+
+
+def tiny_text(config, model_type: str):
     config.vocab_size = VOCAB
     for key, token in (("pad_token_id", 0), ("bos_token_id", 1), ("eos_token_id", 2), ("decoder_start_token_id", 1)):
         if hasattr(config, key):
@@ -81,10 +103,12 @@ def tiny_config(model_type: str):
 
 def tiny(model_type: str) -> torch.nn.Module:
     """A tiny model of ``model_type`` with a generation head, in eval mode, seeded."""
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq
 
     config = tiny_config(model_type)
     torch.manual_seed(0)
+    if getattr(config, "vision_config", None) is not None:
+        return AutoModelForImageTextToText.from_config(config).eval()
     if model_type == "whisper":
         return AutoModelForSpeechSeq2Seq.from_config(config).eval()
     if model_type in ENCODER_DECODERS:

@@ -8,7 +8,7 @@ import numpy as np
 import onnx_ir as ir
 import pytest
 import torch
-from decoders import CAUSAL_LMS, tiny
+from decoders import CAUSAL_LMS, IMAGE_TOKEN, VISION_LANGUAGE, tiny
 
 import hierx_nb
 from hierx_nb.caches import cache_name
@@ -267,3 +267,55 @@ def test_an_encoder_decoder_generates_with_its_cache(model_type, tmp_path):
     report = result.validate(max_new_tokens=NEW_TOKENS)
     assert report.attrs["tokens_equal"], (report.attrs["reference"], report.attrs["onnx"])
     assert report["max_abs_diff"].max() < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", VISION_LANGUAGE)
+def test_a_vision_language_model_generates_from_pixels(model_type, tmp_path):
+    """LLaVA and Idefics3: decompose_for_generation splits them into language_model (inputs_embeds in,
+    the cache out), lm_head and decode; generate() computes the image features before the first
+    forward, so the image stage (vision tower, feature selection, projector) and the token embeddings
+    are stages of their own. ONNX Runtime then generates from pixel_values the tokens of
+    model.generate(do_sample=False), 32 of them; the model and the inputs are unchanged."""
+    model = tiny(model_type)
+    inputs = default_inputs(model)
+    before, given = model_state(model), {k: v.clone() for k, v in inputs.items()}
+    assert {"input_ids", "attention_mask", "pixel_values"} == set(inputs)
+    assert (inputs["input_ids"] == IMAGE_TOKEN).sum() > 0
+    result = export_for_generation(model, tmp_path, inputs=inputs)
+    assert list(result.components) == ["image_encoder", "embed_tokens", "language_model", "lm_head", "decode"]
+    for name, component in result.components.items():
+        assert exact_share(component) >= 0.95, (name, exact_share(component))
+    io = {n: set(c.io["name"]) for n, c in result.components.items()}
+    assert io["image_encoder"] == {"pixel_values", "image_features"}
+    assert {"inputs_embeds", "present.1.value", "last_hidden_state"} <= io["language_model"]
+    assert "past_key_values.0.key" not in io["language_model"] and "past_key_values.0.key" in io["decode"]
+    assert "pixel_values" not in io["decode"]
+    # tagged as in the whole model
+    assert any(m.startswith("model.vision") for m in result.components["image_encoder"].nodes["module"])
+    report = result.validate(max_new_tokens=NEW_TOKENS)
+    assert report.attrs["tokens_equal"], (report.attrs["reference"], report.attrs["onnx"])
+    assert len(report) == NEW_TOKENS and report["max_abs_diff"].max() < 1e-4
+    # the images matter: other pixels give other tokens, in ONNX Runtime as in PyTorch
+    other = dict(inputs, pixel_values=inputs["pixel_values"].flip(-1) * 3)
+    with torch.no_grad():
+        want = model.generate(**other, do_sample=False, max_new_tokens=8).numpy()
+    got = result.generate(other["input_ids"], other["attention_mask"], 8, pixel_values=other["pixel_values"])
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, report.attrs["onnx"][:, : got.shape[1]])
+    assert not bit_identical(before, model_state(model))
+    assert not bit_identical(given, inputs)
+    with pytest.raises(hierx_nb.InputError, match="pixel_values"):
+        result.generate(inputs["input_ids"], inputs["attention_mask"], 2)
+
+
+def test_a_vision_language_model_the_runner_cannot_feed_gets_one_line(tmp_path):
+    """Gemma 3: its language model takes one 4-D mask per attention type, which the model builds in
+    Python (bidirectional over each image's tokens): no file computes it, so export_for_generation
+    says so in one line, naming the stage, before exporting anything."""
+    model = tiny("gemma3")
+    with pytest.raises(CannotGenerate) as e:
+        export_for_generation(model, tmp_path)
+    line = str(e.value)
+    assert "\n" not in line and "language_model" in line and "attention_mask" in line, line
+    assert not list(tmp_path.glob("*.onnx"))
