@@ -367,3 +367,27 @@ def test_compare_fills_the_explorer_compare_metric(shell, tmp_path):
     res, out = run(shell, f"%hierexport mlp x --structure-only --compare {b}")
     assert type(res.error_in_exec) is hierx_nb.StructureOnly and "--compare needs weights" in out
     assert_usable(shell)
+
+
+PICK_HEADS = """
+class PickHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x, heads):
+        return self.fc(x)[:, : int(heads.item())]  # the tracer bakes heads in
+
+pick = PickHeads().eval()
+pick_args = (torch.randn(2, 8), torch.tensor(3))
+"""
+
+
+def test_allow_dropped_input(shell):
+    assert run(shell, PICK_HEADS)[0].success
+    res, out = run(shell, "%hierexport pick pick_args -s htp --no-widget")
+    assert not res.success and "--allow-dropped-input heads" in out
+    res, out = run(shell, "%hierexport pick pick_args -s htp --allow-dropped-input heads --no-widget -r picked")
+    assert res.success, out
+    assert "hierexport: warning: htp: the file has no input for heads" in out
+    assert [v.name for v in shell.user_ns["picked"].onnx_model.graph.inputs] == ["x"]
