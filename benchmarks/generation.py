@@ -4,7 +4,8 @@
     python benchmarks/generation.py compare [--types llama,qwen2,gpt2,mixtral] [--repeats 200]
 
 ``sweep``: every model of issue 18 (tests/decoders.py: twelve causal LMs, 2 layers, hidden 64, vocab
-256, sliding windows of 16 so decoding crosses them) exported with ``export_for_generation``; per model:
+256, sliding windows of 16 so decoding crosses them; BART, Whisper; the vision-language models LLaVA
+and Idefics3 on 32x32 images) exported with ``export_for_generation``; per model:
 seconds, strategy and % of nodes exact per stage, and whether ``.generate`` in ONNX Runtime gives the
 tokens of ``model.generate(do_sample=False)`` for 32 new tokens (largest per-step logit difference).
 Each model runs in its own subprocess.
@@ -29,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from decoders import CAUSAL_LMS, ENCODER_DECODERS  # noqa: E402
+from decoders import CAUSAL_LMS, ENCODER_DECODERS, VISION_LANGUAGE  # noqa: E402
 from subprocess_rows import row_of  # noqa: E402  (benchmarks/, the script's own folder)
 
 COMPARED = ("llama", "qwen2", "gpt2", "mixtral")
@@ -156,7 +157,7 @@ def main() -> None:
         row = sweep_one(args.one, args.new_tokens) if args.mode == "sweep" else compare_one(args.one, args.repeats)
         print("ROW " + json.dumps(row))
         return
-    default = (*CAUSAL_LMS, *ENCODER_DECODERS) if args.mode == "sweep" else COMPARED
+    default = (*CAUSAL_LMS, *ENCODER_DECODERS, *VISION_LANGUAGE) if args.mode == "sweep" else COMPARED
     types = args.types.split(",") if args.types else list(default)
     extra = ["--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats)]
     for t in types:
