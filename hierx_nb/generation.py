@@ -34,7 +34,7 @@ from .caches import BATCH, CACHE_INPUT, CACHE_NAMING, CACHE_OUTPUT, SEQUENCE, St
 from .errors import CannotGenerate, ExportError, FixedLengthPrefill, InputError, MissingDependency, NoReference, NoSuchFile, NotAModule, UnknownChoice, describe
 from .exporter import export
 from .files import publish, staging
-from .hf_switches import experts_kernel, stage_kernel
+from .hf_switches import EXPERTS, GROUPED, experts_kernel, stage_kernel
 from .result import ExportResult, load
 
 MANIFEST = "manifest.json"
@@ -229,7 +229,8 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
     ``experts``: the kernel of mixture-of-experts layers, chosen per stage when None by how many
     tokens the stage runs and how large the experts are (``hf_switches.stage_kernel``; README
     "Mixtures of experts"); ``"batched_mm"`` / ``"grouped_mm"`` for every stage, or a dict stage ->
-    kernel. Each stage's manifest entry says which it computes with (``experts``).
+    kernel. Each stage's manifest entry says which it computes with (``experts``). A stage for which
+    the rule chose ``grouped_mm`` (dynamo only) and no strategy exports it gets ``batched_mm``.
 
     Raises ``CannotGenerate`` (an ``InputError``) for a model without ``generate``, and
     ``ExportError`` naming the stage and every strategy's reason when a stage cannot be exported.
@@ -285,18 +286,21 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
                 stage.dynamic_axes = {}
             stages[name] = stage
             say(f"{name}: exporting", i / len(parts))
-            kernel, why = stage_kernel(model, name, experts, multi_token_decode)
-            try:
-                with export_patches(), experts_kernel(kernel, why):
-                    components[name] = export(stage.module, kwargs=stage.feeds(), output=out_dir / f"{name}.onnx",
-                                              strategy=strategy, dynamic_axes=stage.dynamic_axes or None,
-                                              input_names=list(stage.kwargs), output_names=stage.output_names,
-                                              **export_kwargs)
-                kernels[name] = kernel
-            except ExportError as e:
-                _raise_fixed_length(model, name, stage, state_layers(module, captured), e)
-                raise ExportError(f"stage {name!r} ({type(module).__name__}) could not be exported: {e.message}",
-                                  e.attempts) from None
+            for kernel, why in _kernel_tries(model, name, experts, multi_token_decode):
+                try:
+                    with export_patches(), experts_kernel(kernel, why):
+                        components[name] = export(stage.module, kwargs=stage.feeds(), output=out_dir / f"{name}.onnx",
+                                                  strategy=strategy, dynamic_axes=stage.dynamic_axes or None,
+                                                  input_names=list(stage.kwargs), output_names=stage.output_names,
+                                                  **export_kwargs)
+                    kernels[name] = kernel
+                    break
+                except ExportError as e:
+                    failed = e
+            else:
+                _raise_fixed_length(model, name, stage, state_layers(module, captured), failed)
+                raise ExportError(f"stage {name!r} ({type(module).__name__}) could not be exported: {failed.message}",
+                                  failed.attempts) from None
         manifest = _manifest(model, stages, components, kernels)
         with staging(out_dir) as tmp:  # staged beside the target and moved into place, like the .onnx files
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -329,6 +333,16 @@ def _raise_fixed_length(model, name: str, stage: Stage, layers: dict[str, str], 
             f"cannot take prompts of any length: its recurrent layers ({', '.join(kinds)}: {', '.join(layers)}) "
             f"keep a state instead of keys and values, and their scan over the prompt traces to exactly {size} "
             f"tokens (torch.export fixed {graph_name}'s axis {axis})", error.attempts)
+
+
+def _kernel_tries(model, stage: str, asked, multi_token_decode: bool):
+    """``(experts kernel, why)`` to export ``stage`` with, in order: the chosen one, then, when the rule
+    (not the user) chose ``grouped_mm``, ``batched_mm``: grouped_mm's translation is dynamo's alone, and
+    a stage another strategy captures must not fail for a kernel the user did not ask for."""
+    kernel, why = stage_kernel(model, stage, asked, multi_token_decode)
+    yield kernel, why
+    if kernel == GROUPED and asked is None:
+        yield EXPERTS, f"{stage}: grouped_mm did not export, batched_mm does with every strategy"
 
 
 def _encoder_stage(model, inputs: dict, parts: dict) -> dict:

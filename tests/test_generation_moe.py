@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers as T
 
-from hierx_nb.errors import UnknownChoice
+from hierx_nb.errors import ExportError, UnknownChoice
 from hierx_nb.generation import default_inputs, export_for_generation
 from hierx_nb.hf_switches import EXPERT_NODES_AS_ELEMENTS, stage_kernel
 
@@ -120,3 +120,25 @@ def test_experts_naming_no_stage_gets_one_line(tmp_path):
 
     with pytest.raises(UnknownChoice, match="unknown stage in experts 'prefil'"):
         export_for_generation(tiny("qwen3_moe"), tmp_path, experts={"prefil": "batched_mm"})
+
+
+@pytest.mark.slow
+def test_a_stage_only_another_strategy_captures_falls_back_to_batched_mm(tmp_path):
+    """grouped_mm's translation is dynamo's: with htp the rule's prefill kernel cannot export, so the
+    stage is exported with batched_mm (said in its switch line and the manifest) instead of failing."""
+    from decoders import tiny
+
+    model = tiny("qwen3_moe")
+    result = exported(model, tmp_path, strategy="htp")
+    assert {n: c.strategy for n, c in result.components.items()} == {"prefill": "htp", "decode": "htp"}
+    assert {n: s["experts"] for n, s in result.manifest["stages"].items()} == {"prefill": "batched_mm",
+                                                                              "decode": "batched_mm"}
+    assert result.components["prefill"].attempts[-1].switched == (
+        "experts_implementation: grouped_mm -> batched_mm (prefill: grouped_mm did not export, "
+        "batched_mm does with every strategy)",)
+    assert matmuls(result.components["prefill"]) == 2
+    assert result.validate(max_new_tokens=8).attrs["tokens_equal"]
+    # Asked for by the user, grouped_mm is not replaced: the stage fails, naming it.
+    with pytest.raises(ExportError, match="stage 'prefill'"):
+        export_for_generation(model, tmp_path / "asked", strategy="htp", experts={"prefill": "grouped_mm"})
+    assert model.config._experts_implementation == "grouped_mm"
