@@ -73,6 +73,13 @@ def test_hybrid_mamba_caches_generate_the_same_tokens(model_type, tmp_path):
         assert component.strategy == "dynamo" and not component.warnings, (name, component.warnings)
         assert exact_share(component) >= 0.9, name
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    if model_type == "nemotron_h":  # a prompt of 5 chunks (chunk_size 16): the chunked scan is not fixed to one
+        # (Falcon-H1's prefill is: README, "Hybrid caches", known limit)
+        ids = torch.randint(3, 256, (2, 70), generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            want = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                  max_new_tokens=4).numpy()
+        assert (result.generate(ids, max_new_tokens=4) == want).all()
 
 
 def test_a_scan_fixed_to_the_prompt_length_fails_with_one_line(tmp_path):
