@@ -303,6 +303,10 @@ def test_a_vision_language_model_generates_from_pixels(model_type, tmp_path):
     got = result.generate(other["input_ids"], other["attention_mask"], 8, pixel_values=other["pixel_values"])
     np.testing.assert_array_equal(got, want)
     assert not np.array_equal(got, report.attrs["onnx"][:, : got.shape[1]])
+    # the folder alone (manifest + files) generates the same, no PyTorch model
+    alone = GenerationRunner(result.output_dir).generate(other["input_ids"], other["attention_mask"], 8,
+                                                         images={"pixel_values": other["pixel_values"].numpy()})
+    np.testing.assert_array_equal(alone, want)
     assert not bit_identical(before, model_state(model))
     assert not bit_identical(given, inputs)
     with pytest.raises(hierx_nb.InputError, match="pixel_values"):
