@@ -56,8 +56,14 @@ def default_inputs(model, batch: int = 2, length: int = 8) -> dict[str, torch.Te
     first masked out, so the capture keeps the attention mask and every axis stays dynamic. The masked
     token is in the middle, not at the start as in left padding: a padding query at the start attends
     to no key at all, and what attention returns for such a row (garbage in PyTorch, something else in
-    ONNX Runtime) would show up as a difference in the checks although no token depends on it."""
+    ONNX Runtime) would show up as a difference in the checks although no token depends on it.
+
+    A model whose recurrent layers scan the prompt in chunks (Mamba-2's ``chunk_size``) gets a prompt of
+    at least two chunks: with one, torch.export specializes the number of chunks to 1 and the prefill
+    would only take prompts of up to one chunk (Falcon-H1), although its sequence axis is dynamic."""
     config = model.config
+    chunks = [v for k, v in config.to_dict().items() if k.endswith("chunk_size") and isinstance(v, int) and v > 0]
+    length = max([length, *(2 * c + 1 for c in chunks)])
     generator = torch.Generator().manual_seed(0)
     mels, positions = getattr(config, "num_mel_bins", None), getattr(config, "max_source_positions", None)
     if mels and positions:  # a speech encoder-decoder (Whisper): log-mel features, two frames per encoder position

@@ -73,13 +73,15 @@ def test_hybrid_mamba_caches_generate_the_same_tokens(model_type, tmp_path):
         assert component.strategy == "dynamo" and not component.warnings, (name, component.warnings)
         assert exact_share(component) >= 0.9, name
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    if model_type == "nemotron_h":  # a prompt of 5 chunks (chunk_size 16): the chunked scan is not fixed to one
-        # (Falcon-H1's prefill is: README, "Hybrid caches", known limit)
-        ids = torch.randint(3, 256, (2, 70), generator=torch.Generator().manual_seed(1))
+    # The example prompt spans two chunks of the scan (chunk_size 16: 33 tokens), so the number of chunks
+    # stays dynamic: prompts of one chunk and of five run too (with one, Falcon-H1's prefill was fixed to it).
+    assert result.inputs["input_ids"].shape[1] == 33
+    for length in (5, 70):
+        ids = torch.randint(3, 256, (2, length), generator=torch.Generator().manual_seed(length))
         with torch.no_grad():
             want = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                   max_new_tokens=4).numpy()
-        assert (result.generate(ids, max_new_tokens=4) == want).all()
+        assert (result.generate(ids, max_new_tokens=4) == want).all(), length
 
 
 def test_a_scan_fixed_to_the_prompt_length_fails_with_one_line(tmp_path):
