@@ -30,12 +30,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .caches import BATCH, CACHE_INPUT, CACHE_NAMING, CACHE_OUTPUT, SEQUENCE, Stage, export_patches, plan_stage, state_layers
-from .errors import CannotGenerate, ExportError, FixedLengthPrefill, InputError, MissingDependency, NoReference, NoSuchFile, NotAModule, UnknownChoice, describe
+from .caches import BATCH, CACHE_INPUT, CACHE_NAMING, CACHE_OUTPUT, SEQUENCE, TOTAL, Stage, export_patches, plan_stage, state_layers
+from .errors import (
+    CannotGenerate,
+    ExportError,
+    FixedLengthPrefill,
+    InputError,
+    MissingDependency,
+    NoReference,
+    NoSuchFile,
+    NotAModule,
+    UnknownChoice,
+    describe,
+    first_line,
+)
 from .exporter import export
 from .files import publish, staging
 from .hf_switches import EXPERTS, GROUPED, experts_kernel, stage_kernel
+from .reference import Reference
 from .result import ExportResult, load
+from .validation import compare_outputs, mismatch_line
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -307,6 +321,8 @@ def export_for_generation(model: torch.nn.Module, output_dir: str | PathLike, *,
                 _raise_fixed_length(model, name, stage, state_layers(module, captured), failed)
                 raise ExportError(f"stage {name!r} ({type(module).__name__}) could not be exported: {failed.message}",
                                   failed.attempts) from None
+            if export_kwargs.get("check", True):
+                _check_long_prompt(model, name, stage, components[name], state_layers(module, captured))
         manifest = _manifest(model, stages, components, kernels)
         with staging(out_dir) as tmp:  # staged beside the target and moved into place, like the .onnx files
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -339,6 +355,47 @@ def _raise_fixed_length(model, name: str, stage: Stage, layers: dict[str, str], 
             f"cannot take prompts of any length: its recurrent layers ({', '.join(kinds)}: {', '.join(layers)}) "
             f"keep a state instead of keys and values, and their scan over the prompt traces to exactly {size} "
             f"tokens (torch.export fixed {graph_name}'s axis {axis})", error.attempts)
+
+
+LONG_PROMPT = 257  # past the 64-token chunks of gated delta rules and most Mamba-2 chunk sizes
+
+
+def _check_long_prompt(model, name: str, stage: Stage, component: ExportResult, layers: dict[str, str]) -> None:
+    """``FixedLengthPrefill`` when a hybrid model's prompt-reading stage, right at the example's length
+    (and at twice it: the export's own check), is wrong or fails at ``LONG_PROMPT`` tokens (or the
+    config's ``max_position_embeddings`` when shorter).
+
+    A recurrent layer that scans the prompt chunk by chunk in a Python loop (Qwen3-Next's gated delta
+    rule: 64 tokens) traces to the example's number of chunks while the sequence axis stays dynamic:
+    the file loads and runs short prompts, and breaks past one chunk. Attention-only models and stages
+    that take no prompt (decode reads one token) are not run again."""
+    seq_inputs = {k: axis for k, axes in stage.dynamic_axes.items() for axis, dim in axes.items()
+                  if dim in (SEQUENCE, TOTAL) and k in stage.kwargs}
+    if not layers or not seq_inputs or any(v.shape[seq_inputs[k]] <= 1 for k, v in stage.kwargs.items()
+                                           if k in seq_inputs):
+        return
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None) or LONG_PROMPT
+    length = min(LONG_PROMPT, limit)
+    feeds = stage.feeds()
+    for graph_name, axis in seq_inputs.items():
+        key = next(k for k in feeds if k == graph_name.replace(".", "_") or k == graph_name)
+        tensor = feeds[key]
+        times = -(-length // tensor.shape[axis])
+        feeds[key] = torch.cat([tensor] * times, dim=axis).narrow(axis, 0, length)
+    try:
+        report = compare_outputs(component.onnx(), Reference(stage.module, (), feeds))
+        problem = None if report["ok"].all() else mismatch_line(report)
+    except Exception as e:  # the file does not run at that length
+        problem = f"ONNX Runtime: {first_line(str(e))}"
+    if problem is None:
+        return
+    example = next(iter(stage.kwargs[k].shape[a] for k, a in seq_inputs.items()))
+    kinds = sorted(set(layers.values()))
+    raise FixedLengthPrefill(
+        f"{getattr(model.config, 'model_type', type(model).__name__)} ({type(model).__name__}): stage {name!r} "
+        f"runs the example's prompt of {example} tokens but not one of {length}: its recurrent layers "
+        f"({', '.join(kinds)}) scan the prompt in a loop traced to the example's length ({problem})",
+        component.attempts)
 
 
 def _kernel_tries(model, stage: str, asked, multi_token_decode: bool):

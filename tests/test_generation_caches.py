@@ -99,6 +99,21 @@ def test_a_scan_fixed_to_the_prompt_length_fails_with_one_line(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_prefill_bounded_by_a_chunk_loop_fails_with_one_line(tmp_path):
+    """Qwen3-Next's gated delta rule loops over 64-token chunks in Python: its prefill traces to the
+    example's one chunk while the sequence axis stays dynamic, so the file runs the 8-token example
+    (and twice it) but not a longer prompt. The run at 257 tokens refuses it, naming the layer class."""
+    model = tiny("qwen3_next")
+    with pytest.raises(FixedLengthPrefill) as caught:
+        export_for_generation(model, tmp_path / "qwen3_next")
+    line = caught.value.one_line()
+    for part in ("qwen3_next (Qwen3NextForCausalLM)", "'prefill'", "Qwen3NextGatedDeltaNet",
+                 "prompt of 8 tokens but not one of 257", "ONNX Runtime"):
+        assert part in line, (part, line)
+    assert not (tmp_path / "qwen3_next" / "manifest.json").exists()
+
+
+@pytest.mark.slow
 def test_a_window_smaller_than_the_prompt_generates_the_same_tokens(tmp_path):
     """Mistral with every layer a sliding window of 4 tokens: the 8-token prompt already crosses it, and
     the 32 new tokens cross it again and again; the window is applied by the mask, the cache grows."""
