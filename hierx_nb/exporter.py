@@ -159,8 +159,9 @@ def export(model: torch.nn.Module, args=(), kwargs: dict | None = None, output: 
                 if eager.writes:  # what the forward writes the file may hold: not while it is written
                     eager.make_real()
             if out_path is None and check:
+                expected = pytorch_outputs()
                 say("checking the model against PyTorch in ONNX Runtime", 0.95)
-                result.warnings += check_file(result, OnnxModel(model=result.onnx_model), pytorch_outputs())
+                result.warnings += check_file(result, OnnxModel(model=result.onnx_model), expected)
         if out_path is not None:
             say(f"writing {out_path.name} and its sidecar", 0.93)
             extra = {i.name: {"class_path": i.class_path, "signature": i.signature} for i in tree.infos.values()}
