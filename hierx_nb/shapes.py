@@ -367,12 +367,12 @@ def _rename_dims(model: ir.Model, rename: dict[str, str]) -> None:
 
 
 def check_other_sizes(model: ir.Model, spec: DynamicSpec, torch_model: torch.nn.Module, args: tuple, kwargs: dict,
-                      strategy: str) -> list[str]:
+                      strategy: str) -> None:
     """Run the file at other sizes (every dynamic input dimension doubled, by repeating the inputs) against PyTorch.
 
     A file that cannot run there, or gives other shapes or numbers than PyTorch, has a dimension fixed
     inside its graph (a traced constant, an unrolled loop): the strategy fails. Nothing is checked
-    when PyTorch itself cannot run at those sizes. (Returns no warnings: kept for its callers.)
+    when PyTorch itself cannot run at those sizes.
     """
     leaves, tree = pytree.tree_flatten((args, kwargs))
     flat = iter(spec.inputs)
@@ -387,7 +387,7 @@ def check_other_sizes(model: ir.Model, spec: DynamicSpec, torch_model: torch.nn.
     try:
         ref.outputs()
     except Exception:
-        return []  # PyTorch cannot run there either (a fixed-size table, a divisibility rule): nothing to say
+        return  # PyTorch cannot run there either (a fixed-size table, a divisibility rule): nothing to say
     sizes = ", ".join(f"{n} {'x'.join(map(str, a.shape))}" for n, a in ref.named_inputs)
     try:
         report = compare_outputs(OnnxModel(model=model), ref)
@@ -402,4 +402,3 @@ def check_other_sizes(model: ir.Model, spec: DynamicSpec, torch_model: torch.nn.
     if not report["ok"].all():  # a traced loop or a size read as a number: the file is right at one size only
         raise StrategyFailed(f"{strategy} fixed a dynamic dimension inside the graph: at other sizes ({sizes}) "
                              f"{mismatch_line(report)}")
-    return []

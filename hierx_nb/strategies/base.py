@@ -183,6 +183,6 @@ def verify(ctx: ExportContext, output: StrategyOutput, strategy: str) -> list[st
     if ctx.dynamic is None:
         return warnings
     shapes.apply(output.model, ctx.dynamic, strategy)
-    if ctx.structure_only:
-        return warnings
-    return warnings + shapes.check_other_sizes(output.model, ctx.dynamic, ctx.model, ctx.args, ctx.kwargs, strategy)
+    if not ctx.structure_only:
+        shapes.check_other_sizes(output.model, ctx.dynamic, ctx.model, ctx.args, ctx.kwargs, strategy)
+    return warnings
