@@ -8,6 +8,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..attribution import all_nodes, from_record, walk
+from ..errors import first_line
 from ..hf_switches import translations
 from ..preserve import unwatched
 from ..quiet import quiet
@@ -151,7 +152,7 @@ def _reason(e: Exception) -> str:
     explanation = next((line for line in rest if line.startswith("Explanation:")), None)
     if explanation:
         reason = f"{reason} ({explanation})"
-    return reason if len(reason) <= 400 else reason[:399] + "…"
+    return first_line(reason, 400)
 
 
 class Dynamo(Strategy):
