@@ -228,7 +228,7 @@ def _fft_scale(op, spectrum, n, norm, inverse: bool):
 
 def aten_fft_rfft(op, self, n=None, dim: int = -1, norm=None):
     """``torch.fft.rfft`` of a real tensor: a one-sided ONNX DFT, the half spectrum as a pair."""
-    axis = dim if dim >= 0 else dim - 1  # in the signal's rank (one more: the pair axis)
+    axis = _pair_axis(dim)  # in the signal's rank (one more: the pair axis)
     signal = op.Unsqueeze(self, [-1])
     if n is None:
         length = op.Gather(op.Shape(self), op.Constant(value_int=dim))
