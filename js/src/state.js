@@ -24,9 +24,13 @@ export function createState(initial) {
       state = { ...state, ...patch };
       for (const f of subs) f(state, changed);
     },
-    /** Notifies `keys` as changed without changing them (a redraw: new data, new metrics). @param {string[]} keys */
-    touch(keys) {
-      for (const f of subs) f(state, new Set(keys));
+    /**
+     * Sets `patch` and notifies each of its keys as changed, equal or not: one redraw for new data
+     * or new metrics. @param {Partial<ExplorerState>} patch
+     */
+    redraw(patch) {
+      state = { ...state, ...patch };
+      for (const f of subs) f(state, new Set(Object.keys(patch)));
     },
     /** @param {(s: ExplorerState, changed: Set<string>) => void} f @returns {() => void} unsubscribe */
     on(f) { subs.add(f); return () => subs.delete(f); },

@@ -146,8 +146,7 @@ function render({ model, el }) {
         if (searchBox.active()) searchBox.run();
         const selIdx = data.tree.index.get(model.get("selected") || "") ?? 0;
         const metric = state.get().metric in metrics ? state.get().metric : "nodes";
-        state.set({ sel: selIdx, metric, opFilter: -1, node: -1 });
-        state.touch(["sel", "metric", "opFilter", "node"]); // every view draws once
+        state.redraw({ sel: selIdx, metric, opFilter: -1, node: -1 }); // every view draws once
       });
     } catch (e) {
       data = null;
@@ -166,10 +165,7 @@ function render({ model, el }) {
     renderMetricOptions();
     onHeader();
     const m = state.get().metric;
-    timed(() => {
-      state.set({ metric: m in metrics ? m : "nodes" });
-      state.touch(["metric"]); // redraw with the new figures
-    });
+    timed(() => state.redraw({ metric: m in metrics ? m : "nodes" })); // redraw with the new figures
   }
 
   function onHeader() {

@@ -114,9 +114,12 @@ test("state: subscribers get the keys that changed, and nothing for equal values
   s.on((_, changed) => seen.push([...changed].sort().join(",")));
   s.set({ sel: 3, metric: "nodes" });
   s.set({ sel: 3 });
-  s.touch(["metric"]);
+  s.redraw({ metric: "nodes" });
   assert.deepEqual(seen, ["sel", "metric"]);
   assert.equal(s.get().sel, 3);
+  s.redraw({ metric: "latency" });
+  assert.deepEqual(seen, ["sel", "metric", "metric"]);
+  assert.equal(s.get().metric, "latency");
 });
 
 test("tree rows: collapsed subtrees skipped, paths opened, keys", () => {
