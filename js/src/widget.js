@@ -57,8 +57,8 @@ function render({ model, el }) {
     const m = data.nodes.module[i] < 0 ? 0 : data.nodes.module[i];
     const { sel, opFilter } = state.get();
     if (own || !(m >= sel && m < sel + data.tree.size[sel])) select(m);
-    if (opFilter >= 0 && data.nodes.op[i] !== opFilter) state.set({ opFilter: -1 });
-    state.set({ node: i });
+    // One change, so the views draw once: the op filter cleared when it hides the node.
+    state.set(opFilter >= 0 && data.nodes.op[i] !== opFilter ? { opFilter: -1, node: i } : { node: i });
   }
 
   function drawCharts() {
