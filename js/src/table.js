@@ -36,7 +36,7 @@ export function createTable({ data, rootName, onSelectModule }) {
     h("th", { class: "hx-num", text: "confidence" }), h("th", { text: "source" }),
     ...(times ? [h("th", { class: "hx-num hx-ms", text: "ms", title: "median kernel ms per run this node carries (– : none of its own: fused into another node's kernel)" })] : []));
   renderHead();
-  const table = h("table", { class: "hx-table" + (times ? " hx-with-ms" : "") }, h("thead", null, head), tbody);
+  const table = h("table", { class: "hx-table" }, h("thead", null, head), tbody); // hx-with-ms: setTimes
   const el = h("div", { class: "hx-nodes", "data-testid": "hierx-node-table" },
     h("div", { class: "hx-toolbar" }, h("strong", { text: "Nodes" }), chip, h("span", { class: "hx-spacer" }),
       sortSel, prev, info, next),
