@@ -1,4 +1,4 @@
-// A bar chart's geometry, without the DOM (js/test/charts.test.js): sizes, ticks, bars and their
+// A bar chart's geometry, without the DOM (js/test/views.test.js): sizes, ticks, bars and their
 // stacked rectangles, tooltips and labels, for charts.js to draw as SVG.
 import { ticks } from "d3-array";
 

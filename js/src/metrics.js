@@ -1,6 +1,6 @@
 // What each metric (nodes, latency, divergence, compare) shows, as plain data and functions: the tree's
 // numeric columns (three; compare four), the graph's colours, the two charts' specs and the metric selector's
-// options. No DOM here, so node --test checks it (js/test/metrics.test.js).
+// options. No DOM here, so node --test checks it (js/test/views.test.js).
 import { fmtInt, fmtParams, fmtMs, fmtDiff, lastComponent, HIST_BINS } from "./data.js";
 
 /** dB with one decimal; ∞ for equal outputs, – for not measured. @param {number} v */

@@ -1,5 +1,5 @@
 // The filter box: modules by name or class, nodes by name or op type. Pure functions of the
-// decoded payload (js/test/search.test.js).
+// decoded payload (js/test/views.test.js).
 
 /**
  * Modules whose name or class contains `q` (case-insensitive), with their ancestors shown.

@@ -1,6 +1,6 @@
 // The explorer's state: the selected module (mirrors the synced `selected` trait), the metric,
 // the op-type filter and the marked node. Views subscribe and get the keys that changed; set()
-// with equal values notifies nobody. Pure (js/test/state.test.js).
+// with equal values notifies nobody. Pure (js/test/views.test.js).
 
 /**
  * @typedef {object} ExplorerState

@@ -1,4 +1,4 @@
-// The module tree's state, without the DOM (js/test/tree.test.js): which rows are visible for the
+// The module tree's state, without the DOM (js/test/views.test.js): which rows are visible for the
 // expanded set or a filter, opening a path, and what a key press does.
 
 /** Root and depth-1 modules open. @param {import("./data.js").Data["tree"]} tree */
