@@ -71,7 +71,11 @@ def common_ancestor(names: Iterable[str]) -> str:
     common: list[str] | None = None
     for n in names:
         mine = ancestors(n)
-        common = mine if common is None else [a for a in common if a in set(mine)]
+        if common is None:
+            common = mine
+        else:
+            held = set(mine)  # once per name, not once per candidate
+            common = [a for a in common if a in held]
     return common[0] if common else ""
 
 
