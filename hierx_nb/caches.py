@@ -243,8 +243,7 @@ def plan_stage(name: str, module: torch.nn.Module, captured: dict, dynamic: bool
             if not any(_reads(run, outs, inputs, dict(feeds, **{_identifier(n): v})) for v in (value + 1.0, larger)):
                 unused[n] = tensors.pop(n)
     # Outputs that are inputs passed through (a carried cache, the encoder's output) are not graph outputs.
-    passed = {id(v) for v in feeds.values()}
-    kept.extend(i for i, (_, v, _) in enumerate(outs) if id(v) not in passed)
+    kept.extend(i for i, (_, v, _) in enumerate(outs) if id(v) not in inputs)
     outs = [outs[i] for i in kept]
     forward.__signature__ = inspect.Signature(
         [inspect.Parameter(_identifier(k), inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in tensors])
