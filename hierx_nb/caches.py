@@ -398,17 +398,19 @@ def flat_call(model: torch.nn.Module, args: tuple, kwargs: dict, dynamic_shapes,
                            f"{' and '.join(given)} cannot apply",
                            hint="give dynamic_axes by those names (e.g. {'past_key_values.0.key': {2: 'past_sequence'}}),"
                                 " or use hierx_nb.export_for_generation(model, output_dir) for prefill and decode files")
+    signature = inspect.signature(model.forward)
+    parameters = signature.parameters
     try:
-        bound = inspect.signature(model.forward).bind(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
     except TypeError as e:
         raise InputError(f"inputs do not fit {type(model).__name__}.forward: {e}") from None
     captured = {}
     for name, value in bound.arguments.items():
-        kind = inspect.signature(model.forward).parameters[name].kind
+        kind = parameters[name].kind
         if kind == inspect.Parameter.VAR_KEYWORD:
             captured.update(value)
         elif kind != inspect.Parameter.VAR_POSITIONAL:
             captured[name] = value
-    if "use_cache" in inspect.signature(model.forward).parameters and "use_cache" not in captured:
+    if "use_cache" in parameters and "use_cache" not in captured:
         captured["use_cache"] = True
     return plan_stage(type(model).__name__, model, captured, dynamic=False)
