@@ -88,7 +88,7 @@ def _experts_shape(model: torch.nn.Module) -> tuple[int, int, int] | None:
     """``(experts, top-k, weight elements of one expert)`` of the first experts layer; None without one."""
     for module in model.modules():
         config = getattr(module, "config", None)
-        if config is None or not (hasattr(module, "has_gate") and hasattr(module, "is_transposed")):
+        if config is None or not _is_experts(module):
             continue
         experts = int(getattr(module, "num_experts", 0) or 0)
         top_k = getattr(config, "num_experts_per_tok", None) or getattr(config, "top_k", None) or 1
@@ -134,6 +134,11 @@ def exportable(model: torch.nn.Module):
             setattr(config, field, old)
 
 
+def _is_experts(module: torch.nn.Module) -> bool:
+    # Experts classes decorated with transformers' @use_experts_implementation carry these flags.
+    return hasattr(module, "has_gate") and hasattr(module, "is_transposed")
+
+
 def _hf_configs(model: torch.nn.Module) -> tuple[dict, dict]:
     """``({id: config of experts layers}, {id: (config, its PreTrainedModel)})``."""
     transformers = sys.modules.get("transformers")
@@ -144,8 +149,7 @@ def _hf_configs(model: torch.nn.Module) -> tuple[dict, dict]:
         config = getattr(module, "config", None)
         if not isinstance(config, transformers.PretrainedConfig):
             continue
-        # Experts classes decorated with transformers' @use_experts_implementation carry these flags.
-        if hasattr(module, "has_gate") and hasattr(module, "is_transposed"):
+        if _is_experts(module):
             experts[id(config)] = config
         if isinstance(module, transformers.PreTrainedModel):
             attention[id(config)] = (config, module)
