@@ -377,8 +377,9 @@ def _check_long_prompt(model, name: str, stage: Stage, component: ExportResult, 
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None) or LONG_PROMPT
     length = min(LONG_PROMPT, limit)
     feeds = stage.feeds()
+    param = dict(zip(stage.kwargs, feeds))  # graph input name -> forward parameter (same order)
     for graph_name, axis in seq_inputs.items():
-        key = next(k for k in feeds if k == graph_name.replace(".", "_") or k == graph_name)
+        key = param[graph_name]
         tensor = feeds[key]
         times = -(-length // tensor.shape[axis])
         feeds[key] = torch.cat([tensor] * times, dim=axis).narrow(axis, 0, length)
